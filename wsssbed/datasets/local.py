@@ -1,0 +1,192 @@
+"""A dataset on disk: layout resolution, split lists, ground-truth reading, image labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from wsssbed.datasets.spec import DatasetSpec, GroundTruthSource
+from wsssbed.errors import InputError
+from wsssbed.imageio import read_png_array
+
+UNKNOWN = -1
+
+
+def label_lookup(spec: DatasetSpec, source: GroundTruthSource) -> np.ndarray:
+    """256-entry table from stored mask values to class ids (255 = void, -1 = unknown)."""
+    table = np.full(256, UNKNOWN, dtype=np.int16)
+    table[spec.ignore_index] = spec.ignore_index
+    k = spec.num_classes
+    if source.mapping == "identity":
+        table[:k] = np.arange(k)
+    elif source.mapping == "reduce-zero-label":
+        table[0] = spec.ignore_index
+        table[1 : k + 1] = np.arange(k)
+    else:
+        table[list(source.raw_ids)] = np.arange(k)
+    return table
+
+
+def map_labels(raw: np.ndarray, table: np.ndarray, path: Path) -> np.ndarray:
+    """Apply a lookup table; any stored value the dataset does not know is an error."""
+    mapped = table[raw]
+    if (mapped == UNKNOWN).any():
+        bad = np.unique(raw[mapped == UNKNOWN])[:10].tolist()
+        raise InputError(f"mask holds label values the dataset does not define: {bad}", path)
+    return mapped.astype(np.uint8)
+
+
+def read_id_list(path: Path) -> list[str]:
+    """Image ids from a split file: first token of each non-empty line, order kept."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InputError("split list is not UTF-8 text", path) from exc
+    ids = [line.split()[0] for line in lines if line.strip()]
+    seen: set[str] = set()
+    for image_id in ids:
+        if image_id in seen:
+            raise InputError(f"image id {image_id!r} is listed twice", path)
+        seen.add(image_id)
+    return ids
+
+
+def read_label_list(path: Path, spec: DatasetSpec) -> dict[str, tuple[int, ...]]:
+    """Image-level labels from `image_id c1 c2 ...` lines (0-based foreground indices).
+
+    Returns dataset class ids (with background, `c + 1`).
+    """
+    labels: dict[str, tuple[int, ...]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        try:
+            keys = np.array([int(t) for t in tokens[1:]], dtype=np.int64)
+        except ValueError as exc:
+            raise InputError(f"line {number}: class indices must be integers", path) from exc
+        ids = spec.foreground_class_ids(keys)
+        if ids.size and (ids.min() < spec.first_foreground or ids.max() >= spec.num_classes):
+            raise InputError(f"line {number}: class index outside the dataset", path)
+        labels[tokens[0]] = tuple(sorted(set(ids.tolist())))
+    return labels
+
+
+@dataclass
+class LocalDataset:
+    """One split of a dataset below a data root.
+
+    Attributes:
+        spec: the dataset spec.
+        data_root: folder the user gave; the spec's `roots` are tried below it.
+        split: split name (any id list in the split folder, or a mask folder).
+    """
+
+    spec: DatasetSpec
+    data_root: Path
+    split: str
+
+    def _fill(self, template: str) -> str:
+        return template.replace("{split}", self.split)
+
+    @cached_property
+    def root(self) -> Path:
+        """The folder below `data_root` that holds this dataset's layout."""
+        if not self.data_root.is_dir():
+            raise InputError("data root is not a folder", self.data_root)
+        for relative in self.spec.roots:
+            candidate = self.data_root / relative
+            if any((candidate / self._fill(s.folder)).is_dir() for s in self.spec.ground_truth):
+                return candidate
+        tried = ", ".join(
+            str(Path(r) / self._fill(s.folder)) for r in self.spec.roots
+            for s in self.spec.ground_truth
+        )
+        raise InputError(f"no {self.spec.title} ground-truth folder found (tried {tried})",
+                         self.data_root)
+
+    @cached_property
+    def split_file(self) -> Path | None:
+        """The id list of the split, or None when the split is a mask folder."""
+        for template in self.spec.split_files:
+            candidate = self.root / self._fill(template)
+            if candidate.is_file():
+                return candidate
+        return None
+
+    @cached_property
+    def gt_source(self) -> GroundTruthSource:
+        """The first ground-truth storage that holds the split's first image."""
+        ids = self.ids
+        for source in self.spec.ground_truth:
+            folder = self.root / self._fill(source.folder)
+            if ids and (folder / f"{ids[0]}{source.suffix}").is_file():
+                return source
+        first = self.root / self._fill(self.spec.ground_truth[0].folder)
+        raise InputError(f"ground truth of image {ids[0] if ids else '?'} not found", first)
+
+    @cached_property
+    def ids(self) -> list[str]:
+        """Image ids of the split, in the split file's order (sorted for mask folders)."""
+        if self.split_file is not None:
+            ids = read_id_list(self.split_file)
+        else:
+            ids = self._ids_from_mask_folder()
+        if not ids:
+            raise InputError(f"split {self.split!r} lists no images", self.split_file or self.root)
+        return ids
+
+    def _ids_from_mask_folder(self) -> list[str]:
+        for source in self.spec.ground_truth:
+            folder = self.root / self._fill(source.folder)
+            if folder.is_dir() and "{split}" in source.folder:
+                names = sorted(p.name for p in folder.iterdir() if p.name.endswith(source.suffix))
+                return [n[: -len(source.suffix)] for n in names]
+        tried = ", ".join(self._fill(t) for t in self.spec.split_files)
+        raise InputError(f"split {self.split!r} not found (tried {tried})", self.root)
+
+    @cached_property
+    def _lookup(self) -> np.ndarray:
+        return label_lookup(self.spec, self.gt_source)
+
+    def gt_path(self, image_id: str) -> Path:
+        """Path of an image's mask."""
+        source = self.gt_source
+        return self.root / self._fill(source.folder) / f"{image_id}{source.suffix}"
+
+    def read_gt(self, image_id: str) -> np.ndarray:
+        """HxW uint8 class ids, 255 = void, mapped by the dataset's label mapping."""
+        path = self.gt_path(image_id)
+        return map_labels(read_png_array(path), self._lookup, path)
+
+    @cached_property
+    def image_folder(self) -> Path | None:
+        """Folder of the RGB images, or None when the copy has none (they are optional)."""
+        for template in self.spec.images:
+            candidate = self.root / self._fill(template)
+            if candidate.is_dir():
+                return candidate
+        return None
+
+    def image_path(self, image_id: str) -> Path | None:
+        """Path of an image's RGB picture, when the copy has images."""
+        folder = self.image_folder
+        return None if folder is None else folder / f"{image_id}{self.spec.image_suffix}"
+
+    @cached_property
+    def label_list_file(self) -> Path | None:
+        """The split's image-level label list (`image_id c1 c2 ...`), when present."""
+        for template in self.spec.label_lists:
+            candidate = self.root / self._fill(template)
+            if candidate.is_file():
+                return candidate
+        return None
+
+
+def labels_from_mask(gt: np.ndarray, spec: DatasetSpec) -> tuple[int, ...]:
+    """Image-level labels present in a mask: foreground class ids, void excluded."""
+    present = np.flatnonzero(np.bincount(gt.ravel(), minlength=256)[: spec.num_classes])
+    return tuple(int(c) for c in present if c >= spec.first_foreground)

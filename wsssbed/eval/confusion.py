@@ -1,0 +1,95 @@
+"""From pair histograms to per-class counts at every grid point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from wsssbed.eval.histogram import PairCounts
+from wsssbed.eval.rules import Rule
+
+
+@dataclass
+class ClassCounts:
+    """Per-class pixel counts at every grid point (user order, flattened row-major).
+
+    Attributes:
+        tp: (G, K) pixels of class k predicted k.
+        pred: (G, K) pixels predicted k on labelled ground truth.
+        gt: (K,) labelled ground-truth pixels of class k.
+        unlabelled: (G, K) pixels of class k the prediction leaves unlabelled (255).
+    """
+
+    tp: np.ndarray
+    pred: np.ndarray
+    gt: np.ndarray
+    unlabelled: np.ndarray
+
+    @property
+    def fp(self) -> np.ndarray:
+        """(G, K) pixels predicted k whose ground truth is another class."""
+        return self.pred - self.tp
+
+    @property
+    def fn(self) -> np.ndarray:
+        """(G, K) pixels of class k predicted otherwise or left unlabelled."""
+        return self.gt[None, :] - self.tp
+
+
+def class_counts(counts: PairCounts, rule: Rule, num_classes: int,
+                 has_background: bool) -> ClassCounts:
+    """Turn a run's pair histogram into per-class counts at every grid point.
+
+    A pixel of pair (g, c) is predicted c where foreground, unlabelled where ignored,
+    and background (class 0, or unlabelled for datasets without background) otherwise.
+    """
+    k = num_classes
+    none = k  # column of "unlabelled"
+    gt_ids = counts.codes // (k + 1)
+    best_ids = counts.codes % (k + 1)
+    foreground, ignored = rule.outcomes(counts.hist)
+    points = int(np.prod(rule.shape))
+    foreground = foreground.reshape(-1, points).T  # (G, P)
+    ignored = ignored.reshape(-1, points).T
+    totals = counts.hist.reshape(counts.hist.shape[0], -1).sum(1)  # (P,)
+    background = totals[None, :] - foreground - ignored
+    background_column = 0 if has_background else none
+
+    pred = torch.zeros((points, k + 1), dtype=torch.int64)
+    pred.index_add_(1, best_ids, foreground)
+    pred[:, background_column] += background.sum(1)
+    pred[:, none] += ignored.sum(1)
+
+    unlabelled = torch.zeros((points, k + 1), dtype=torch.int64)
+    unlabelled.index_add_(1, gt_ids, ignored + foreground * (best_ids == none))
+    if not has_background:
+        unlabelled.index_add_(1, gt_ids, background)
+
+    pred_on_gt = foreground * (best_ids == gt_ids)
+    if has_background:
+        pred_on_gt = pred_on_gt + background * (gt_ids == 0)
+    tp = torch.zeros((points, k + 1), dtype=torch.int64)
+    tp.index_add_(1, gt_ids, pred_on_gt)
+
+    gt = torch.zeros(k + 1, dtype=torch.int64)
+    gt.index_add_(0, gt_ids, totals)
+    order = _user_order(rule)
+    return ClassCounts(tp[order, :k].numpy(), pred[order, :k].numpy(), gt[:k].numpy(),
+                       unlabelled[order, :k].numpy())
+
+
+def _user_order(rule: Rule) -> np.ndarray:
+    """Row i of the result = internal flat index of the user's i-th grid point."""
+    inverse = [np.argsort(rule.order(a)) for a in range(len(rule.axes))]
+    grids = np.meshgrid(*inverse, indexing="ij")
+    return np.ravel_multi_index(tuple(g.ravel() for g in grids), rule.shape)
+
+
+def grid_points(rule: Rule) -> list[dict[str, float]]:
+    """The user's grid points in result order: one dict of axis name -> value each."""
+    grids = np.meshgrid(*[np.asarray(a.values, dtype=np.float64) for a in rule.axes],
+                        indexing="ij")
+    names = [a.name for a in rule.axes]
+    return [dict(zip(names, values)) for values in zip(*(g.ravel().tolist() for g in grids))]

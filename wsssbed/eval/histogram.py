@@ -1,0 +1,84 @@
+"""Additive integer histograms over (ground-truth class, best class, grid buckets).
+
+Only the (gt, best) pairs that occur get a row, so memory grows with the pairs seen, not
+with K^2; the state merges by summation (per image, per worker, per machine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from wsssbed.eval.rules import PixelStates
+
+
+@dataclass
+class PairCounts:
+    """Counts of one image or of a whole run.
+
+    Attributes:
+        codes: (P,) int64 pair codes `gt * (K + 1) + best` (best = K means "no class").
+        hist: (P, *bucket_shape) int64 pixel counts per bucket.
+    """
+
+    codes: torch.Tensor
+    hist: torch.Tensor
+
+
+def count_pairs(gt: torch.Tensor, states: PixelStates, bucket_shape: tuple[int, ...],
+                num_classes: int, ignore_index: int = 255) -> PairCounts:
+    """Histogram one image's labelled pixels by (gt, best class, buckets).
+
+    Args:
+        gt: (H, W) uint8 ground truth.
+        states: the rule's per-pixel best class and buckets.
+        bucket_shape: buckets per axis.
+        num_classes: K.
+    """
+    valid = gt != ignore_index
+    gt_ids = gt[valid].long()
+    codes = gt_ids * (num_classes + 1) + states.best_id[valid]
+    flat = torch.zeros_like(codes)
+    for bucket, size in zip(states.buckets, bucket_shape):
+        flat = flat * size + bucket[valid]
+    present = torch.bincount(codes, minlength=num_classes * (num_classes + 1)).nonzero().squeeze(1)
+    slot = torch.full((num_classes * (num_classes + 1),), -1, dtype=torch.int64, device=gt.device)
+    slot[present] = torch.arange(present.numel(), device=gt.device)
+    cells = 1
+    for size in bucket_shape:
+        cells *= size
+    hist = torch.bincount(slot[codes] * cells + flat, minlength=present.numel() * cells)
+    return PairCounts(present, hist.view(present.numel(), *bucket_shape))
+
+
+class PairHistogram:
+    """Running sum of `PairCounts` (the sweep's additive state)."""
+
+    def __init__(self, bucket_shape: tuple[int, ...]) -> None:
+        self.bucket_shape = bucket_shape
+        self._rows: dict[int, int] = {}
+        self._hist = torch.zeros((0, *bucket_shape), dtype=torch.int64)
+
+    def add(self, counts: PairCounts) -> None:
+        """Add one image's (or one shard's) counts; kept on the CPU."""
+        codes = counts.codes.cpu().tolist()
+        new = [c for c in codes if c not in self._rows]
+        if new:
+            for code in new:
+                self._rows[code] = len(self._rows)
+            grown = torch.zeros((len(self._rows), *self.bucket_shape), dtype=torch.int64)
+            grown[: self._hist.shape[0]] = self._hist
+            self._hist = grown
+        index = torch.tensor([self._rows[c] for c in codes], dtype=torch.int64)
+        self._hist.index_add_(0, index, counts.hist.cpu())
+
+    def merge(self, other: PairHistogram) -> None:
+        """Add another histogram's totals."""
+        self.add(other.result())
+
+    def result(self) -> PairCounts:
+        """Totals, rows sorted by pair code (so equal inputs give equal tensors)."""
+        codes = torch.tensor(list(self._rows), dtype=torch.int64)
+        order = torch.argsort(codes)
+        return PairCounts(codes[order], self._hist[order])

@@ -1,0 +1,68 @@
+"""Segmentation metrics from per-class counts, under every named convention.
+
+Conventions (DESIGN.md):
+- `miou` (nanmean): mean IoU over classes with a non-zero union (IRN/chainercv, mmseg,
+  torchmetrics >= 1.0).
+- `miou_zero`: a class with zero union counts as IoU 0 (SEAM, PuzzleCAM).
+- `miou_gt_present`: mean over classes present in the ground truth (CLIP-ES, ToCo).
+- `miou_labeled`: only pixels the prediction labels (unlabelled pixels are not misses).
+- `ignore_ratio`: share of labelled ground-truth pixels the prediction leaves unlabelled.
+- `fp_ratio`, `fn_ratio`: mean over classes of FP / union and FN / union (PuzzleCAM, DHR).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from wsssbed.eval.confusion import ClassCounts
+
+SUMMARY_METRICS = (
+    "miou", "miou_zero", "miou_gt_present", "miou_labeled", "ignore_ratio", "pixel_accuracy",
+    "mean_precision", "mean_recall", "fp_ratio", "fn_ratio",
+)
+
+
+def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Elementwise ratio as float64, NaN where the denominator is 0."""
+    numerator = numerator.astype(np.float64)
+    denominator = denominator.astype(np.float64)
+    out = np.full(np.broadcast(numerator, denominator).shape, np.nan)
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
+
+
+def _nanmean(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=axis)
+
+
+def per_class_iou(counts: ClassCounts) -> np.ndarray:
+    """(G, K) IoU, NaN where a class has zero union."""
+    union = counts.gt[None, :] + counts.pred - counts.tp
+    return _divide(counts.tp, union)
+
+
+def summary_metrics(counts: ClassCounts) -> dict[str, np.ndarray]:
+    """Every summary metric at every grid point: name -> (G,) float64 in [0, 1]."""
+    tp, fp, fn = counts.tp, counts.fp, counts.fn
+    gt = np.broadcast_to(counts.gt[None, :], tp.shape)
+    union = tp + fp + fn
+    iou = _divide(tp, union)
+    labelled_union = union - counts.unlabelled
+    gt_present = gt > 0
+    total_gt = gt.sum(1)
+    return {
+        "miou": _nanmean(iou),
+        "miou_zero": np.nan_to_num(iou, nan=0.0).mean(1),
+        "miou_gt_present": _nanmean(np.where(gt_present, np.nan_to_num(iou, nan=0.0), np.nan)),
+        "miou_labeled": _nanmean(_divide(tp, labelled_union)),
+        "ignore_ratio": _divide(counts.unlabelled.sum(1), total_gt),
+        "pixel_accuracy": _divide(tp.sum(1), total_gt),
+        "mean_precision": _nanmean(_divide(tp, tp + fp)),
+        "mean_recall": _nanmean(_divide(tp, gt)),
+        "fp_ratio": _nanmean(_divide(fp, union)),
+        "fn_ratio": _nanmean(_divide(fn, union)),
+    }

@@ -1,0 +1,79 @@
+"""Safe reading and atomic writing of 8-bit PNG images (masks, saliency, per-class maps)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from wsssbed.errors import InputError
+
+#: Largest image wsssbed decodes (pixels); larger files are refused before decoding.
+MAX_PIXELS = 64_000_000
+
+
+def read_png_array(path: Path, *, gray: bool = False) -> np.ndarray:
+    """Decode an 8-bit image file into a HxW uint8 array (palette indices kept as is).
+
+    Args:
+        path: the file.
+        gray: convert RGB/RGBA to luminance ("L") as WSSS-BED does for saliency maps;
+            otherwise only single-channel images ("L", "P", "I;16" in range) are accepted.
+
+    Raises:
+        InputError: missing, corrupt, too large, or not a single-channel 8-bit image.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            with image:
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise InputError(
+                        f"image is {width}x{height}, above the {MAX_PIXELS:,}-pixel budget", path
+                    )
+                if image.mode in ("L", "P"):
+                    array = np.asarray(image)
+                elif gray and image.mode in ("RGB", "RGBA", "LA"):
+                    array = np.asarray(image.convert("L"))
+                else:
+                    raise InputError(
+                        f"expected a single-channel 8-bit image, found mode {image.mode!r}", path
+                    )
+    except FileNotFoundError as exc:
+        raise InputError("file not found", path) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"cannot decode image: {exc}", path) from exc
+    return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+def write_png_atomic(path: Path, array: np.ndarray, palette: list[int] | None = None) -> None:
+    """Write a HxW uint8 array as PNG (palette mode when `palette` is given), atomically.
+
+    The file appears complete under its name or not at all: it is written beside the
+    target and renamed.
+    """
+    image = Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8), mode="L")
+    if palette is not None:
+        image = image.convert("P")
+        image.putpalette(palette)
+    write_atomic(path, lambda f: image.save(f, format="PNG"))
+
+
+def write_atomic(path: Path, write) -> None:
+    """Call `write(file_object)` on a temporary file beside `path`, then rename it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,88 @@
+"""The results store: three Parquet tables in one folder, appended atomically.
+
+Schema version 1 (documented in docs/results.md):
+
+- `runs.parquet`: one row per run (provenance); written last, so it is the commit record.
+- `sweeps.parquet`: one row per (run, grid point) with every summary metric.
+- `per_class.parquet`: one row per (run, grid point, class) with the integer counts.
+
+Appends hold an exclusive lock on `RESULTS/.lock`, write each table to a temporary file
+beside it and rename it into place, so concurrent runs never corrupt a table and an
+interrupted run leaves the store as it was (rows of a run absent from `runs` are ignored
+by readers).
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wsssbed.errors import InputError
+from wsssbed.imageio import write_atomic
+
+SCHEMA_VERSION = 1
+TABLES = ("per_class", "sweeps", "runs")
+
+
+@contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Exclusive lock on the store for the duration of the block."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read(path: Path) -> pa.Table | None:
+    if not path.exists():
+        return None
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"results table is unreadable: {exc}", path) from exc
+
+
+def append_run(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
+    """Append one run's rows to every table (runs last), atomically and under the lock."""
+    if set(tables) != set(TABLES):
+        raise ValueError(f"expected tables {TABLES}, got {sorted(tables)}")
+    with locked(folder):
+        staged: list[tuple[Path, pa.Table]] = []
+        for name in TABLES:
+            path = folder / f"{name}.parquet"
+            new = pa.Table.from_pandas(tables[name], preserve_index=False)
+            old = _read(path)
+            if old is not None:
+                try:
+                    new = pa.concat_tables([old, new.cast(old.schema)])
+                except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+                    new = pa.concat_tables([old, new], promote_options="permissive")
+            metadata = {b"wsssbed_schema_version": str(SCHEMA_VERSION).encode()}
+            staged.append((path, new.replace_schema_metadata(metadata)))
+        for path, table in staged:
+            write_atomic(path, lambda stream, t=table: pq.write_table(t, stream))
+
+
+def read_table(folder: Path, name: str) -> pd.DataFrame:
+    """A table's committed rows (those whose run is in `runs.parquet`)."""
+    if name not in TABLES:
+        raise InputError(f"unknown results table {name!r}; tables: {TABLES}")
+    runs = _read(folder / "runs.parquet")
+    if runs is None:
+        raise InputError("no results here (runs.parquet is missing)", folder)
+    if name == "runs":
+        return runs.to_pandas()
+    table = _read(folder / f"{name}.parquet")
+    if table is None:
+        raise InputError(f"{name}.parquet is missing", folder)
+    frame = table.to_pandas()
+    return frame[frame.run_id.isin(set(runs.column("run_id").to_pylist()))]
