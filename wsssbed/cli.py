@@ -26,10 +26,14 @@ from wsssbed.grids import parse_grid
 from wsssbed.pipeline import STAGES, RunSummary, run_and_store
 from wsssbed.sample import METHOD, SALIENCY, ensure_sample
 
-app = typer.Typer(help="wsssbed: a reproducible testbed for weakly-supervised semantic "
-                  "segmentation.", no_args_is_help=True, add_completion=False)
-datasets_app = typer.Typer(help="List the datasets, check a local copy, convert COCO.",
-                           invoke_without_command=True)
+app = typer.Typer(
+    help="wsssbed: a reproducible testbed for weakly-supervised semantic segmentation.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+datasets_app = typer.Typer(
+    help="List the datasets, check a local copy, convert COCO.", invoke_without_command=True
+)
 app.add_typer(datasets_app, name="datasets")
 out = Console()
 err = Console(stderr=True)
@@ -51,8 +55,12 @@ def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, in
     if not enabled:
         yield lambda done, total: None
         return
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task(label, total=None)
 
@@ -69,8 +77,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                      help="Show the version and exit.")) -> None:
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
     """wsssbed: pinned maps, exact single-pass threshold sweeps, Parquet results."""
 
 
@@ -78,16 +89,25 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
 
 
 @datasets_app.callback()
-def datasets_list(ctx: typer.Context,
-                  as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def datasets_list(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
     """List the built-in datasets with their class counts and split sizes."""
     if ctx.invoked_subcommand is not None:
         return
     specs = builtin_datasets()
     if as_json:
-        rows = [{"name": s.name, "title": s.title, "num_classes": s.num_classes,
-                 "has_background": s.has_background, "ignore_index": s.ignore_index,
-                 "splits": s.splits} for s in specs]
+        rows = [
+            {
+                "name": s.name,
+                "title": s.title,
+                "num_classes": s.num_classes,
+                "has_background": s.has_background,
+                "ignore_index": s.ignore_index,
+                "splits": s.splits,
+            }
+            for s in specs
+        ]
         print(json.dumps(rows, indent=2))
         return
     table = Table(title="Built-in datasets")
@@ -95,8 +115,9 @@ def datasets_list(ctx: typer.Context,
         table.add_column(column)
     for s in specs:
         splits = ", ".join(f"{k} {v:,}" for k, v in s.splits.items())
-        table.add_row(s.name, s.title, str(s.num_classes), "yes" if s.has_background else "no",
-                      splits)
+        table.add_row(
+            s.name, s.title, str(s.num_classes), "yes" if s.has_background else "no", splits
+        )
     out.print(table)
 
 
@@ -116,8 +137,11 @@ def datasets_check(
     size_note = ""
     if report.expected is not None and report.expected != report.total:
         size_note = f" [yellow](the published split has {report.expected:,})[/]"
-    out.print(f"{spec.title} {report.split}: {report.total:,} images listed{size_note}, "
-              f"{report.valid_masks:,} valid masks, {report.images_checked:,} images checked")
+    out.print(
+        f"{spec.title} {report.split}: {report.total:,} images listed{size_note}, "
+        f"{report.valid_masks:,} valid masks, {report.images_checked:,} images checked",
+        soft_wrap=True,
+    )
     if report.ok:
         out.print("[green]ok[/]")
         return
@@ -146,8 +170,9 @@ def datasets_convert_coco(
 
 
 @app.command()
-def sample(path: Path = typer.Option(None, help="Where to render it (default: the cache).")
-           ) -> None:
+def sample(
+    path: Path = typer.Option(None, help="Where to render it (default: the cache)."),
+) -> None:
     """Render the embedded sample dataset (once) and print where it is."""
     with reported_errors():
         root = ensure_sample(path)
@@ -169,9 +194,21 @@ def _print_best(summary: RunSummary, title: str) -> None:
     for axis in ("sal_threshold", "threshold", "alpha"):
         if axis in best and best[axis] is not None and str(best[axis]) != "<NA>":
             table.add_row(axis, f"{float(best[axis]):g}")
-    for name in ("miou", "miou_zero", "miou_gt_present", "miou_labeled", "ignore_ratio",
-                 "pixel_accuracy", "mean_precision", "mean_recall", "fp_ratio", "fn_ratio",
-                 "bf_f", "bf_p", "bf_r"):
+    for name in (
+        "miou",
+        "miou_zero",
+        "miou_gt_present",
+        "miou_labeled",
+        "ignore_ratio",
+        "pixel_accuracy",
+        "mean_precision",
+        "mean_recall",
+        "fp_ratio",
+        "fn_ratio",
+        "bf_f",
+        "bf_p",
+        "bf_r",
+    ):
         value = best[name]
         if value is None or str(value) in ("<NA>", "nan"):
             continue
@@ -192,46 +229,57 @@ def _finish(summary: RunSummary, results: Path, as_json: bool, title: str) -> No
         return
     _print_best(summary, title)
     run = summary.run.iloc[0]
-    out.print(f"{int(run.n_images):,} images, {len(summary.sweeps)} grid points, "
-              f"{run.wall_time_s:.2f} s on {run.device}; run {summary.run_id} appended to "
-              f"{results}")
+    out.print(
+        f"{int(run.n_images):,} images, {len(summary.sweeps)} grid points, "
+        f"{run.wall_time_s:.2f} s on {run.device}; run {summary.run_id} appended to "
+        f"{results}",
+        soft_wrap=True,
+    )
 
 
 @app.command()
 def sweep(
-    method: str = typer.Option(None, help="A pinned method (manifest name); see `wsssbed "
-                               "fetch`. Not available yet: give --activation."),
+    method: str = typer.Option(
+        None,
+        help="A pinned method (manifest name); see `wsssbed "
+        "fetch`. Not available yet: give --activation.",
+    ),
     dataset: str = typer.Option("voc2012", help="Dataset name or spec .toml."),
     data_root: Path = typer.Option(None, help="Dataset folder (default: the embedded sample)."),
     split: str = typer.Option(None, help="Split (default: the dataset's default)."),
     activation: Path = typer.Option(None, help="Folder of activation maps."),
     activation_format: str = typer.Option("irn-npy", help="irn-npy, png-per-class or npz."),
-    generator: str = typer.Option("bg-threshold", help="bg-threshold, power-bg or "
-                                  "saliency-rule."),
-    thresholds: str = typer.Option("0:0.6:0.01", help="Activation thresholds: start:stop:step "
-                                   "(stop included) or a comma list."),
+    generator: str = typer.Option("bg-threshold", help="bg-threshold, power-bg or saliency-rule."),
+    thresholds: str = typer.Option(
+        "0:0.6:0.01", help="Activation thresholds: start:stop:step (stop included) or a comma list."
+    ),
     alphas: str = typer.Option("1:32:1", help="power-bg exponents."),
     saliency: Path = typer.Option(None, help="Folder of saliency PNGs (saliency-rule)."),
     sal_thresholds: str = typer.Option("0.2", help="Saliency thresholds (saliency-rule)."),
     ignore_label: bool = typer.Option(False, help="Salient background becomes 255 (WSSS-BED)."),
     without_saliency: bool = typer.Option(False, help="Saliency rule without saliency maps."),
     boundary: bool = typer.Option(True, help="Compute boundary F at every point (1-D sweeps)."),
-    boundary_tolerance: str = typer.Option(str(DEFAULT_TOLERANCE), help="Fraction of the "
-                                           "image diagonal, or pixels as `2px`."),
-    labels: str = typer.Option("masks", help="Image-level labels: `masks` or a label-list "
-                               "file (`image_id c1 c2 ...`)."),
+    boundary_tolerance: str = typer.Option(
+        str(DEFAULT_TOLERANCE), help="Fraction of the image diagonal, or pixels as `2px`."
+    ),
+    labels: str = typer.Option(
+        "masks", help="Image-level labels: `masks` or a label-list file (`image_id c1 c2 ...`)."
+    ),
     allow_extra_maps: bool = typer.Option(False, help="Allow maps of images outside the split."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    workers: int = typer.Option(None, help="Decoding processes (default: 0 for small splits, "
-                                "else up to 4)."),
+    workers: int = typer.Option(
+        None, help="Decoding processes (default: 0 for small splits, else up to 4)."
+    ),
     results: Path = typer.Option(Path("wsssbed-results"), "--out", help="Results folder."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Sweep a pseudo-label generator over a threshold grid in one pass; store every point."""
     with reported_errors():
         if method is not None:
-            raise WsssbedError("--method needs the manifest catalogue, which is not in this "
-                               "release yet; give --activation (and --saliency) instead")
+            raise WsssbedError(
+                "--method needs the manifest catalogue, which is not in this "
+                "release yet; give --activation (and --saliency) instead"
+            )
         if data_root is None:
             root = ensure_sample()
             data_root = root
@@ -245,16 +293,27 @@ def sweep(
         spec = get_dataset(dataset)
         local = LocalDataset(spec, data_root, split or spec.default_split)
         rule = make_rule(
-            generator, thresholds=parse_grid(thresholds, name="--thresholds"),
+            generator,
+            thresholds=parse_grid(thresholds, name="--thresholds"),
             alphas=parse_grid(alphas, name="--alphas"),
             sal_thresholds=parse_grid(sal_thresholds, name="--sal-thresholds"),
-            ignore_label=ignore_label, with_saliency=not without_saliency)
+            ignore_label=ignore_label,
+            with_saliency=not without_saliency,
+        )
         job = SweepJob(
-            local, rule, activation=activation, activation_format=activation_format,
+            local,
+            rule,
+            activation=activation,
+            activation_format=activation_format,
             saliency=saliency if rule.needs_saliency else None,
-            boundary=Tolerance.parse(boundary_tolerance) if boundary and rule.supports_boundary
-            else None, labels=labels, allow_extra=allow_extra_maps, device=device,
-            workers=_default_workers(len(local.ids)) if workers is None else workers)
+            boundary=Tolerance.parse(boundary_tolerance)
+            if boundary and rule.supports_boundary
+            else None,
+            labels=labels,
+            allow_extra=allow_extra_maps,
+            device=device,
+            workers=_default_workers(len(local.ids)) if workers is None else workers,
+        )
         with progress_bar(f"sweeping {spec.name}/{local.split}", not as_json) as update:
             summary = run_and_store(job, results, stage="activation", progress=update)
     _finish(summary, results, as_json, f"best point of {rule.name} on {spec.name}/{local.split}")
@@ -268,8 +327,9 @@ def evaluate(
     split: str = typer.Option(None, help="Split (default: the dataset's default)."),
     stage: str = typer.Option("pseudo-label", help=f"What the maps are: {', '.join(STAGES)}."),
     boundary: bool = typer.Option(True, help="Compute boundary F."),
-    boundary_tolerance: str = typer.Option(str(DEFAULT_TOLERANCE), help="Fraction of the "
-                                           "image diagonal, or pixels as `2px`."),
+    boundary_tolerance: str = typer.Option(
+        str(DEFAULT_TOLERANCE), help="Fraction of the image diagonal, or pixels as `2px`."
+    ),
     allow_extra_maps: bool = typer.Option(False, help="Allow maps of images outside the split."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     workers: int = typer.Option(None, help="Decoding processes."),
@@ -283,10 +343,15 @@ def evaluate(
         spec = get_dataset(dataset)
         local = LocalDataset(spec, data_root, split or spec.default_split)
         rule = HardLabels("hard-labels", (Axis("point", (0.0,)),))
-        job = SweepJob(local, rule, predictions=pred,
-                       boundary=Tolerance.parse(boundary_tolerance) if boundary else None,
-                       allow_extra=allow_extra_maps, device=device,
-                       workers=_default_workers(len(local.ids)) if workers is None else workers)
+        job = SweepJob(
+            local,
+            rule,
+            predictions=pred,
+            boundary=Tolerance.parse(boundary_tolerance) if boundary else None,
+            allow_extra=allow_extra_maps,
+            device=device,
+            workers=_default_workers(len(local.ids)) if workers is None else workers,
+        )
         with progress_bar(f"evaluating {spec.name}/{local.split}", not as_json) as update:
             summary = run_and_store(job, results, stage=stage, progress=update)
     _finish(summary, results, as_json, f"{pred} on {spec.name}/{local.split}")

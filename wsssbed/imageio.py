@@ -47,10 +47,16 @@ def read_png_array(path: Path, *, gray: bool = False) -> np.ndarray:
                     )
     except FileNotFoundError as exc:
         raise InputError("file not found", path) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
         raise InputError(f"cannot decode image: {exc}", path) from exc
-    return np.ascontiguousarray(array, dtype=np.uint8)
+    return np.array(array, dtype=np.uint8, order="C")  # a writable copy
 
 
 def write_png_atomic(path: Path, array: np.ndarray, palette: list[int] | None = None) -> None:

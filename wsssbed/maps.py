@@ -104,8 +104,9 @@ def read_activation(
         planes = [read_png_array(activation_file(folder, image_id, fmt, k)) for k in keys]
         shapes = {p.shape for p in planes}
         if len(shapes) != 1:
-            raise InputError(f"per-class maps of {image_id} differ in size: {sorted(shapes)}",
-                             folder)
+            raise InputError(
+                f"per-class maps of {image_id} differ in size: {sorted(shapes)}", folder
+            )
         cams = np.stack(planes).astype(np.float32) / np.float32(255.0)
         return ActivationMaps(spec.foreground_class_ids(np.array(keys)), cams)
     path = activation_file(folder, image_id, fmt)
@@ -115,14 +116,17 @@ def read_activation(
         raw_keys, cams = _read_irn_npy(path)
     raw_keys = np.asarray(raw_keys)
     if raw_keys.ndim != 1 or raw_keys.dtype.kind not in "iu":
-        raise InputError(f"`keys` must be a 1-D integer array, got {raw_keys.dtype} "
-                         f"{raw_keys.shape}", path)
+        raise InputError(
+            f"`keys` must be a 1-D integer array, got {raw_keys.dtype} {raw_keys.shape}", path
+        )
     cams = np.asarray(cams)
     if cams.dtype.kind != "f":
         raise InputError(f"maps must be floating point, got {cams.dtype}", path)
     if cams.ndim != 3 or cams.shape[0] != raw_keys.shape[0]:
-        raise InputError(f"maps have shape {cams.shape}, expected ({raw_keys.shape[0]}, H, W) "
-                         "to match `keys`", path)
+        raise InputError(
+            f"maps have shape {cams.shape}, expected ({raw_keys.shape[0]}, H, W) to match `keys`",
+            path,
+        )
     if len(set(raw_keys.tolist())) != raw_keys.shape[0]:
         raise InputError("`keys` lists a class twice", path)
     order = np.argsort(raw_keys, kind="stable")
@@ -144,8 +148,9 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             if "keys" not in archive or "cams" not in archive:
-                raise InputError(f"needs arrays `keys` and `cams`, has {sorted(archive.files)}",
-                                 path)
+                raise InputError(
+                    f"needs arrays `keys` and `cams`, has {sorted(archive.files)}", path
+                )
             return archive["keys"], archive["cams"]
     except FileNotFoundError as exc:
         raise InputError("file not found", path) from exc
@@ -170,26 +175,38 @@ def validate_activation(
     if maps.cams.shape[1:] != tuple(gt_shape):
         raise InputError(
             f"map size {maps.cams.shape[1]}x{maps.cams.shape[2]} differs from the ground "
-            f"truth's {gt_shape[0]}x{gt_shape[1]} (H x W)", where)
+            f"truth's {gt_shape[0]}x{gt_shape[1]} (H x W)",
+            where,
+        )
     ids = maps.class_ids
     if ids.size and (ids.min() < spec.first_foreground or ids.max() >= spec.num_classes):
-        raise InputError(f"class keys {spec.foreground_keys(ids).tolist()} fall outside the "
-                         f"dataset's {spec.num_classes - spec.first_foreground} foreground "
-                         "classes", where)
+        raise InputError(
+            f"class keys {spec.foreground_keys(ids).tolist()} fall outside the "
+            f"dataset's {spec.num_classes - spec.first_foreground} foreground "
+            "classes",
+            where,
+        )
     outside = sorted(set(ids.tolist()) - set(labels))
     if outside:
         names = [spec.classes[c] for c in outside]
-        raise InputError(f"maps for classes {names} that the image is not labelled with "
-                         f"(labels: {[spec.classes[c] for c in labels]})", where)
+        raise InputError(
+            f"maps for classes {names} that the image is not labelled with "
+            f"(labels: {[spec.classes[c] for c in labels]})",
+            where,
+        )
     if not np.isfinite(maps.cams).all():
         raise InputError("maps contain NaN or infinite values", where)
     if maps.cams.size and (maps.cams.min() < 0.0 or maps.cams.max() > 1.0):
-        raise InputError(f"map values span [{maps.cams.min():.4g}, {maps.cams.max():.4g}], "
-                         "outside [0, 1]; normalise them first", where)
+        raise InputError(
+            f"map values span [{maps.cams.min():.4g}, {maps.cams.max():.4g}], "
+            "outside [0, 1]; normalise them first",
+            where,
+        )
 
 
-def write_activation(folder: Path, image_id: str, fmt: str, spec: DatasetSpec,
-                     maps: ActivationMaps) -> None:
+def write_activation(
+    folder: Path, image_id: str, fmt: str, spec: DatasetSpec, maps: ActivationMaps
+) -> None:
     """Write one image's maps in `fmt`, atomically per file."""
     check_format(fmt)
     keys = spec.foreground_keys(maps.class_ids)

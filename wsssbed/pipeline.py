@@ -38,19 +38,35 @@ class RunSummary:
         best = self.best
         run = self.run.iloc[0]
         point = {c: float(best[c]) for c in AXIS_COLUMNS if pd.notna(best[c])}
-        metrics = {c: (None if pd.isna(best[c]) else float(best[c]))
-                   for c in self.sweeps.columns
-                   if c not in ("run_id", "point", "n_images", *AXIS_COLUMNS)}
-        return {"run_id": self.run_id, "dataset": run.dataset, "split": run.split,
-                "generator": run.generator, "stage": run.stage, "n_images": int(run.n_images),
-                "grid_points": len(self.sweeps), "best_point": point, "best": metrics,
-                "wall_time_s": float(run.wall_time_s), "device": run.device,
-                "results": str(results)}
+        metrics = {
+            c: (None if pd.isna(best[c]) else float(best[c]))
+            for c in self.sweeps.columns
+            if c not in ("run_id", "point", "n_images", *AXIS_COLUMNS)
+        }
+        return {
+            "run_id": self.run_id,
+            "dataset": run.dataset,
+            "split": run.split,
+            "generator": run.generator,
+            "stage": run.stage,
+            "n_images": int(run.n_images),
+            "grid_points": len(self.sweeps),
+            "best_point": point,
+            "best": metrics,
+            "wall_time_s": float(run.wall_time_s),
+            "device": run.device,
+            "results": str(results),
+        }
 
 
-def run_and_store(job: SweepJob, out: Path, *, stage: str = "activation",
-                  progress: Callable[[int, int], None] | None = None,
-                  extra: dict | None = None) -> RunSummary:
+def run_and_store(
+    job: SweepJob,
+    out: Path,
+    *,
+    stage: str = "activation",
+    progress: Callable[[int, int], None] | None = None,
+    extra: dict | None = None,
+) -> RunSummary:
     """Run `job`, then append its rows to the store in `out` (nothing is written on error)."""
     state, wall_time, device = run_sweep(job, progress)
     run_id = new_run_id()

@@ -24,10 +24,20 @@ def git_commit() -> str | None:
     """Commit of the wsssbed source tree (with `+dirty` when modified), if it is a checkout."""
     source = Path(wsssbed.__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, timeout=5, check=True).stdout
-        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "wsssbed"],
-                               capture_output=True, text=True, timeout=5, check=True).stdout
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
+        dirty = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "wsssbed"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     return commit.strip() + ("+dirty" if dirty.strip() else "")

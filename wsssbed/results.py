@@ -29,6 +29,87 @@ from wsssbed.imageio import write_atomic
 SCHEMA_VERSION = 1
 TABLES = ("per_class", "sweeps", "runs")
 
+_TEXT, _INT, _FLOAT, _BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+METRIC_COLUMNS = (
+    "miou",
+    "miou_zero",
+    "miou_gt_present",
+    "miou_labeled",
+    "ignore_ratio",
+    "pixel_accuracy",
+    "mean_precision",
+    "mean_recall",
+    "fp_ratio",
+    "fn_ratio",
+    "bf_f",
+    "bf_p",
+    "bf_r",
+)
+SCHEMAS = {
+    "runs": pa.schema(
+        [
+            ("run_id", _TEXT),
+            ("schema_version", _INT),
+            ("stage", _TEXT),
+            ("dataset", _TEXT),
+            ("split", _TEXT),
+            ("data_root", _TEXT),
+            ("n_images", _INT),
+            ("generator", _TEXT),
+            ("ignore_label", _BOOL),
+            ("grid", _TEXT),
+            ("activation", _TEXT),
+            ("activation_format", _TEXT),
+            ("saliency", _TEXT),
+            ("predictions", _TEXT),
+            ("labels", _TEXT),
+            ("boundary_tolerance", _TEXT),
+            ("device", _TEXT),
+            ("workers", _INT),
+            ("wall_time_s", _FLOAT),
+            ("started_at", _TEXT),
+            ("wsssbed_version", _TEXT),
+            ("git_commit", _TEXT),
+            ("packages", _TEXT),
+            ("command", _TEXT),
+        ]
+    ),
+    "sweeps": pa.schema(
+        [
+            ("run_id", _TEXT),
+            ("point", _INT),
+            ("threshold", _FLOAT),
+            ("alpha", _FLOAT),
+            ("sal_threshold", _FLOAT),
+            *((name, _FLOAT) for name in METRIC_COLUMNS),
+            ("n_images", _INT),
+        ]
+    ),
+    "per_class": pa.schema(
+        [
+            ("run_id", _TEXT),
+            ("point", _INT),
+            ("class_id", _INT),
+            ("class_name", _TEXT),
+            ("tp", _INT),
+            ("fp", _INT),
+            ("fn", _INT),
+            ("fn_unlabelled", _INT),
+            ("intersection", _INT),
+            ("union", _INT),
+            ("gt_pixels", _INT),
+            ("pred_pixels", _INT),
+            ("iou", _FLOAT),
+            ("precision", _FLOAT),
+            ("recall", _FLOAT),
+            ("bf_pred", _INT),
+            ("bf_pred_matched", _INT),
+            ("bf_gt", _INT),
+            ("bf_gt_matched", _INT),
+        ]
+    ),
+}
+
 
 @contextmanager
 def locked(folder: Path) -> Iterator[None]:
@@ -59,13 +140,17 @@ def append_run(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
         staged: list[tuple[Path, pa.Table]] = []
         for name in TABLES:
             path = folder / f"{name}.parquet"
-            new = pa.Table.from_pandas(tables[name], preserve_index=False)
+            schema = SCHEMAS[name]
+            frame = tables[name]
+            unknown = set(frame.columns) - set(schema.names)
+            if unknown:
+                raise ValueError(f"{name}: columns {sorted(unknown)} are not in the schema")
+            new = pa.Table.from_pandas(
+                frame.reindex(columns=schema.names), schema=schema, preserve_index=False
+            )
             old = _read(path)
             if old is not None:
-                try:
-                    new = pa.concat_tables([old, new.cast(old.schema)])
-                except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
-                    new = pa.concat_tables([old, new], promote_options="permissive")
+                new = pa.concat_tables([old.cast(schema), new])
             metadata = {b"wsssbed_schema_version": str(SCHEMA_VERSION).encode()}
             staged.append((path, new.replace_schema_metadata(metadata)))
         for path, table in staged:

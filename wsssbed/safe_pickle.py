@@ -55,9 +55,9 @@ def load_npy(path: Path) -> Any:
         with open(path, "rb") as stream:
             version = npy_format.read_magic(stream)
             if version == (1, 0):
-                shape, fortran, dtype = npy_format.read_array_header_1_0(stream)
+                _, _, dtype = npy_format.read_array_header_1_0(stream)
             elif version in ((2, 0), (3, 0)):
-                shape, fortran, dtype = npy_format.read_array_header_2_0(stream)
+                _, _, dtype = npy_format.read_array_header_2_0(stream)
             else:
                 raise ValueError(f"unsupported .npy version {version}")
             if not dtype.hasobject:

@@ -44,12 +44,20 @@ SALIENCY = "sample-sal"
 VOID_WIDTH = 1
 
 # VOC class ids used by the scenes.
-AEROPLANE, BIRD, BOAT, CAR, CAT, DOG, HORSE, PERSON, SHEEP, TRAIN = 1, 3, 4, 7, 8, 12, 13, 15, 17, 19
+AEROPLANE, BIRD, BOAT, CAR, CAT = 1, 3, 4, 7, 8
+DOG, HORSE, PERSON, SHEEP, TRAIN = 12, 13, 15, 17, 19
 
 CLASS_COLOURS = {
-    AEROPLANE: (200, 200, 210), BIRD: (120, 80, 40), BOAT: (180, 40, 40), CAR: (30, 90, 200),
-    CAT: (230, 150, 60), DOG: (110, 70, 50), HORSE: (150, 100, 60), PERSON: (240, 190, 160),
-    SHEEP: (235, 235, 225), TRAIN: (60, 160, 70),
+    AEROPLANE: (200, 200, 210),
+    BIRD: (120, 80, 40),
+    BOAT: (180, 40, 40),
+    CAR: (30, 90, 200),
+    CAT: (230, 150, 60),
+    DOG: (110, 70, 50),
+    HORSE: (150, 100, 60),
+    PERSON: (240, 190, 160),
+    SHEEP: (235, 235, 225),
+    TRAIN: (60, 160, 70),
 }
 
 
@@ -161,8 +169,13 @@ def _smooth(field: np.ndarray, passes: int = 3) -> np.ndarray:
     out = field.astype(np.float32)
     for _ in range(passes):
         padded = np.pad(out, 1, mode="edge")
-        out = (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]
-               + padded[1:-1, 1:-1]) / 5.0
+        out = (
+            padded[:-2, 1:-1]
+            + padded[2:, 1:-1]
+            + padded[1:-1, :-2]
+            + padded[1:-1, 2:]
+            + padded[1:-1, 1:-1]
+        ) / 5.0
     return out
 
 
@@ -225,7 +238,8 @@ def _scene_boat(rng: np.random.Generator) -> Scene:
     canvas.add(BOAT, mast, salient=0.15)  # saliency misses the thin mast
     water = _box(horizon, 0, HEIGHT, WIDTH)
     cam = _blob(horizon, cx, 6, 20) + 0.55 * _smooth(water.astype(np.float32), 4) * _blob(
-        horizon + 20, cx, 25, 60)
+        horizon + 20, cx, 25, 60
+    )
     return canvas.finish({BOAT: cam})
 
 
@@ -243,8 +257,9 @@ def _scene_train(rng: np.random.Generator) -> Scene:
 def _scene_person_horse(rng: np.random.Generator) -> Scene:
     canvas = _Canvas(rng, _sky_and((100, 150, 70), 60))
     cx = float(rng.uniform(60, 100))
-    horse = _ellipse(80, cx, 14, 32) | _box(88, cx - 26, 112, cx - 20) | _box(88, cx + 20, 112,
-                                                                            cx + 26)
+    horse = (
+        _ellipse(80, cx, 14, 32) | _box(88, cx - 26, 112, cx - 20) | _box(88, cx + 20, 112, cx + 26)
+    )
     rider = _box(45, cx - 6, 74, cx + 6) | _ellipse(40, cx, 6, 6)
     canvas.add(HORSE, horse)
     canvas.add(PERSON, rider)
@@ -305,8 +320,14 @@ def _scene_birds(rng: np.random.Generator) -> Scene:
 
 
 SCENES: tuple[Callable[[np.random.Generator], Scene], ...] = (
-    _scene_boat, _scene_train, _scene_person_horse, _scene_cat_dog, _scene_aeroplane,
-    _scene_sheep, _scene_car, _scene_birds,
+    _scene_boat,
+    _scene_train,
+    _scene_person_horse,
+    _scene_cat_dog,
+    _scene_aeroplane,
+    _scene_sheep,
+    _scene_car,
+    _scene_birds,
 )
 
 

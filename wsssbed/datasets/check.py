@@ -58,8 +58,12 @@ def _check_one(dataset: LocalDataset, image_id: str) -> tuple[np.ndarray | None,
                 size = image.size[::-1]
                 image.verify()
             if gt is not None and size != gt.shape:
-                problems.append((str(image_path), f"image is {size[0]}x{size[1]}, mask is "
-                                 f"{gt.shape[0]}x{gt.shape[1]}"))
+                problems.append(
+                    (
+                        str(image_path),
+                        f"image is {size[0]}x{size[1]}, mask is {gt.shape[0]}x{gt.shape[1]}",
+                    )
+                )
         except FileNotFoundError:
             problems.append((str(image_path), "image file not found"))
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
@@ -67,16 +71,19 @@ def _check_one(dataset: LocalDataset, image_id: str) -> tuple[np.ndarray | None,
     return counts, problems, image_seen
 
 
-def check_dataset(dataset: LocalDataset, threads: int = 4,
-                  progress: Callable[[int, int], None] | None = None) -> CheckReport:
+def check_dataset(
+    dataset: LocalDataset, threads: int = 4, progress: Callable[[int, int], None] | None = None
+) -> CheckReport:
     """Decode every mask of the split (and its image, when the copy has images)."""
     ids = dataset.ids
-    report = CheckReport(dataset.spec.name, dataset.split, len(ids),
-                         expected=dataset.spec.splits.get(dataset.split))
+    report = CheckReport(
+        dataset.spec.name, dataset.split, len(ids), expected=dataset.spec.splits.get(dataset.split)
+    )
     totals = np.zeros(dataset.spec.num_classes, dtype=np.int64)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for done, (counts, problems, image_seen) in enumerate(
-                pool.map(lambda i: _check_one(dataset, i), ids), start=1):
+            pool.map(lambda i: _check_one(dataset, i), ids), start=1
+        ):
             if counts is not None and not any(p[0].endswith(".png") for p in problems):
                 report.valid_masks += 1
                 totals += counts

@@ -24,15 +24,21 @@ def category_lookup(spec: DatasetSpec) -> dict[int, int]:
     return {cat: index + 1 for index, cat in enumerate(spec.category_ids)}
 
 
-def convert_coco(annotations: Path, out: Path, split: str, spec: DatasetSpec,
-                 progress: Callable[[int, int], None] | None = None) -> int:
+def convert_coco(
+    annotations: Path,
+    out: Path,
+    split: str,
+    spec: DatasetSpec,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
     """Write `SegmentationClass/<split>2014/<id>.png`, `ImageSets/<split>.txt` and
     `cls_labels/<split>_cls.txt` below `out`; returns the number of images written."""
     try:
         from pycocotools import mask as mask_utils
     except ImportError as exc:  # pragma: no cover - pycocotools ships with the dev extra
-        raise InputError("the COCO converter needs pycocotools: pip install 'wsssbed[coco]'") \
-            from exc
+        raise InputError(
+            "the COCO converter needs pycocotools: pip install 'wsssbed[coco]'"
+        ) from exc
     try:
         data = json.loads(annotations.read_text(encoding="utf-8"))
         images = data["images"]
@@ -45,8 +51,10 @@ def convert_coco(annotations: Path, out: Path, split: str, spec: DatasetSpec,
     by_image: dict[int, list[dict]] = {}
     for ann in instances:
         if ann["category_id"] not in lookup:
-            raise InputError(f"annotation {ann.get('id')} has unknown category id "
-                             f"{ann['category_id']}", annotations)
+            raise InputError(
+                f"annotation {ann.get('id')} has unknown category id {ann['category_id']}",
+                annotations,
+            )
         by_image.setdefault(ann["image_id"], []).append(ann)
     folder = out / "SegmentationClass" / f"{split}2014"
     ids, label_lines = [], []
@@ -56,8 +64,11 @@ def convert_coco(annotations: Path, out: Path, split: str, spec: DatasetSpec,
         anns = by_image.get(image["id"], [])
         for ann in (a for a in anns if a.get("iscrowd", 0)):
             mask[_decode(mask_utils, ann, height, width)] = 255
-        for ann in sorted((a for a in anns if not a.get("iscrowd", 0)),
-                          key=lambda a: a.get("area", 0), reverse=True):
+        for ann in sorted(
+            (a for a in anns if not a.get("iscrowd", 0)),
+            key=lambda a: a.get("area", 0),
+            reverse=True,
+        ):
             mask[_decode(mask_utils, ann, height, width)] = lookup[ann["category_id"]]
         image_id = Path(image["file_name"]).stem
         write_png_atomic(folder / f"{image_id}.png", mask, spec.palette())

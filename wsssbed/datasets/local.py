@@ -102,11 +102,13 @@ class LocalDataset:
             if any((candidate / self._fill(s.folder)).is_dir() for s in self.spec.ground_truth):
                 return candidate
         tried = ", ".join(
-            str(Path(r) / self._fill(s.folder)) for r in self.spec.roots
+            str(Path(r) / self._fill(s.folder))
+            for r in self.spec.roots
             for s in self.spec.ground_truth
         )
-        raise InputError(f"no {self.spec.title} ground-truth folder found (tried {tried})",
-                         self.data_root)
+        raise InputError(
+            f"no {self.spec.title} ground-truth folder found (tried {tried})", self.data_root
+        )
 
     @cached_property
     def split_file(self) -> Path | None:

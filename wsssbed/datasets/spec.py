@@ -151,8 +151,9 @@ def load_spec(path: str | Path) -> DatasetSpec:
                 f"lookup mapping needs {len(classes)} raw_ids, has {len(raw_ids)}", path
             )
         sources.append(
-            GroundTruthSource(str(entry["folder"]), str(entry.get("suffix", ".png")), mapping,
-                              raw_ids)
+            GroundTruthSource(
+                str(entry["folder"]), str(entry.get("suffix", ".png")), mapping, raw_ids
+            )
         )
     splits = {str(k): int(v) for k, v in data["splits"].items()}
     ignore_index = int(data.get("ignore_index", 255))

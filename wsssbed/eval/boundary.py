@@ -44,8 +44,9 @@ class Tolerance:
         try:
             value = float(text[:-2] if pixels else text)
         except ValueError as exc:
-            raise InputError(f"boundary tolerance {text!r}: use a fraction like 0.0075 or "
-                             "a pixel count like 2px") from exc
+            raise InputError(
+                f"boundary tolerance {text!r}: use a fraction like 0.0075 or a pixel count like 2px"
+            ) from exc
         if not value > 0 or not math.isfinite(value):
             raise InputError(f"boundary tolerance {text!r} must be positive")
         return cls(value, pixels)
@@ -61,8 +62,9 @@ class Tolerance:
 def disk_offsets(theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Integer offsets (dy, dx) with dy^2 + dx^2 < theta^2 (strict, as MATLAB's bfscore)."""
     reach = math.ceil(theta)
-    dy, dx = torch.meshgrid(torch.arange(-reach, reach + 1), torch.arange(-reach, reach + 1),
-                            indexing="ij")
+    dy, dx = torch.meshgrid(
+        torch.arange(-reach, reach + 1), torch.arange(-reach, reach + 1), indexing="ij"
+    )
     inside = (dy * dy + dx * dx).double() < theta * theta
     return dy[inside], dx[inside]
 
@@ -70,8 +72,9 @@ def disk_offsets(theta: float) -> tuple[torch.Tensor, torch.Tensor]:
 def _neighbours(values: torch.Tensor, fill: float | int) -> torch.Tensor:
     """(4, H, W): the up, down, left and right neighbour of every pixel (`fill` outside)."""
     padded = F.pad(values[None, None].double(), (1, 1, 1, 1), value=float(fill))[0, 0]
-    return torch.stack([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2],
-                        padded[1:-1, 2:]]).to(values.dtype)
+    return torch.stack(
+        [padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
+    ).to(values.dtype)
 
 
 def edge_mask(labels: torch.Tensor) -> torch.Tensor:
@@ -96,9 +99,12 @@ class BoundaryCounts:
     gt_matched: np.ndarray
 
     def __add__(self, other: BoundaryCounts) -> BoundaryCounts:
-        return BoundaryCounts(self.pred_total + other.pred_total,
-                              self.pred_matched + other.pred_matched,
-                              self.gt_total + other.gt_total, self.gt_matched + other.gt_matched)
+        return BoundaryCounts(
+            self.pred_total + other.pred_total,
+            self.pred_matched + other.pred_matched,
+            self.gt_total + other.gt_total,
+            self.gt_matched + other.gt_matched,
+        )
 
 
 def sweep_boundary_counts(
@@ -151,9 +157,12 @@ def sweep_boundary_counts(
     gt_total = torch.bincount(gt_class, minlength=k)
     dy, dx = (o.to(device) for o in disk_offsets(theta))
     height, width = best.shape
-    near_gt = _near(gy, gx, gt_class, dy, dx, k, height, width)  # (K, H*W) bool, sparse rows
+    near_gt = _near(gy, gx, gt_class, dy, dx, height, width)
 
-    counted = torch.ones_like(best, dtype=torch.bool) if void_label is None else gt_long != void_label
+    if void_label is None:
+        counted = torch.ones_like(best, dtype=torch.bool)
+    else:
+        counted = gt_long != void_label
     flat_index = torch.arange(height * width, device=device).view(height, width)
     pred_total = torch.zeros((k, t + 1), dtype=torch.int64, device=device)
     pred_matched = torch.zeros_like(pred_total)
@@ -172,12 +181,25 @@ def sweep_boundary_counts(
     words = max(1, math.ceil(t / BITS_PER_WORD))
     fg_bits = _interval_bits(fg_low, torch.where(fg_valid, fg_high, fg_low), words)
     bg_bits = _interval_bits(bg_low, torch.where(bg_valid, bg_high, bg_low), words)
-    covered = _or_over_disk(fg_bits, bg_bits, best, gy, gx, gt_class, dy, dx,
-                            background_label if scores_background else -2)
+    covered = _or_over_disk(
+        fg_bits,
+        bg_bits,
+        best,
+        gy,
+        gx,
+        gt_class,
+        dy,
+        dx,
+        background_label if scores_background else -2,
+    )
     gt_matched = torch.zeros((k, t), dtype=torch.int64, device=device)
     gt_matched.index_add_(0, gt_class, _unpack_bits(covered, t))
-    return BoundaryCounts(pred_total.cpu().numpy(), pred_matched.cpu().numpy(),
-                          gt_total.cpu().numpy(), gt_matched.cpu().numpy())
+    return BoundaryCounts(
+        pred_total.cpu().numpy(),
+        pred_matched.cpu().numpy(),
+        gt_total.cpu().numpy(),
+        gt_matched.cpu().numpy(),
+    )
 
 
 class _NearSet:
@@ -196,8 +218,16 @@ class _NearSet:
         return self.keys[position] == query
 
 
-def _near(ys: torch.Tensor, xs: torch.Tensor, classes: torch.Tensor, dy: torch.Tensor,
-          dx: torch.Tensor, num_classes: int, height: int, width: int) -> _NearSet:
+def _near(
+    ys: torch.Tensor,
+    xs: torch.Tensor,
+    classes: torch.Tensor,
+    dy: torch.Tensor,
+    dx: torch.Tensor,
+    height: int,
+    width: int,
+) -> _NearSet:
+    """The (class, pixel) pairs within the disk around each boundary pixel."""
     y = ys[:, None] + dy[None, :]
     x = xs[:, None] + dx[None, :]
     inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
@@ -205,8 +235,13 @@ def _near(ys: torch.Tensor, xs: torch.Tensor, classes: torch.Tensor, dy: torch.T
     return _NearSet(keys[inside], height * width)
 
 
-def _add_intervals(target: torch.Tensor, labels: torch.Tensor, lows: torch.Tensor,
-                   highs: torch.Tensor, weight: torch.Tensor | None) -> None:
+def _add_intervals(
+    target: torch.Tensor,
+    labels: torch.Tensor,
+    lows: torch.Tensor,
+    highs: torch.Tensor,
+    weight: torch.Tensor | None,
+) -> None:
     """Difference-array update: +1 at [label, low], -1 at [label, high]."""
     if weight is not None:
         labels, lows, highs = labels[weight], lows[weight], highs[weight]
@@ -227,12 +262,20 @@ def _interval_bits(low: torch.Tensor, high: torch.Tensor, words: int) -> torch.T
     return torch.where(hi > lo, bits, torch.zeros_like(bits))
 
 
-def _or_over_disk(fg_bits: torch.Tensor, bg_bits: torch.Tensor, best: torch.Tensor,
-                  gy: torch.Tensor, gx: torch.Tensor, gt_class: torch.Tensor, dy: torch.Tensor,
-                  dx: torch.Tensor, background_label: int) -> torch.Tensor:
+def _or_over_disk(
+    fg_bits: torch.Tensor,
+    bg_bits: torch.Tensor,
+    best: torch.Tensor,
+    gy: torch.Tensor,
+    gx: torch.Tensor,
+    gt_class: torch.Tensor,
+    dy: torch.Tensor,
+    dx: torch.Tensor,
+    background_label: int,
+) -> torch.Tensor:
     """(N, words): OR of the class-matching interval bits over each gt pixel's disk."""
     reach = int(max(dy.abs().max().item(), dx.abs().max().item())) if dy.numel() else 0
-    height, width, words = fg_bits.shape
+    width, words = fg_bits.shape[1:]
     padded_width = width + 2 * reach
     pad = (0, 0, reach, reach, reach, reach)
     fg = F.pad(fg_bits, pad).view(-1, words)
@@ -253,7 +296,7 @@ def _unpack_bits(words: torch.Tensor, count: int) -> torch.Tensor:
     """(N, words) bitmasks -> (N, count) int64 0/1."""
     shifts = torch.arange(BITS_PER_WORD, device=words.device)
     bits = torch.bitwise_right_shift(words[..., None], shifts) & 1
-    return bits.reshape(words.shape[0], -1)[:, :count]
+    return bits.reshape(words.shape[0], words.shape[1] * BITS_PER_WORD)[:, :count]
 
 
 @dataclass
@@ -265,8 +308,9 @@ class ImageBoundaryScores:
     recall: np.ndarray
 
 
-def class_scores(counts: BoundaryCounts, *, matlab: bool = False
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def class_scores(
+    counts: BoundaryCounts, *, matlab: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-class (K, T) F, precision and recall.
 
     Default: a class is defined when either side has boundary pixels; a class present on
@@ -282,8 +326,11 @@ def class_scores(counts: BoundaryCounts, *, matlab: bool = False
         f = np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1), 0.0)
     defined = (pred_total > 0) & (gt_total > 0) if matlab else (pred_total > 0) | (gt_total > 0)
     nan = np.nan
-    return np.where(defined, f, nan), np.where(defined, precision, nan), np.where(defined,
-                                                                                  recall, nan)
+    return (
+        np.where(defined, f, nan),
+        np.where(defined, precision, nan),
+        np.where(defined, recall, nan),
+    )
 
 
 def image_scores(counts: BoundaryCounts, *, matlab: bool = False) -> ImageBoundaryScores:
@@ -291,13 +338,20 @@ def image_scores(counts: BoundaryCounts, *, matlab: bool = False) -> ImageBounda
     f, precision, recall = class_scores(counts, matlab=matlab)
     with np.errstate(invalid="ignore"):
         defined = (~np.isnan(f)).sum(0)
-        means = [np.where(defined > 0, np.nansum(v, 0) / np.maximum(defined, 1), np.nan)
-                 for v in (f, precision, recall)]
+        means = [
+            np.where(defined > 0, np.nansum(v, 0) / np.maximum(defined, 1), np.nan)
+            for v in (f, precision, recall)
+        ]
     return ImageBoundaryScores(*means)
 
 
-def bfscore(pred: np.ndarray, gt: np.ndarray, classes: list[int] | None = None,
-            tolerance_px: float = 2.0, mode: str = "default") -> tuple[np.ndarray, float]:
+def bfscore(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    classes: list[int] | None = None,
+    tolerance_px: float = 2.0,
+    mode: str = "default",
+) -> tuple[np.ndarray, float]:
     """Boundary F1 of one label map, per class and averaged (MATLAB `bfscore` compatible).
 
     Args:
@@ -317,8 +371,9 @@ def bfscore(pred: np.ndarray, gt: np.ndarray, classes: list[int] | None = None,
     pred_t = torch.as_tensor(np.asarray(pred)).long()
     gt_t = torch.as_tensor(np.asarray(gt)).long()
     if pred_t.shape != gt_t.shape or pred_t.dim() != 2:
-        raise InputError(f"pred {tuple(pred_t.shape)} and gt {tuple(gt_t.shape)} must be "
-                         "equal 2-D shapes")
+        raise InputError(
+            f"pred {tuple(pred_t.shape)} and gt {tuple(gt_t.shape)} must be equal 2-D shapes"
+        )
     void = 255 if mode == "default" else None
     if classes is None:
         present = torch.unique(torch.cat([pred_t.flatten(), gt_t.flatten()]))
@@ -326,9 +381,15 @@ def bfscore(pred: np.ndarray, gt: np.ndarray, classes: list[int] | None = None,
     num_classes = max([*classes, int(pred_t.max()), int(gt_t.max()), 0]) + 1
     gt_for_count = gt_t if void is None else torch.where(gt_t == void, num_classes, gt_t)
     counts = sweep_boundary_counts(
-        pred_t, torch.ones_like(pred_t), gt_for_count, num_points=1,
-        num_classes=num_classes + (0 if void is None else 1), background_label=10**9,
-        theta=float(tolerance_px), void_label=None if void is None else num_classes)
+        pred_t,
+        torch.ones_like(pred_t),
+        gt_for_count,
+        num_points=1,
+        num_classes=num_classes + (0 if void is None else 1),
+        background_label=10**9,
+        theta=float(tolerance_px),
+        void_label=None if void is None else num_classes,
+    )
     f, _, _ = class_scores(counts, matlab=mode == "matlab")
     scores = f[classes, 0]
     valid = scores[~np.isnan(scores)]

@@ -38,8 +38,9 @@ class ClassCounts:
         return self.gt[None, :] - self.tp
 
 
-def class_counts(counts: PairCounts, rule: Rule, num_classes: int,
-                 has_background: bool) -> ClassCounts:
+def class_counts(
+    counts: PairCounts, rule: Rule, num_classes: int, has_background: bool
+) -> ClassCounts:
     """Turn a run's pair histogram into per-class counts at every grid point.
 
     A pixel of pair (g, c) is predicted c where foreground, unlabelled where ignored,
@@ -76,8 +77,12 @@ def class_counts(counts: PairCounts, rule: Rule, num_classes: int,
     gt = torch.zeros(k + 1, dtype=torch.int64)
     gt.index_add_(0, gt_ids, totals)
     order = _user_order(rule)
-    return ClassCounts(tp[order, :k].numpy(), pred[order, :k].numpy(), gt[:k].numpy(),
-                       unlabelled[order, :k].numpy())
+    return ClassCounts(
+        tp[order, :k].numpy(),
+        pred[order, :k].numpy(),
+        gt[:k].numpy(),
+        unlabelled[order, :k].numpy(),
+    )
 
 
 def _user_order(rule: Rule) -> np.ndarray:
@@ -89,7 +94,6 @@ def _user_order(rule: Rule) -> np.ndarray:
 
 def grid_points(rule: Rule) -> list[dict[str, float]]:
     """The user's grid points in result order: one dict of axis name -> value each."""
-    grids = np.meshgrid(*[np.asarray(a.values, dtype=np.float64) for a in rule.axes],
-                        indexing="ij")
+    grids = np.meshgrid(*[np.asarray(a.values, dtype=np.float64) for a in rule.axes], indexing="ij")
     names = [a.name for a in rule.axes]
     return [dict(zip(names, values)) for values in zip(*(g.ravel().tolist() for g in grids))]

@@ -9,7 +9,7 @@ the totals are identical on every device and under any sharding.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from wsssbed.datasets.local import LocalDataset, labels_from_mask, read_label_list
+from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.errors import InputError
 from wsssbed.eval.boundary import (
     BoundaryCounts,
@@ -103,8 +104,9 @@ class SweepState:
         self.images += 1
         self.pairs.add(result.pairs)
         if result.boundary is not None:
-            self.boundary = result.boundary if self.boundary is None else self.boundary + (
-                result.boundary)
+            self.boundary = (
+                result.boundary if self.boundary is None else self.boundary + (result.boundary)
+            )
             scores = result.boundary_scores
             stacked = np.stack([scores.f, scores.precision, scores.recall])
             self.bf_sums += np.nan_to_num(stacked, nan=0.0)
@@ -122,19 +124,25 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _check_id_sets(folder: Path, found: set[str], ids: list[str], what: str,
-                   allow_extra: bool) -> None:
+def _check_id_sets(
+    folder: Path, found: set[str], ids: list[str], what: str, allow_extra: bool
+) -> None:
     missing = [i for i in ids if i not in found]
     if missing:
-        raise InputError(f"{len(missing)} of {len(ids)} images of the split have no {what} "
-                         f"(first: {', '.join(missing[:5])})", folder)
+        raise InputError(
+            f"{len(missing)} of {len(ids)} images of the split have no {what} "
+            f"(first: {', '.join(missing[:5])})",
+            folder,
+        )
     if not allow_extra:
         extra = sorted(found - set(ids))
         if extra:
             raise InputError(
                 f"{len(extra)} {what} files are for images outside the split (first: "
                 f"{', '.join(extra[:5])}); pass --allow-extra-maps when the maps cover a "
-                "larger split (e.g. train_aug maps evaluated on train)", folder)
+                "larger split (e.g. train_aug maps evaluated on train)",
+                folder,
+            )
 
 
 class SweepInputs(Dataset):
@@ -154,18 +162,25 @@ class SweepInputs(Dataset):
             if job.activation is None:
                 raise InputError("no activation folder given")
             self.keys = list_activation_ids(job.activation, job.activation_format)
-            _check_id_sets(job.activation, set(self.keys), self.ids, "activation maps",
-                           job.allow_extra)
+            _check_id_sets(
+                job.activation, set(self.keys), self.ids, "activation maps", job.allow_extra
+            )
         else:
             if job.predictions is None:
                 raise InputError("no prediction folder given")
-            _check_id_sets(job.predictions, list_png_ids(job.predictions), self.ids,
-                           "label maps", job.allow_extra)
+            _check_id_sets(
+                job.predictions,
+                list_png_ids(job.predictions),
+                self.ids,
+                "label maps",
+                job.allow_extra,
+            )
         if job.rule.needs_saliency:
             if job.saliency is None:
                 raise InputError(f"generator {job.rule.name} needs --saliency")
-            _check_id_sets(job.saliency, list_png_ids(job.saliency), self.ids, "saliency maps",
-                           True)
+            _check_id_sets(
+                job.saliency, list_png_ids(job.saliency), self.ids, "saliency maps", True
+            )
         self.label_lists: dict[str, tuple[int, ...]] | None = None
         if job.labels != "masks":
             path = Path(job.labels)
@@ -174,8 +189,11 @@ class SweepInputs(Dataset):
             self.label_lists = read_label_list(path, spec)
             missing = [i for i in self.ids if i not in self.label_lists]
             if missing:
-                raise InputError(f"no image-level labels for {len(missing)} images "
-                                 f"(first: {', '.join(missing[:5])})", path)
+                raise InputError(
+                    f"no image-level labels for {len(missing)} images "
+                    f"(first: {', '.join(missing[:5])})",
+                    path,
+                )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -185,7 +203,7 @@ class SweepInputs(Dataset):
             sample = self.load(self.ids[index])
             if not self.reduce_on_load:
                 return sample
-            return reduce_image(sample, self.job)
+            return reduce_image(sample, self.job.rule, self.job.dataset.spec, self.job.boundary)
         except InputError as error:
             return error
 
@@ -198,56 +216,71 @@ class SweepInputs(Dataset):
             labels = self.label_lists[image_id]
         else:
             labels = labels_from_mask(gt, spec)
-        sample = EvalSample(image_id, torch.from_numpy(gt),
-                            torch.zeros(0, dtype=torch.int64))
+        sample = EvalSample(image_id, torch.from_numpy(gt), torch.zeros(0, dtype=torch.int64))
         if job.rule.needs_maps:
-            maps = read_activation(job.activation, image_id, job.activation_format, spec,
-                                   self.keys.get(image_id))
-            where = (job.activation / image_id if job.activation_format == "png-per-class"
-                     else job.activation / f"{image_id}.{job.activation_format[-3:]}")
+            maps = read_activation(
+                job.activation, image_id, job.activation_format, spec, self.keys.get(image_id)
+            )
+            where = (
+                job.activation / image_id
+                if job.activation_format == "png-per-class"
+                else job.activation / f"{image_id}.{job.activation_format[-3:]}"
+            )
             validate_activation(maps, gt.shape, labels, spec, where)
             sample.class_ids = torch.from_numpy(maps.class_ids)
             sample.cams = torch.from_numpy(maps.cams)
         else:
             pred = read_label_map(job.predictions, image_id)
-            _validate_label_map(pred, gt.shape, spec.num_classes,
-                                job.predictions / f"{image_id}.png")
+            _validate_label_map(
+                pred, gt.shape, spec.num_classes, job.predictions / f"{image_id}.png"
+            )
             sample.pred = torch.from_numpy(pred)
         if job.rule.needs_saliency:
             saliency = read_saliency(job.saliency, image_id)
             if saliency.shape != gt.shape:
-                raise InputError(f"saliency size {saliency.shape} differs from the ground "
-                                 f"truth's {gt.shape}", job.saliency / f"{image_id}.png")
+                raise InputError(
+                    f"saliency size {saliency.shape} differs from the ground truth's {gt.shape}",
+                    job.saliency / f"{image_id}.png",
+                )
             sample.saliency = torch.from_numpy(saliency)
         return sample
 
 
-def _validate_label_map(pred: np.ndarray, shape: tuple[int, int], num_classes: int,
-                        path: Path) -> None:
+def _validate_label_map(
+    pred: np.ndarray, shape: tuple[int, int], num_classes: int, path: Path
+) -> None:
     if pred.shape != shape:
-        raise InputError(f"label map size {pred.shape} differs from the ground truth's {shape}",
-                         path)
+        raise InputError(
+            f"label map size {pred.shape} differs from the ground truth's {shape}", path
+        )
     bad = np.unique(pred[(pred >= num_classes) & (pred != 255)])
     if bad.size:
-        raise InputError(f"label values {bad[:10].tolist()} are not classes of the dataset "
-                         f"(0..{num_classes - 1}, 255 = unlabelled)", path)
+        raise InputError(
+            f"label values {bad[:10].tolist()} are not classes of the dataset "
+            f"(0..{num_classes - 1}, 255 = unlabelled)",
+            path,
+        )
 
 
-def reduce_image(sample: EvalSample, job: SweepJob) -> ImageResult:
+def reduce_image(
+    sample: EvalSample, rule: Rule, spec: DatasetSpec, boundary: Tolerance | None = None
+) -> ImageResult:
     """One image -> integer counts (and boundary scores), computed on the sample's device."""
-    spec = job.dataset.spec
     k = spec.num_classes
-    rule = job.rule
     states = rule.states(sample, none_class=k)
     pairs = count_pairs(sample.gt, states, rule.bucket_shape, k)
     result = ImageResult(sample.image_id, PairCounts(pairs.codes.cpu(), pairs.hist.cpu()))
-    if job.boundary is not None:
+    if boundary is not None:
         height, width = sample.gt.shape
         counts = sweep_boundary_counts(
-            states.best_id, rule.line_buckets(states), sample.gt,
-            num_points=int(np.prod(rule.shape)), num_classes=k,
+            states.best_id,
+            rule.line_buckets(states),
+            sample.gt,
+            num_points=int(np.prod(rule.shape)),
+            num_classes=k,
             background_label=0 if spec.has_background else k,
-            theta=job.boundary.pixels(height, width))
+            theta=boundary.pixels(height, width),
+        )
         result.boundary = counts
         result.boundary_scores = image_scores(counts)
     return result
@@ -263,9 +296,15 @@ def iterate_results(job: SweepJob) -> Iterator[ImageResult]:
     on_cpu = device.type == "cpu"
     inputs = SweepInputs(job, reduce_on_load=on_cpu)
     if job.workers > 0:
-        loader = DataLoader(inputs, batch_size=None, shuffle=False, num_workers=job.workers,
-                            worker_init_fn=_worker_init, prefetch_factor=4,
-                            pin_memory=not on_cpu)
+        loader = DataLoader(
+            inputs,
+            batch_size=None,
+            shuffle=False,
+            num_workers=job.workers,
+            worker_init_fn=_worker_init,
+            prefetch_factor=4,
+            pin_memory=not on_cpu,
+        )
         items = iter(loader)
     else:
         items = (inputs[i] for i in range(len(inputs)))
@@ -273,12 +312,30 @@ def iterate_results(job: SweepJob) -> Iterator[ImageResult]:
         if isinstance(item, InputError):
             raise item
         if isinstance(item, EvalSample):
-            item = reduce_image(item.to(device), job)
+            item = reduce_image(item.to(device), job.rule, job.dataset.spec, job.boundary)
         yield item
 
 
-def run_sweep(job: SweepJob, progress: Callable[[int, int], None] | None = None
-              ) -> tuple[SweepState, float, str]:
+def accumulate(
+    samples: Iterable[EvalSample],
+    rule: Rule,
+    spec: DatasetSpec,
+    boundary: Tolerance | None = None,
+    device: str = "cpu",
+) -> SweepState:
+    """Sweep in-memory samples (the Python API; no files involved)."""
+    if boundary is not None and not rule.supports_boundary:
+        raise InputError("boundary F needs a 1-D sweep")
+    target = resolve_device(device)
+    state = SweepState(rule.bucket_shape, int(np.prod(rule.shape)), boundary is not None)
+    for sample in samples:
+        state.add(reduce_image(sample.to(target), rule, spec, boundary))
+    return state
+
+
+def run_sweep(
+    job: SweepJob, progress: Callable[[int, int], None] | None = None
+) -> tuple[SweepState, float, str]:
     """Run a whole sweep.
 
     Args:
@@ -288,12 +345,15 @@ def run_sweep(job: SweepJob, progress: Callable[[int, int], None] | None = None
         the summed state, wall time in seconds, and the device name used.
     """
     if job.boundary is not None and not job.rule.supports_boundary:
-        raise InputError("boundary F is computed for 1-D sweeps (one saliency threshold and "
-                         "no ignore label for the saliency rule); drop --boundary or fix the "
-                         "grid")
+        raise InputError(
+            "boundary F is computed for 1-D sweeps (one saliency threshold and "
+            "no ignore label for the saliency rule); drop --boundary or fix the "
+            "grid"
+        )
     device = resolve_device(job.device)
-    state = SweepState(job.rule.bucket_shape, int(np.prod(job.rule.shape)),
-                       job.boundary is not None)
+    state = SweepState(
+        job.rule.bucket_shape, int(np.prod(job.rule.shape)), job.boundary is not None
+    )
     started = time.perf_counter()
     total = len(job.dataset.ids)
     for done, result in enumerate(iterate_results(job), start=1):
@@ -304,4 +364,12 @@ def run_sweep(job: SweepJob, progress: Callable[[int, int], None] | None = None
     return state, time.perf_counter() - started, name
 
 
-__all__ = ["HardLabels", "ImageResult", "SweepJob", "SweepState", "reduce_image", "run_sweep"]
+__all__ = [
+    "HardLabels",
+    "ImageResult",
+    "SweepJob",
+    "SweepState",
+    "accumulate",
+    "reduce_image",
+    "run_sweep",
+]

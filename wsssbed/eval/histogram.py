@@ -26,8 +26,13 @@ class PairCounts:
     hist: torch.Tensor
 
 
-def count_pairs(gt: torch.Tensor, states: PixelStates, bucket_shape: tuple[int, ...],
-                num_classes: int, ignore_index: int = 255) -> PairCounts:
+def count_pairs(
+    gt: torch.Tensor,
+    states: PixelStates,
+    bucket_shape: tuple[int, ...],
+    num_classes: int,
+    ignore_index: int = 255,
+) -> PairCounts:
     """Histogram one image's labelled pixels by (gt, best class, buckets).
 
     Args:

@@ -19,8 +19,16 @@ import numpy as np
 from wsssbed.eval.confusion import ClassCounts
 
 SUMMARY_METRICS = (
-    "miou", "miou_zero", "miou_gt_present", "miou_labeled", "ignore_ratio", "pixel_accuracy",
-    "mean_precision", "mean_recall", "fp_ratio", "fn_ratio",
+    "miou",
+    "miou_zero",
+    "miou_gt_present",
+    "miou_labeled",
+    "ignore_ratio",
+    "pixel_accuracy",
+    "mean_precision",
+    "mean_recall",
+    "fp_ratio",
+    "fn_ratio",
 )
 
 

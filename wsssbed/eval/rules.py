@@ -123,7 +123,9 @@ class Rule:
         return foreground, torch.zeros_like(foreground)
 
 
-def _count_below(thresholds: torch.Tensor, values: torch.Tensor, *, inclusive: bool) -> torch.Tensor:
+def _count_below(
+    thresholds: torch.Tensor, values: torch.Tensor, *, inclusive: bool
+) -> torch.Tensor:
     """Per value, how many sorted thresholds are < value (or <= with `inclusive`)."""
     return torch.searchsorted(thresholds.to(values.device), values.contiguous(), right=inclusive)
 
@@ -134,8 +136,9 @@ class BackgroundThreshold(Rule):
 
     def states(self, sample: EvalSample, none_class: int) -> PixelStates:
         score, best_id = best_class(sample, none_class)
-        return PixelStates(best_id, (_count_below(self.internal_values(0), score,
-                                                  inclusive=False),))
+        return PixelStates(
+            best_id, (_count_below(self.internal_values(0), score, inclusive=False),)
+        )
 
 
 @dataclass(frozen=True)
@@ -209,9 +212,15 @@ class HardLabels(Rule):
         return PixelStates(best_id, (torch.ones_like(pred),))
 
 
-def make_rule(generator: str, *, thresholds: list[float] | None = None,
-              alphas: list[float] | None = None, sal_thresholds: list[float] | None = None,
-              ignore_label: bool = False, with_saliency: bool = True) -> Rule:
+def make_rule(
+    generator: str,
+    *,
+    thresholds: list[float] | None = None,
+    alphas: list[float] | None = None,
+    sal_thresholds: list[float] | None = None,
+    ignore_label: bool = False,
+    with_saliency: bool = True,
+) -> Rule:
     """Build a rule from CLI-level parameters, refusing inconsistent combinations."""
     if generator == "bg-threshold" or (generator == "saliency-rule" and not with_saliency):
         if not thresholds:
@@ -229,8 +238,13 @@ def make_rule(generator: str, *, thresholds: list[float] | None = None,
         if not thresholds or not sal_thresholds:
             raise InputError("saliency-rule needs --thresholds and --sal-thresholds")
         if min(sal_thresholds) <= 0:
-            raise InputError("saliency thresholds must be > 0: WSSS-BED binarises saliency only "
-                             "for a threshold above 0 (0 selects a continuous cue)")
-        return SaliencyRule(generator, (Axis("sal_threshold", tuple(sal_thresholds)),
-                                        Axis("threshold", tuple(thresholds))), ignore_label)
+            raise InputError(
+                "saliency thresholds must be > 0: WSSS-BED binarises saliency only "
+                "for a threshold above 0 (0 selects a continuous cue)"
+            )
+        return SaliencyRule(
+            generator,
+            (Axis("sal_threshold", tuple(sal_thresholds)), Axis("threshold", tuple(thresholds))),
+            ignore_label,
+        )
     raise InputError(f"unknown generator {generator!r}; use one of {GENERATORS}")

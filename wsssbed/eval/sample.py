@@ -33,8 +33,14 @@ class EvalSample:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device, non_blocking=True)
 
-        return EvalSample(self.image_id, move(self.gt), move(self.class_ids), move(self.cams),
-                          move(self.saliency), move(self.pred))
+        return EvalSample(
+            self.image_id,
+            move(self.gt),
+            move(self.class_ids),
+            move(self.cams),
+            move(self.saliency),
+            move(self.pred),
+        )
 
 
 def best_class(sample: EvalSample, none_class: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,7 +53,9 @@ def best_class(sample: EvalSample, none_class: int) -> tuple[torch.Tensor, torch
     height, width = sample.gt.shape
     device = sample.gt.device
     if sample.cams is None or sample.cams.shape[0] == 0:
-        return (torch.full((height, width), float("-inf"), device=device),
-                torch.full((height, width), none_class, dtype=torch.int64, device=device))
+        return (
+            torch.full((height, width), float("-inf"), device=device),
+            torch.full((height, width), none_class, dtype=torch.int64, device=device),
+        )
     score, index = sample.cams.max(dim=0)  # ties: first maximal index (documented in torch)
     return score, sample.class_ids[index]

@@ -14,8 +14,9 @@ from wsssbed.eval.rules import Rule
 AXIS_COLUMNS = ("threshold", "alpha", "sal_threshold")
 
 
-def sweep_tables(state: SweepState, rule: Rule, spec: DatasetSpec, run_id: str
-                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def sweep_tables(
+    state: SweepState, rule: Rule, spec: DatasetSpec, run_id: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(sweeps, per_class) data frames of a run, points in the user's grid order."""
     counts = class_counts(state.pairs.result(), rule, spec.num_classes, spec.has_background)
     points = grid_points(rule)
@@ -31,33 +32,37 @@ def sweep_tables(state: SweepState, rule: Rule, spec: DatasetSpec, run_id: str
             means = state.bf_sums / np.where(state.bf_images > 0, state.bf_images, np.nan)
         bf = {"bf_f": means[0][order], "bf_p": means[1][order], "bf_r": means[2][order]}
     for name, values in bf.items():
-        sweeps[name] = pd.array(values if values is not None else [None] * len(points),
-                                dtype="Float64")
+        sweeps[name] = pd.array(
+            values if values is not None else [None] * len(points), dtype="Float64"
+        )
     sweeps["n_images"] = np.int64(state.images)
     return sweeps, _per_class_table(counts, state, spec, run_id, order)
 
 
-def _per_class_table(counts: ClassCounts, state: SweepState, spec: DatasetSpec, run_id: str,
-                     order: np.ndarray) -> pd.DataFrame:
+def _per_class_table(
+    counts: ClassCounts, state: SweepState, spec: DatasetSpec, run_id: str, order: np.ndarray
+) -> pd.DataFrame:
     points, k = counts.tp.shape
     point = np.repeat(np.arange(points, dtype=np.int64), k)
     class_id = np.tile(np.arange(k, dtype=np.int64), points)
     union = counts.gt[None, :] + counts.pred - counts.tp
-    table = pd.DataFrame({
-        "run_id": run_id,
-        "point": point,
-        "class_id": class_id,
-        "class_name": np.asarray(spec.classes, dtype=object)[class_id],
-        "tp": counts.tp.ravel(),
-        "fp": counts.fp.ravel(),
-        "fn": counts.fn.ravel(),
-        "fn_unlabelled": counts.unlabelled.ravel(),
-        "intersection": counts.tp.ravel(),
-        "union": union.ravel(),
-        "gt_pixels": np.tile(counts.gt, points),
-        "pred_pixels": counts.pred.ravel(),
-        "iou": per_class_iou(counts).ravel(),
-    })
+    table = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "point": point,
+            "class_id": class_id,
+            "class_name": np.asarray(spec.classes, dtype=object)[class_id],
+            "tp": counts.tp.ravel(),
+            "fp": counts.fp.ravel(),
+            "fn": counts.fn.ravel(),
+            "fn_unlabelled": counts.unlabelled.ravel(),
+            "intersection": counts.tp.ravel(),
+            "union": union.ravel(),
+            "gt_pixels": np.tile(counts.gt, points),
+            "pred_pixels": counts.pred.ravel(),
+            "iou": per_class_iou(counts).ravel(),
+        }
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         table["precision"] = np.where(table.pred_pixels > 0, table.tp / table.pred_pixels, np.nan)
         table["recall"] = np.where(table.gt_pixels > 0, table.tp / table.gt_pixels, np.nan)

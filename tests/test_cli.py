@@ -1,0 +1,315 @@
+"""The command line, end to end on the embedded sample."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from reference import confusion, irn_labels, metrics
+from typer.testing import CliRunner
+
+from wsssbed.cli import app
+from wsssbed.datasets import get_dataset
+from wsssbed.datasets.local import LocalDataset
+from wsssbed.maps import read_activation, write_label_map
+
+runner = CliRunner()
+
+
+def _run(*args: str):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def _sweep(sample_root, out, *extra):
+    return _run(
+        "sweep",
+        "--data-root",
+        sample_root,
+        "--split",
+        "train",
+        "--activation",
+        sample_root / "activation/sample-cam/irn-npy",
+        "--allow-extra-maps",
+        "--out",
+        out,
+        "--json",
+        *extra,
+    )
+
+
+def test_datasets_json_lists_the_five_datasets():
+    result = _run("datasets", "--json")
+    assert result.exit_code == 0
+    counts = {row["name"]: row["num_classes"] for row in json.loads(result.stdout)}
+    assert counts == {
+        "voc2012": 21,
+        "coco2014": 81,
+        "context": 60,
+        "context59": 59,
+        "ade20k": 150,
+        "cocostuff": 171,
+    }
+
+
+def test_datasets_table_and_check(sample_root, tmp_path):
+    assert "cocostuff" in _run("datasets").stdout
+    good = _run(
+        "datasets", "check", "--dataset", "voc2012", "--data-root", sample_root, "--split", "val"
+    )
+    assert good.exit_code == 0 and "24 valid masks" in good.stdout
+    shutil.copytree(sample_root / "VOC2012", tmp_path / "VOC2012")
+    bad_file = tmp_path / "VOC2012/SegmentationClass/sample_0050.png"
+    bad_file.write_bytes(b"\x89PNG broken")
+    bad = _run(
+        "datasets", "check", "--dataset", "voc2012", "--data-root", tmp_path, "--split", "val"
+    )
+    assert bad.exit_code == 1 and str(bad_file) in bad.stderr.replace("\n", "")
+
+
+def test_default_sweep_runs_on_the_sample(tmp_path, monkeypatch, sample_root):
+    monkeypatch.setattr("wsssbed.cli.ensure_sample", lambda path=None: sample_root)
+    result = _run("sweep", "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.stderr
+    assert "best point" in result.stdout and "miou" in result.stdout
+
+
+def test_sweep_matches_reference_and_appends(sample_root, tmp_path):
+    out = tmp_path / "results"
+    first = _sweep(sample_root, out, "--thresholds", "0.05,0.3,0.5", "--no-boundary")
+    assert first.exit_code == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["grid_points"] == 3 and summary["n_images"] == 48
+    sweeps = pd.read_parquet(out / "sweeps.parquet")
+    spec = get_dataset("voc2012")
+    local = LocalDataset(spec, sample_root, "train")
+    folder = sample_root / "activation/sample-cam/irn-npy"
+    for point, t in enumerate((0.05, 0.3, 0.5)):
+        total = 0
+        for image_id in local.ids:
+            gt = local.read_gt(image_id)
+            maps = read_activation(folder, image_id, "irn-npy", spec)
+            total = total + confusion(
+                gt, irn_labels(maps.class_ids, maps.cams, np.float32(t), True, gt.shape), 21
+            )
+        assert sweeps.miou[point] == pytest.approx(metrics(total)["miou"])
+    second = _sweep(sample_root, out, "--thresholds", "0:0.6:0.01")
+    assert second.exit_code == 0
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert len(runs) == 2 and runs.run_id.is_unique
+    sweeps = pd.read_parquet(out / "sweeps.parquet")
+    assert sweeps.groupby("run_id").size().sort_values().tolist() == [3, 61]
+    assert sweeps.sal_threshold.isna().all()
+    per_class = pd.read_parquet(out / "per_class.parquet")
+    assert len(per_class) == (3 + 61) * 21
+    assert json.loads(runs.packages[0])["torch"]
+
+
+def test_formats_and_workers_give_identical_counts(sample_root, tmp_path):
+    def per_class(*extra, fmt="irn-npy"):
+        out = tmp_path / f"{fmt}-{len(extra)}"
+        result = _run(
+            "sweep",
+            "--data-root",
+            sample_root,
+            "--split",
+            "train",
+            "--activation",
+            sample_root / "activation/sample-cam" / fmt,
+            "--activation-format",
+            fmt,
+            "--allow-extra-maps",
+            "--thresholds",
+            "0.1,0.4",
+            "--out",
+            out,
+            "--json",
+            *extra,
+        )
+        assert result.exit_code == 0, result.stderr
+        return pd.read_parquet(out / "per_class.parquet").drop(columns="run_id")
+
+    base = per_class()
+    pd.testing.assert_frame_equal(base, per_class(fmt="npz"))
+    pd.testing.assert_frame_equal(base, per_class("--workers", "2"))
+    quantised = per_class(fmt="png-per-class")
+    assert (quantised.tp - base.tp).abs().sum() < 0.01 * base.tp.sum()
+
+
+def test_saliency_rule_2d_and_power(sample_root, tmp_path):
+    result = _run(
+        "sweep",
+        "--data-root",
+        sample_root,
+        "--split",
+        "train",
+        "--activation",
+        sample_root / "activation/sample-cam/irn-npy",
+        "--allow-extra-maps",
+        "--generator",
+        "saliency-rule",
+        "--saliency",
+        sample_root / "saliency/sample-sal",
+        "--sal-thresholds",
+        "0.1:0.5:0.1",
+        "--thresholds",
+        "0:0.5:0.1",
+        "--ignore-label",
+        "--out",
+        tmp_path,
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    sweeps = pd.read_parquet(tmp_path / "sweeps.parquet")
+    assert len(sweeps) == 30 and sweeps.sal_threshold.notna().all()
+    assert (sweeps.ignore_ratio > 0).any() and sweeps.bf_f.isna().all()
+    power = _run(
+        "sweep",
+        "--data-root",
+        sample_root,
+        "--split",
+        "train",
+        "--activation",
+        sample_root / "activation/sample-cam/irn-npy",
+        "--allow-extra-maps",
+        "--generator",
+        "power-bg",
+        "--alphas",
+        "1,2,4,8,16",
+        "--out",
+        tmp_path / "p",
+        "--json",
+    )
+    assert power.exit_code == 0, power.stderr
+    assert json.loads(power.stdout)["best_point"]["alpha"] in (1, 2, 4, 8, 16)
+
+
+def test_evaluate_scores_label_maps(sample_root, tmp_path):
+    spec = get_dataset("voc2012")
+    local = LocalDataset(spec, sample_root, "val")
+    total = 0
+    for image_id in local.ids:
+        gt = local.read_gt(image_id)
+        maps = read_activation(sample_root / "activation/sample-cam/npz", image_id, "npz", spec)
+        labels = irn_labels(maps.class_ids, maps.cams, np.float32(0.3), True, gt.shape)
+        labels[::7, ::5] = 255  # some unlabelled pixels
+        write_label_map(tmp_path / "pred", image_id, labels, spec.palette())
+        total = total + confusion(gt, labels, 21)
+    result = _run(
+        "evaluate",
+        "--pred",
+        tmp_path / "pred",
+        "--data-root",
+        sample_root,
+        "--split",
+        "val",
+        "--out",
+        tmp_path / "r",
+        "--json",
+    )
+    assert result.exit_code == 0, result.stderr
+    best = json.loads(result.stdout)["best"]
+    expected = metrics(total)
+    for name in ("miou", "miou_zero", "miou_labeled", "ignore_ratio", "pixel_accuracy"):
+        assert best[name] == pytest.approx(expected[name])
+    assert 0 < best["bf_f"] < 1
+    runs = pd.read_parquet(tmp_path / "r/runs.parquet")
+    assert runs.stage[0] == "pseudo-label"
+
+
+@pytest.fixture
+def broken_maps(sample_root, tmp_path):
+    folder = tmp_path / "maps"
+    shutil.copytree(sample_root / "activation/sample-cam/npz", folder)
+    return folder
+
+
+def _bad_sweep(sample_root, folder, out, *extra):
+    return _run(
+        "sweep",
+        "--data-root",
+        sample_root,
+        "--split",
+        "val",
+        "--activation",
+        folder,
+        "--activation-format",
+        "npz",
+        "--allow-extra-maps",
+        "--out",
+        out,
+        *extra,
+    )
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        ("nan", "NaN"),
+        ("range", "outside [0, 1]"),
+        ("size", "differs from the ground truth"),
+        ("keys", "not labelled with"),
+        ("corrupt", "not a valid .npz"),
+        ("missing", "have no"),
+    ],
+)
+def test_bad_maps_fail_cleanly_without_output(sample_root, broken_maps, tmp_path, damage, message):
+    target = broken_maps / "sample_0060.npz"
+    with np.load(target) as archive:
+        keys, cams = archive["keys"], archive["cams"]
+    if damage == "nan":
+        cams[0, 5, 5] = np.nan
+    elif damage == "range":
+        cams = cams * 2
+    elif damage == "size":
+        cams = cams[:, :-3]
+    elif damage == "keys":
+        keys = np.array([19 if keys[0] != 19 else 18])
+        cams = cams[:1]
+    if damage == "corrupt":
+        target.write_bytes(b"PK\x03\x04junk")
+    elif damage == "missing":
+        target.unlink()
+    else:
+        np.savez(target, keys=keys, cams=cams)
+    out = tmp_path / "out"
+    result = _bad_sweep(sample_root, broken_maps, out)
+    assert result.exit_code == 2
+    error = result.stderr.replace("\n", "")
+    assert message in error
+    if damage != "missing":
+        assert "sample_0060" in error
+    assert not out.exists() or not any(out.glob("*.parquet"))
+
+
+def test_extra_maps_are_refused_unless_allowed(sample_root, tmp_path):
+    result = _run(
+        "sweep",
+        "--data-root",
+        sample_root,
+        "--split",
+        "val",
+        "--activation",
+        sample_root / "activation/sample-cam/npz",
+        "--activation-format",
+        "npz",
+        "--out",
+        tmp_path,
+    )
+    assert result.exit_code == 2 and "outside the split" in result.stderr.replace("\n", "")
+
+
+def test_store_is_untouched_by_a_failed_run(sample_root, broken_maps, tmp_path):
+    out = tmp_path / "out"
+    assert _bad_sweep(sample_root, broken_maps, out, "--thresholds", "0.2").exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.glob("*.parquet")}
+    (broken_maps / "sample_0070.npz").write_bytes(b"junk")
+    assert _bad_sweep(sample_root, broken_maps, out, "--thresholds", "0.2").exit_code == 2
+    assert {p.name: p.read_bytes() for p in out.glob("*.parquet")} == before
+
+
+def test_method_flag_explains_what_is_missing(tmp_path):
+    result = _run("sweep", "--method", "cam", "--out", tmp_path)
+    assert result.exit_code == 2 and "manifest" in result.stderr
