@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from reference import confusion, irn_labels, metrics
+from reference import CLASS_COUNTS, confusion, irn_labels, metrics
 from typer.testing import CliRunner
 
 from wsssbed.cli import app
@@ -23,7 +23,9 @@ def _run(*args: str):
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
-def _sweep(sample_root, out, *extra):
+def _sweep(sample_root, out, *extra, fmt="irn-npy"):
+    """`wsssbed sweep --json` on the sample's train split with the sample's maps in `fmt`."""
+    folder = sample_root / "activation/sample-cam" / fmt
     return _run(
         "sweep",
         "--data-root",
@@ -31,7 +33,9 @@ def _sweep(sample_root, out, *extra):
         "--split",
         "train",
         "--activation",
-        sample_root / "activation/sample-cam/irn-npy",
+        folder,
+        "--activation-format",
+        fmt,
         "--allow-extra-maps",
         "--out",
         out,
@@ -44,14 +48,7 @@ def test_datasets_json_lists_the_five_datasets():
     result = _run("datasets", "--json")
     assert result.exit_code == 0
     counts = {row["name"]: row["num_classes"] for row in json.loads(result.stdout)}
-    assert counts == {
-        "voc2012": 21,
-        "coco2014": 81,
-        "context": 60,
-        "context59": 59,
-        "ade20k": 150,
-        "cocostuff": 171,
-    }
+    assert counts == CLASS_COUNTS
 
 
 def test_datasets_table_and_check(sample_root, tmp_path):
@@ -110,24 +107,7 @@ def test_sweep_matches_reference_and_appends(sample_root, tmp_path):
 def test_formats_and_workers_give_identical_counts(sample_root, tmp_path):
     def per_class(*extra, fmt="irn-npy"):
         out = tmp_path / f"{fmt}-{len(extra)}"
-        result = _run(
-            "sweep",
-            "--data-root",
-            sample_root,
-            "--split",
-            "train",
-            "--activation",
-            sample_root / "activation/sample-cam" / fmt,
-            "--activation-format",
-            fmt,
-            "--allow-extra-maps",
-            "--thresholds",
-            "0.1,0.4",
-            "--out",
-            out,
-            "--json",
-            *extra,
-        )
+        result = _sweep(sample_root, out, "--thresholds", "0.1,0.4", *extra, fmt=fmt)
         assert result.exit_code == 0, result.stderr
         return pd.read_parquet(out / "per_class.parquet").drop(columns="run_id")
 
@@ -139,15 +119,9 @@ def test_formats_and_workers_give_identical_counts(sample_root, tmp_path):
 
 
 def test_saliency_rule_2d_and_power(sample_root, tmp_path):
-    result = _run(
-        "sweep",
-        "--data-root",
+    result = _sweep(
         sample_root,
-        "--split",
-        "train",
-        "--activation",
-        sample_root / "activation/sample-cam/irn-npy",
-        "--allow-extra-maps",
+        tmp_path,
         "--generator",
         "saliency-rule",
         "--saliency",
@@ -157,31 +131,12 @@ def test_saliency_rule_2d_and_power(sample_root, tmp_path):
         "--thresholds",
         "0:0.5:0.1",
         "--ignore-label",
-        "--out",
-        tmp_path,
-        "--json",
     )
     assert result.exit_code == 0, result.stderr
     sweeps = pd.read_parquet(tmp_path / "sweeps.parquet")
     assert len(sweeps) == 30 and sweeps.sal_threshold.notna().all()
     assert (sweeps.ignore_ratio > 0).any() and sweeps.bf_f.isna().all()
-    power = _run(
-        "sweep",
-        "--data-root",
-        sample_root,
-        "--split",
-        "train",
-        "--activation",
-        sample_root / "activation/sample-cam/irn-npy",
-        "--allow-extra-maps",
-        "--generator",
-        "power-bg",
-        "--alphas",
-        "1,2,4,8,16",
-        "--out",
-        tmp_path / "p",
-        "--json",
-    )
+    power = _sweep(sample_root, tmp_path / "p", "--generator", "power-bg", "--alphas", "1,2,4,8,16")
     assert power.exit_code == 0, power.stderr
     assert json.loads(power.stdout)["best_point"]["alpha"] in (1, 2, 4, 8, 16)
 

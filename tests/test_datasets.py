@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from reference import CLASS_COUNTS
 
 from wsssbed.datasets import BUILTIN, get_dataset, load_spec
 from wsssbed.datasets.check import check_dataset
@@ -16,14 +17,7 @@ from wsssbed.errors import InputError
 
 def test_builtin_class_counts_and_background():
     counts = {name: get_dataset(name).num_classes for name in BUILTIN}
-    assert counts == {
-        "voc2012": 21,
-        "coco2014": 81,
-        "context": 60,
-        "context59": 59,
-        "ade20k": 150,
-        "cocostuff": 171,
-    }
+    assert counts == CLASS_COUNTS
     assert [get_dataset(n).has_background for n in BUILTIN] == [
         True,
         True,

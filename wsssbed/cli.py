@@ -24,6 +24,7 @@ from wsssbed.eval.engine import SweepJob
 from wsssbed.eval.rules import Axis, HardLabels, make_rule
 from wsssbed.grids import parse_grid
 from wsssbed.pipeline import STAGES, RunSummary, run_and_store
+from wsssbed.results import METRIC_COLUMNS
 from wsssbed.sample import METHOD, SALIENCY, ensure_sample
 
 app = typer.Typer(
@@ -194,21 +195,7 @@ def _print_best(summary: RunSummary, title: str) -> None:
     for axis in ("sal_threshold", "threshold", "alpha"):
         if axis in best and best[axis] is not None and str(best[axis]) != "<NA>":
             table.add_row(axis, f"{float(best[axis]):g}")
-    for name in (
-        "miou",
-        "miou_zero",
-        "miou_gt_present",
-        "miou_labeled",
-        "ignore_ratio",
-        "pixel_accuracy",
-        "mean_precision",
-        "mean_recall",
-        "fp_ratio",
-        "fn_ratio",
-        "bf_f",
-        "bf_p",
-        "bf_r",
-    ):
+    for name in METRIC_COLUMNS:
         value = best[name]
         if value is None or str(value) in ("<NA>", "nan"):
             continue

@@ -24,27 +24,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wsssbed.errors import InputError
+from wsssbed.eval.metrics import BOUNDARY_METRICS, SUMMARY_METRICS
 from wsssbed.imageio import write_atomic
 
 SCHEMA_VERSION = 1
 TABLES = ("per_class", "sweeps", "runs")
 
 _TEXT, _INT, _FLOAT, _BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
-METRIC_COLUMNS = (
-    "miou",
-    "miou_zero",
-    "miou_gt_present",
-    "miou_labeled",
-    "ignore_ratio",
-    "pixel_accuracy",
-    "mean_precision",
-    "mean_recall",
-    "fp_ratio",
-    "fn_ratio",
-    "bf_f",
-    "bf_p",
-    "bf_r",
-)
+METRIC_COLUMNS = SUMMARY_METRICS + BOUNDARY_METRICS
 SCHEMAS = {
     "runs": pa.schema(
         [

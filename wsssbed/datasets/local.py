@@ -110,14 +110,18 @@ class LocalDataset:
             f"no {self.spec.title} ground-truth folder found (tried {tried})", self.data_root
         )
 
+    def _first_existing(self, templates: tuple[str, ...], folder: bool) -> Path | None:
+        """The first of the layout's candidates below the root that exists, or None."""
+        for template in templates:
+            candidate = self.root / self._fill(template)
+            if candidate.is_dir() if folder else candidate.is_file():
+                return candidate
+        return None
+
     @cached_property
     def split_file(self) -> Path | None:
         """The id list of the split, or None when the split is a mask folder."""
-        for template in self.spec.split_files:
-            candidate = self.root / self._fill(template)
-            if candidate.is_file():
-                return candidate
-        return None
+        return self._first_existing(self.spec.split_files, folder=False)
 
     @cached_property
     def gt_source(self) -> GroundTruthSource:
@@ -167,11 +171,7 @@ class LocalDataset:
     @cached_property
     def image_folder(self) -> Path | None:
         """Folder of the RGB images, or None when the copy has none (they are optional)."""
-        for template in self.spec.images:
-            candidate = self.root / self._fill(template)
-            if candidate.is_dir():
-                return candidate
-        return None
+        return self._first_existing(self.spec.images, folder=True)
 
     def image_path(self, image_id: str) -> Path | None:
         """Path of an image's RGB picture, when the copy has images."""
@@ -181,11 +181,7 @@ class LocalDataset:
     @cached_property
     def label_list_file(self) -> Path | None:
         """The split's image-level label list (`image_id c1 c2 ...`), when present."""
-        for template in self.spec.label_lists:
-            candidate = self.root / self._fill(template)
-            if candidate.is_file():
-                return candidate
-        return None
+        return self._first_existing(self.spec.label_lists, folder=False)
 
 
 def labels_from_mask(gt: np.ndarray, spec: DatasetSpec) -> tuple[int, ...]:

@@ -10,8 +10,10 @@ background label after, so the pixel is a boundary pixel of c* exactly for j in
 [lo, b) (lo = 0 if a 4-neighbour has another c* or lies outside the image, else the
 neighbours' smallest b) and a background boundary pixel for j in [b, hi) (hi = T at the
 image border, else the neighbours' largest b). Precision counts come from difference
-arrays over these intervals; recall ORs the intervals, as bitmasks of 62 thresholds per
-int64 word, over the tolerance disk around each ground-truth boundary pixel.
+arrays over these intervals. For recall, each ground-truth boundary pixel takes the
+union of the same-class intervals of the pixels in its tolerance disk, again as a
+difference array over the grid (cheaper here than the bitmask OR sketched in DESIGN.md,
+and as exact). Every count is an integer, so CPU and GPU agree.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import torch.nn.functional as F
 
 from wsssbed.errors import InputError
 
-BITS_PER_WORD = 62
 DEFAULT_TOLERANCE = 0.0075
 
 
@@ -69,17 +70,28 @@ def disk_offsets(theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     return dy[inside], dx[inside]
 
 
-def _neighbours(values: torch.Tensor, fill: float | int) -> torch.Tensor:
-    """(4, H, W): the up, down, left and right neighbour of every pixel (`fill` outside)."""
-    padded = F.pad(values[None, None].double(), (1, 1, 1, 1), value=float(fill))[0, 0]
-    return torch.stack(
-        [padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
-    ).to(values.dtype)
+def _differs_from_neighbour(labels: torch.Tensor) -> torch.Tensor:
+    """(H, W) bool: a 4-neighbour holds another label, or the pixel is on the image border."""
+    differs = torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
+    vertical = labels[1:] != labels[:-1]
+    horizontal = labels[:, 1:] != labels[:, :-1]
+    differs[1:] |= vertical
+    differs[:-1] |= vertical
+    differs[:, 1:] |= horizontal
+    differs[:, :-1] |= horizontal
+    differs[0] = differs[-1] = True
+    differs[:, 0] = differs[:, -1] = True
+    return differs
 
 
-def edge_mask(labels: torch.Tensor) -> torch.Tensor:
-    """(H, W) bool: the pixel's 4-neighbourhood holds another label or leaves the image."""
-    return (_neighbours(labels.long(), -1) != labels.long()).any(0)
+def _neighbour_extreme(values: torch.Tensor, fill: int, pick) -> torch.Tensor:
+    """(H, W): `pick` (torch.minimum / maximum) over the 4 neighbours inside the image."""
+    out = torch.full_like(values, fill)
+    out[1:] = pick(out[1:], values[:-1])
+    out[:-1] = pick(out[:-1], values[1:])
+    out[:, 1:] = pick(out[:, 1:], values[:, :-1])
+    out[:, :-1] = pick(out[:, :-1], values[:, 1:])
+    return out
 
 
 @dataclass
@@ -121,8 +133,8 @@ def sweep_boundary_counts(
     """Boundary counts at every grid index of a two-outcome sweep.
 
     Args:
-        best_id: (H, W) int64 label of a pixel while foreground (K = none).
-        buckets: (H, W) int64; the pixel is foreground for grid indices j < bucket.
+        best_id: (H, W) integer label of a pixel while foreground (K = none).
+        buckets: (H, W) integer; the pixel is foreground for grid indices j < bucket.
         gt: (H, W) uint8 ground truth.
         num_points: T, grid points (internal order).
         num_classes: K.
@@ -132,68 +144,72 @@ def sweep_boundary_counts(
     """
     k, t = num_classes, num_points
     device = best_id.device
-    best = best_id.long()
-    bucket = buckets.long().clamp(max=t)
-    gt_long = gt.long()
-
-    neighbour_best = _neighbours(best, -1)
-    neighbour_bucket = _neighbours(bucket, 0)
-    outside_or_other = (neighbour_best != best).any(0)
-    fg_low = torch.where(outside_or_other, torch.zeros_like(bucket), neighbour_bucket.min(0).values)
-    fg_high = bucket
-    border = torch.zeros_like(best, dtype=torch.bool)
-    border[0, :] = border[-1, :] = True
+    height, width = best_id.shape
+    pixels = height * width
+    best = best_id.to(torch.int32)
+    bucket = buckets.to(torch.int32).clamp(max=t)
+    border = torch.zeros((height, width), dtype=torch.bool, device=device)
+    border[0] = border[-1] = True
     border[:, 0] = border[:, -1] = True
-    bg_low = bucket
-    bg_high = torch.where(border, torch.full_like(bucket, t), neighbour_bucket.max(0).values)
-    scores_background = background_label < k
-    fg_valid = (fg_low < fg_high) & (best < k)
-    bg_valid = (bg_low < bg_high) & scores_background
 
-    # Ground-truth boundary pixels and their tolerance neighbourhoods.
-    gt_edge = edge_mask(gt_long) & (gt_long < k)
-    gy, gx = torch.nonzero(gt_edge, as_tuple=True)
-    gt_class = gt_long[gy, gx]
-    gt_total = torch.bincount(gt_class, minlength=k)
-    dy, dx = (o.to(device) for o in disk_offsets(theta))
-    height, width = best.shape
-    near_gt = _near(gy, gx, gt_class, dy, dx, height, width)
-
-    if void_label is None:
-        counted = torch.ones_like(best, dtype=torch.bool)
-    else:
-        counted = gt_long != void_label
-    flat_index = torch.arange(height * width, device=device).view(height, width)
-    pred_total = torch.zeros((k, t + 1), dtype=torch.int64, device=device)
-    pred_matched = torch.zeros_like(pred_total)
-    for label_map, low, high, valid in (
-        (best, fg_low, fg_high, fg_valid),
-        (torch.full_like(best, min(background_label, k - 1)), bg_low, bg_high, bg_valid),
-    ):
-        keep = valid & counted
-        labels, lows, highs = label_map[keep], low[keep], high[keep]
-        matched = near_gt.lookup(labels, flat_index[keep])
-        for target, weight in ((pred_total, None), (pred_matched, matched)):
-            _add_intervals(target, labels, lows, highs, weight)
-    pred_total = pred_total.cumsum(1)[:, :t]
-    pred_matched = pred_matched.cumsum(1)[:, :t]
-
-    words = max(1, math.ceil(t / BITS_PER_WORD))
-    fg_bits = _interval_bits(fg_low, torch.where(fg_valid, fg_high, fg_low), words)
-    bg_bits = _interval_bits(bg_low, torch.where(bg_valid, bg_high, bg_low), words)
-    covered = _or_over_disk(
-        fg_bits,
-        bg_bits,
-        best,
-        gy,
-        gx,
-        gt_class,
-        dy,
-        dx,
-        background_label if scores_background else -2,
+    # Each pixel's interval as a boundary of its best class, and of the background.
+    fg_low = torch.where(
+        _differs_from_neighbour(best), 0, _neighbour_extreme(bucket, t, torch.minimum)
     )
-    gt_matched = torch.zeros((k, t), dtype=torch.int64, device=device)
-    gt_matched.index_add_(0, gt_class, _unpack_bits(covered, t))
+    fg_low = torch.minimum(fg_low, bucket)
+    scores_background = background_label < k
+    bg_high = torch.where(border, t, _neighbour_extreme(bucket, 0, torch.maximum))
+    bg_high = torch.maximum(bg_high, bucket)
+
+    # Ground-truth boundary pixels, and which (class, pixel) pairs lie within theta of one.
+    gt_labels = gt.to(torch.int32)
+    gy, gx = torch.nonzero(_differs_from_neighbour(gt_labels) & (gt_labels < k), as_tuple=True)
+    gy, gx = gy.to(torch.int32), gx.to(torch.int32)
+    gt_class = gt_labels[gy.long(), gx.long()]
+    gt_total = torch.bincount(gt_class, minlength=k)
+    dy, dx = (o.to(device, torch.int32) for o in disk_offsets(theta))
+    local = torch.full((k + 1,), -1, dtype=torch.int32, device=device)
+    present = torch.unique(gt_class)
+    local[present.long()] = torch.arange(present.numel(), dtype=torch.int32, device=device)
+    local[local < 0] = present.numel()  # classes without a gt boundary: an all-false row
+    near = _near_map(
+        gy, gx, local.index_select(0, gt_class), dy, dx, present.numel() + 1, height, width
+    )
+
+    # Precision: difference arrays over each pixel's intervals (empty ones cancel); the
+    # matched counts are offset by one table so that one bincount serves both.
+    counted = torch.ones_like(border) if void_label is None else gt_labels != void_label
+    flat_pixel = torch.arange(pixels, dtype=torch.int32, device=device)
+    table = (k + 1) * (t + 1)
+    starts, ends = [], []
+    intervals = [(best, fg_low, bucket)]
+    if scores_background:
+        intervals.append((torch.full_like(best, background_label), bucket, bg_high))
+    for labels, low, high in intervals:
+        row = torch.where(counted & (labels < k), labels, k).reshape(-1)
+        is_near = near.index_select(0, local.index_select(0, row) * (pixels + 1) + flat_pixel)
+        matched = torch.where(is_near, row, k) * (t + 1) + table
+        row = row * (t + 1)
+        low, high = low.reshape(-1), high.reshape(-1)
+        starts += [row + low, matched + low]
+        ends += [row + high, matched + high]
+    diff = torch.bincount(torch.cat(starts), minlength=2 * table) - torch.bincount(
+        torch.cat(ends), minlength=2 * table
+    )
+    counts = diff.view(2, k + 1, t + 1)[:, :k].cumsum(2)[:, :, :t]
+    pred_total, pred_matched = counts[0], counts[1]
+
+    # Recall: per ground-truth boundary pixel, the union of the matching intervals of the
+    # pixels in its disk (background intervals for a background pixel, same-class
+    # foreground intervals otherwise), as a difference array over the grid.
+    fields = torch.stack([best, fg_low, bucket, bg_high])
+    covered = _covered(
+        fields, gy, gx, gt_class, dy, dx, t, background_label if scores_background else -1
+    )
+    # per-class sums as a one-hot product: exact in float32 below 2^24 pixels per image
+    one_hot = torch.zeros((k, gy.numel()), dtype=torch.float32, device=device)
+    one_hot[gt_class.long(), torch.arange(gy.numel(), device=device)] = 1.0
+    gt_matched = (one_hot @ covered.to(torch.float32)).round().to(torch.int64)
     return BoundaryCounts(
         pred_total.cpu().numpy(),
         pred_matched.cpu().numpy(),
@@ -202,101 +218,70 @@ def sweep_boundary_counts(
     )
 
 
-class _NearSet:
-    """Which (class, pixel) pairs lie within theta of a boundary pixel of that class."""
-
-    def __init__(self, keys: torch.Tensor, num_pixels: int) -> None:
-        self.keys = torch.unique(keys)
-        self.num_pixels = num_pixels
-
-    def lookup(self, labels: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
-        """(N,) bool: pixel `pixels[i]` is near a boundary of class `labels[i]`."""
-        query = labels * self.num_pixels + pixels
-        if self.keys.numel() == 0:
-            return torch.zeros_like(query, dtype=torch.bool)
-        position = torch.searchsorted(self.keys, query).clamp(max=self.keys.numel() - 1)
-        return self.keys[position] == query
-
-
-def _near(
+def _near_map(
     ys: torch.Tensor,
     xs: torch.Tensor,
-    classes: torch.Tensor,
+    rows: torch.Tensor,
     dy: torch.Tensor,
     dx: torch.Tensor,
+    num_rows: int,
     height: int,
     width: int,
-) -> _NearSet:
-    """The (class, pixel) pairs within the disk around each boundary pixel."""
+) -> torch.Tensor:
+    """Flat bool (num_rows * (H*W + 1)): row r, pixel p is within theta of a pixel of row r.
+
+    Column H*W of every row is a sink for offsets that leave the image.
+    """
+    pixels = height * width
     y = ys[:, None] + dy[None, :]
     x = xs[:, None] + dx[None, :]
     inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
-    keys = classes[:, None] * (height * width) + y * width + x
-    return _NearSet(keys[inside], height * width)
+    position = torch.where(inside, y * width + x, pixels) + (rows * (pixels + 1))[:, None]
+    near = torch.zeros(num_rows * (pixels + 1), dtype=torch.bool, device=ys.device)
+    near[position.reshape(-1).long()] = True
+    return near
 
 
-def _add_intervals(
-    target: torch.Tensor,
-    labels: torch.Tensor,
-    lows: torch.Tensor,
-    highs: torch.Tensor,
-    weight: torch.Tensor | None,
-) -> None:
-    """Difference-array update: +1 at [label, low], -1 at [label, high]."""
-    if weight is not None:
-        labels, lows, highs = labels[weight], lows[weight], highs[weight]
-    width = target.shape[1]
-    flat = target.view(-1)
-    ones = torch.ones_like(labels)
-    flat.index_add_(0, labels * width + lows, ones)
-    flat.index_add_(0, labels * width + highs, -ones)
-
-
-def _interval_bits(low: torch.Tensor, high: torch.Tensor, words: int) -> torch.Tensor:
-    """(H, W, words) int64 bitmask with bits [low, high) set (62 bits per word)."""
-    start = torch.arange(words, device=low.device) * BITS_PER_WORD
-    lo = (low[..., None] - start).clamp(0, BITS_PER_WORD)
-    hi = (high[..., None] - start).clamp(0, BITS_PER_WORD)
-    one = torch.ones((), dtype=torch.int64, device=low.device)
-    bits = torch.bitwise_left_shift(one, hi) - torch.bitwise_left_shift(one, lo)
-    return torch.where(hi > lo, bits, torch.zeros_like(bits))
-
-
-def _or_over_disk(
-    fg_bits: torch.Tensor,
-    bg_bits: torch.Tensor,
-    best: torch.Tensor,
+def _covered(
+    fields: torch.Tensor,
     gy: torch.Tensor,
     gx: torch.Tensor,
     gt_class: torch.Tensor,
     dy: torch.Tensor,
     dx: torch.Tensor,
+    t: int,
     background_label: int,
 ) -> torch.Tensor:
-    """(N, words): OR of the class-matching interval bits over each gt pixel's disk."""
-    reach = int(max(dy.abs().max().item(), dx.abs().max().item())) if dy.numel() else 0
-    width, words = fg_bits.shape[1:]
-    padded_width = width + 2 * reach
-    pad = (0, 0, reach, reach, reach, reach)
-    fg = F.pad(fg_bits, pad).view(-1, words)
-    bg = F.pad(bg_bits, pad).view(-1, words)
-    labels = F.pad(best, (reach, reach, reach, reach), value=-1).view(-1)
-    base = (gy + reach) * padded_width + (gx + reach)
-    wants_background = (gt_class == background_label)[:, None]
-    covered = torch.zeros((gy.numel(), words), dtype=torch.int64, device=best.device)
-    for offset in (dy * padded_width + dx).tolist():
-        index = base + offset
-        same = (labels[index] == gt_class)[:, None]
-        covered |= torch.where(same, fg[index], 0)
-        covered |= torch.where(wants_background, bg[index], 0)
-    return covered
+    """(N, T) bool: ground-truth boundary pixel n has a same-class predicted boundary
+    pixel within theta at grid index j.
 
-
-def _unpack_bits(words: torch.Tensor, count: int) -> torch.Tensor:
-    """(N, words) bitmasks -> (N, count) int64 0/1."""
-    shifts = torch.arange(BITS_PER_WORD, device=words.device)
-    bits = torch.bitwise_right_shift(words[..., None], shifts) & 1
-    return bits.reshape(words.shape[0], words.shape[1] * BITS_PER_WORD)[:, :count]
+    Args:
+        fields: (4, H, W) int32 per pixel: best class, fg low, bucket (= fg high and bg
+            low), bg high.
+    """
+    n = gy.numel()
+    if n == 0:
+        return torch.zeros((0, t), dtype=torch.bool, device=gy.device)
+    reach = int(max(dy.abs().max().item(), dx.abs().max().item()))
+    padded = F.pad(fields, (reach, reach, reach, reach))
+    padded[0] = torch.where(padded[1] == padded[2], -1, padded[0])  # no interval: no label
+    padded_width = padded.shape[2]
+    index = ((gy + reach) * padded_width + gx + reach)[:, None] + (dy * padded_width + dx)[None]
+    index = index.reshape(-1)
+    label, fg_low, bucket, bg_high = (
+        plane.reshape(-1).index_select(0, index).view(n, dy.numel()) for plane in padded
+    )
+    target = gt_class[:, None]
+    background = target == background_label
+    same = label == target
+    low = torch.where(background, bucket, torch.where(same, fg_low, 0))
+    high = torch.where(background, bg_high, torch.where(same, bucket, 0))
+    row = (torch.arange(n, dtype=torch.int32, device=gy.device) * (t + 1))[:, None]
+    size = n * (t + 1)
+    diff = torch.bincount((row + low).reshape(-1), minlength=size) - torch.bincount(
+        (row + high).reshape(-1), minlength=size
+    )
+    return diff.view(n, t + 1).cumsum(1)[:, :t] > 0
 
 
 @dataclass
@@ -375,20 +360,21 @@ def bfscore(
             f"pred {tuple(pred_t.shape)} and gt {tuple(gt_t.shape)} must be equal 2-D shapes"
         )
     void = 255 if mode == "default" else None
+    values = torch.cat([pred_t.flatten(), gt_t.flatten()])
+    if void is not None:
+        values = values[values != void]
     if classes is None:
-        present = torch.unique(torch.cat([pred_t.flatten(), gt_t.flatten()]))
-        classes = [int(c) for c in present if c != 255]
-    num_classes = max([*classes, int(pred_t.max()), int(gt_t.max()), 0]) + 1
-    gt_for_count = gt_t if void is None else torch.where(gt_t == void, num_classes, gt_t)
+        classes = [int(c) for c in torch.unique(values)]
+    num_classes = max([*classes, int(values.max()) if values.numel() else 0]) + 1
     counts = sweep_boundary_counts(
         pred_t,
         torch.ones_like(pred_t),
-        gt_for_count,
+        gt_t,
         num_points=1,
-        num_classes=num_classes + (0 if void is None else 1),
-        background_label=10**9,
+        num_classes=num_classes,
+        background_label=num_classes,
         theta=float(tolerance_px),
-        void_label=None if void is None else num_classes,
+        void_label=void,
     )
     f, _, _ = class_scores(counts, matlab=mode == "matlab")
     scores = f[classes, 0]

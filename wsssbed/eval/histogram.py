@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from wsssbed.eval.rules import PixelStates
@@ -26,6 +27,9 @@ class PairCounts:
     hist: torch.Tensor
 
 
+DENSE_LIMIT = 1 << 22  # histogram cells above which only occurring pairs get a row
+
+
 def count_pairs(
     gt: torch.Tensor,
     states: PixelStates,
@@ -41,18 +45,28 @@ def count_pairs(
         bucket_shape: buckets per axis.
         num_classes: K.
     """
-    valid = gt != ignore_index
-    gt_ids = gt[valid].long()
-    codes = gt_ids * (num_classes + 1) + states.best_id[valid]
-    flat = torch.zeros_like(codes)
-    for bucket, size in zip(states.buckets, bucket_shape):
-        flat = flat * size + bucket[valid]
-    present = torch.bincount(codes, minlength=num_classes * (num_classes + 1)).nonzero().squeeze(1)
-    slot = torch.full((num_classes * (num_classes + 1),), -1, dtype=torch.int64, device=gt.device)
+    k = num_classes
+    cells = int(np.prod(bucket_shape))
+    flat = states.buckets[0].reshape(-1)
+    for bucket, size in zip(states.buckets[1:], bucket_shape[1:]):
+        flat = flat * size + bucket.reshape(-1)
+    best = states.best_id.reshape(-1)
+    pairs = (k + 1) * (k + 1)
+    if pairs * cells <= DENSE_LIMIT:
+        # void pixels go to an extra ground-truth row k that is dropped afterwards
+        rows = torch.arange(256, dtype=torch.int32, device=gt.device).clamp_(max=k)
+        rows[ignore_index] = k
+        gt_row = rows.index_select(0, gt.reshape(-1).to(torch.int32))
+        key = (gt_row * (k + 1) + best) * cells + flat
+        hist = torch.bincount(key, minlength=pairs * cells).view(pairs, cells)[: k * (k + 1)]
+        present = hist.sum(1).nonzero().squeeze(1)
+        return PairCounts(present, hist.index_select(0, present).view(-1, *bucket_shape))
+    valid = gt.reshape(-1) != ignore_index
+    codes = gt.reshape(-1)[valid].long() * (k + 1) + best[valid].long()
+    flat = flat[valid].long()
+    present = torch.bincount(codes, minlength=k * (k + 1)).nonzero().squeeze(1)
+    slot = torch.full((k * (k + 1),), -1, dtype=torch.int64, device=gt.device)
     slot[present] = torch.arange(present.numel(), device=gt.device)
-    cells = 1
-    for size in bucket_shape:
-        cells *= size
     hist = torch.bincount(slot[codes] * cells + flat, minlength=present.numel() * cells)
     return PairCounts(present, hist.view(present.numel(), *bucket_shape))
 

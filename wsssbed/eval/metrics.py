@@ -30,6 +30,7 @@ SUMMARY_METRICS = (
     "fp_ratio",
     "fn_ratio",
 )
+BOUNDARY_METRICS = ("bf_f", "bf_p", "bf_r")
 
 
 def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

@@ -21,11 +21,13 @@ The conventions (all named in DESIGN.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
 
 from wsssbed.errors import InputError
+from wsssbed.eval.bucketize import Bucketizer
 from wsssbed.eval.sample import EvalSample, best_class
 
 GENERATORS = ("bg-threshold", "power-bg", "saliency-rule")
@@ -44,8 +46,8 @@ class PixelStates:
     """A rule's view of one image's pixels.
 
     Attributes:
-        best_id: (H, W) int64 class a pixel gets when foreground (`none_class` for none).
-        buckets: per axis, (H, W) int64 count of leading internal grid indices at which
+        best_id: (H, W) int32 class a pixel gets when foreground (`none_class` for none).
+        buckets: per axis, (H, W) int32 count of leading internal grid indices at which
             the pixel passes that axis.
     """
 
@@ -93,6 +95,11 @@ class Rule:
         values = np.asarray(self.axes[axis].values, dtype=np.float32)
         return torch.tensor(values[self.order(axis)])
 
+    @cached_property
+    def bucketizers(self) -> tuple[Bucketizer, ...]:
+        """One exact bucketizer per axis over its internally ordered values."""
+        return tuple(Bucketizer(self.internal_values(a)) for a in range(len(self.axes)))
+
     def states(self, sample: EvalSample, none_class: int) -> PixelStates:
         """Bucket every pixel of `sample` (see module docstring)."""
         raise NotImplementedError
@@ -123,22 +130,13 @@ class Rule:
         return foreground, torch.zeros_like(foreground)
 
 
-def _count_below(
-    thresholds: torch.Tensor, values: torch.Tensor, *, inclusive: bool
-) -> torch.Tensor:
-    """Per value, how many sorted thresholds are < value (or <= with `inclusive`)."""
-    return torch.searchsorted(thresholds.to(values.device), values.contiguous(), right=inclusive)
-
-
 @dataclass(frozen=True)
 class BackgroundThreshold(Rule):
     """Constant background score t; foreground iff best > t (ties to background)."""
 
     def states(self, sample: EvalSample, none_class: int) -> PixelStates:
         score, best_id = best_class(sample, none_class)
-        return PixelStates(
-            best_id, (_count_below(self.internal_values(0), score, inclusive=False),)
-        )
+        return PixelStates(best_id, (self.bucketizers[0].count_below(score),))
 
 
 @dataclass(frozen=True)
@@ -156,12 +154,12 @@ class PowerBackground(Rule):
         score, best_id = best_class(sample, none_class)
         alphas = self.internal_values(0).to(score.device, torch.float64)
         base = (torch.ones((), dtype=torch.float32, device=score.device) - score).double()
-        low = torch.zeros(score.shape, dtype=torch.int64, device=score.device)
+        low = torch.zeros(score.shape, dtype=torch.int32, device=score.device)
         high = torch.full_like(low, len(alphas))
         for _ in range(int(np.ceil(np.log2(len(alphas) + 1)))):
             active = low < high
             middle = (low + high) // 2
-            alpha = alphas[middle.clamp(max=len(alphas) - 1)]
+            alpha = alphas[middle.clamp(max=len(alphas) - 1).long()]
             background = torch.pow(base, alpha).float()
             foreground = score > background
             low = torch.where(active & foreground, middle + 1, low)
@@ -179,8 +177,8 @@ class SaliencyRule(Rule):
         if sample.saliency is None:
             raise InputError(f"image {sample.image_id}: the saliency rule needs a saliency map")
         score, best_id = best_class(sample, none_class)
-        salient = _count_below(self.internal_values(0), sample.saliency, inclusive=False)
-        active = _count_below(self.internal_values(1), score, inclusive=True)
+        salient = self.bucketizers[0].count_below(sample.saliency)
+        active = self.bucketizers[1].count_below(score, inclusive=True)
         active = torch.where(score > 0, active, torch.zeros_like(active))
         return PixelStates(best_id, (salient, active))
 
@@ -207,7 +205,7 @@ class HardLabels(Rule):
     needs_maps = False
 
     def states(self, sample: EvalSample, none_class: int) -> PixelStates:
-        pred = sample.pred.long()
+        pred = sample.pred.to(torch.int32)
         best_id = torch.where(pred == 255, torch.full_like(pred, none_class), pred)
         return PixelStates(best_id, (torch.ones_like(pred),))
 

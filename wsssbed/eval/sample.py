@@ -48,14 +48,20 @@ def best_class(sample: EvalSample, none_class: int) -> tuple[torch.Tensor, torch
 
     Returns:
         best_score: (H, W) float32; -inf where the image has no maps.
-        best_id: (H, W) int64 dataset class id; `none_class` where the image has no maps.
+        best_id: (H, W) int32 dataset class id; `none_class` where the image has no maps.
     """
     height, width = sample.gt.shape
     device = sample.gt.device
-    if sample.cams is None or sample.cams.shape[0] == 0:
+    cams = sample.cams
+    if cams is None or cams.shape[0] == 0:
         return (
             torch.full((height, width), float("-inf"), device=device),
-            torch.full((height, width), none_class, dtype=torch.int64, device=device),
+            torch.full((height, width), none_class, dtype=torch.int32, device=device),
         )
-    score, index = sample.cams.max(dim=0)  # ties: first maximal index (documented in torch)
-    return score, sample.class_ids[index]
+    ids = sample.class_ids.tolist()
+    score = cams[0]
+    best_id = torch.full((height, width), ids[0], dtype=torch.int32, device=device)
+    for plane, class_id in zip(cams[1:], ids[1:]):
+        best_id.masked_fill_(plane > score, class_id)  # strict: the first maximal keeps ties
+        score = torch.maximum(score, plane)
+    return score, best_id

@@ -1,0 +1,80 @@
+"""Synthesise activation maps from real ground-truth masks (for benchmarks only).
+
+Per image-label class: the class mask, box-blurred at 1/8 resolution with a spill onto
+the surroundings and noise, upsampled to full size and normalised to max 1 - the shape
+and size of real CAMs, written in the requested format. Deterministic per image id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import zlib
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from wsssbed.datasets import get_dataset
+from wsssbed.datasets.local import LocalDataset, labels_from_mask
+from wsssbed.maps import ActivationMaps, activation_file, write_activation
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+
+
+def synth_maps(gt: np.ndarray, labels: tuple[int, ...], image_id: str) -> ActivationMaps:
+    """(K, H, W) float32 maps in [0, 1] for the image's label classes."""
+    rng = np.random.default_rng(zlib.crc32(image_id.encode()))
+    height, width = gt.shape
+    planes = []
+    for cls in labels:
+        mask = torch.from_numpy((gt == cls).astype(np.float32))[None, None]
+        small = F.avg_pool2d(mask, 8, ceil_mode=True)
+        small = F.avg_pool2d(small, 5, stride=1, padding=2, count_include_pad=False)
+        small = small + 0.15 * torch.from_numpy(rng.random(small.shape, dtype=np.float32))
+        full = F.interpolate(small, size=(height, width), mode="bilinear", align_corners=False)
+        full = full[0, 0].clamp(min=0)
+        planes.append((full / full.max()).numpy())
+    cams = np.stack(planes) if planes else np.zeros((0, height, width), np.float32)
+    return ActivationMaps(np.array(labels, dtype=np.int64), cams.astype(np.float32))
+
+
+def _write_one(args: tuple[str, str, str, str]) -> None:
+    data_root, split, image_id, fmt = args
+    spec = get_dataset("voc2012")
+    local = LocalDataset(spec, Path(data_root), split)
+    folder = CACHE / f"voc-{fmt}"
+    key = None if fmt != "png-per-class" else 0
+    if fmt != "png-per-class" and activation_file(folder, image_id, fmt, key).exists():
+        return
+    gt = local.read_gt(image_id)
+    write_activation(
+        folder, image_id, fmt, spec, synth_maps(gt, labels_from_mask(gt, spec), image_id)
+    )
+
+
+def ensure_maps(
+    data_root: Path, split: str, fmt: str, limit: int | None = None, workers: int = 2
+) -> tuple[Path, list[str]]:
+    """Write maps for the split's first `limit` images (skipping existing files)."""
+    local = LocalDataset(get_dataset("voc2012"), data_root, split)
+    ids = local.ids[:limit] if limit else local.ids
+    folder = CACHE / f"voc-{fmt}"
+    marker = folder / f".complete-{split}-{len(ids)}"
+    if not marker.exists():
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(_write_one, [(str(data_root), split, i, fmt) for i in ids], chunksize=32))
+        marker.write_text("")
+    return folder, ids
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-root", type=Path, default=Path("../shared/data/VOC2012"))
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--format", default="irn-npy")
+    parser.add_argument("--limit", type=int)
+    args = parser.parse_args()
+    folder, ids = ensure_maps(args.data_root, args.split, args.format, args.limit)
+    print(f"{len(ids)} images' maps in {folder}")
