@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset, labels_from_mask
+from wsssbed.imageio import read_png_array
 from wsssbed.maps import ActivationMaps, activation_file, write_activation
 
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -40,18 +41,15 @@ def synth_maps(gt: np.ndarray, labels: tuple[int, ...], image_id: str) -> Activa
     return ActivationMaps(np.array(labels, dtype=np.int64), cams.astype(np.float32))
 
 
-def _write_one(args: tuple[str, str, str, str]) -> None:
-    data_root, split, image_id, fmt = args
+def _write_one(args: tuple[str, str, str]) -> None:
+    gt_path, image_id, fmt = args
     spec = get_dataset("voc2012")
-    local = LocalDataset(spec, Path(data_root), split)
     folder = CACHE / f"voc-{fmt}"
-    key = None if fmt != "png-per-class" else 0
-    if fmt != "png-per-class" and activation_file(folder, image_id, fmt, key).exists():
+    if fmt != "png-per-class" and activation_file(folder, image_id, fmt).exists():
         return
-    gt = local.read_gt(image_id)
-    write_activation(
-        folder, image_id, fmt, spec, synth_maps(gt, labels_from_mask(gt, spec), image_id)
-    )
+    gt = read_png_array(Path(gt_path))
+    labels = labels_from_mask(gt, spec)
+    write_activation(folder, image_id, fmt, spec, synth_maps(gt, labels, image_id))
 
 
 def ensure_maps(
@@ -64,7 +62,8 @@ def ensure_maps(
     marker = folder / f".complete-{split}-{len(ids)}"
     if not marker.exists():
         with ProcessPoolExecutor(workers) as pool:
-            list(pool.map(_write_one, [(str(data_root), split, i, fmt) for i in ids], chunksize=32))
+            jobs = [(str(local.gt_path(i)), i, fmt) for i in ids]
+            list(pool.map(_write_one, jobs, chunksize=32))
         marker.write_text("")
     return folder, ids
 
