@@ -263,8 +263,3 @@ def test_store_is_untouched_by_a_failed_run(sample_root, broken_maps, tmp_path):
     (broken_maps / "sample_0070.npz").write_bytes(b"junk")
     assert _bad_sweep(sample_root, broken_maps, out, "--thresholds", "0.2").exit_code == 2
     assert {p.name: p.read_bytes() for p in out.glob("*.parquet")} == before
-
-
-def test_method_flag_explains_what_is_missing(tmp_path):
-    result = _run("sweep", "--method", "cam", "--out", tmp_path)
-    assert result.exit_code == 2 and "manifest" in result.stderr

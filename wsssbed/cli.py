@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -22,9 +23,13 @@ from wsssbed.errors import WsssbedError
 from wsssbed.eval.boundary import DEFAULT_TOLERANCE, Tolerance
 from wsssbed.eval.engine import SweepJob
 from wsssbed.eval.rules import Axis, HardLabels, make_rule
-from wsssbed.grids import parse_grid
+from wsssbed.eval.tables import AXIS_COLUMNS
+from wsssbed.grids import DEFAULT_ALPHAS, DEFAULT_SAL_THRESHOLDS, DEFAULT_THRESHOLDS, parse_grid
+from wsssbed.manifest import PipelineSpec
+from wsssbed.methods import check_digest, resolve_method
 from wsssbed.pipeline import STAGES, RunSummary, run_and_store
-from wsssbed.results import METRIC_COLUMNS
+from wsssbed.registry import all_manifests, local_folder, resolve
+from wsssbed.results import METRIC_COLUMNS, best_points, read_table
 from wsssbed.sample import METHOD, SALIENCY, ensure_sample
 
 app = typer.Typer(
@@ -36,6 +41,8 @@ datasets_app = typer.Typer(
     help="List the datasets, check a local copy, convert COCO.", invoke_without_command=True
 )
 app.add_typer(datasets_app, name="datasets")
+results_app = typer.Typer(help="Query the Parquet results.", no_args_is_help=True)
+app.add_typer(results_app, name="results")
 out = Console()
 err = Console(stderr=True)
 
@@ -228,23 +235,34 @@ def _finish(summary: RunSummary, results: Path, as_json: bool, title: str) -> No
 def sweep(
     method: str = typer.Option(
         None,
-        help="A pinned method (manifest name); see `wsssbed "
-        "fetch`. Not available yet: give --activation.",
+        help="A pinned method: a pipeline or activation manifest (`wsssbed manifests`). "
+        "Its maps are verified against their digests; its pipeline sets the generator "
+        "and grid unless given here.",
     ),
     dataset: str = typer.Option("voc2012", help="Dataset name or spec .toml."),
     data_root: Path = typer.Option(None, help="Dataset folder (default: the embedded sample)."),
     split: str = typer.Option(None, help="Split (default: the dataset's default)."),
     activation: Path = typer.Option(None, help="Folder of activation maps."),
     activation_format: str = typer.Option("irn-npy", help="irn-npy, png-per-class or npz."),
-    generator: str = typer.Option("bg-threshold", help="bg-threshold, power-bg or saliency-rule."),
+    generator: str = typer.Option(None, help="bg-threshold (default), power-bg or saliency-rule."),
     thresholds: str = typer.Option(
-        "0:0.6:0.01", help="Activation thresholds: start:stop:step (stop included) or a comma list."
+        None,
+        help=f"Activation thresholds: start:stop:step (stop included) or a comma list "
+        f"[default: {DEFAULT_THRESHOLDS}].",
     ),
-    alphas: str = typer.Option("1:32:1", help="power-bg exponents."),
-    saliency: Path = typer.Option(None, help="Folder of saliency PNGs (saliency-rule)."),
-    sal_thresholds: str = typer.Option("0.2", help="Saliency thresholds (saliency-rule)."),
-    ignore_label: bool = typer.Option(False, help="Salient background becomes 255 (WSSS-BED)."),
-    without_saliency: bool = typer.Option(False, help="Saliency rule without saliency maps."),
+    alphas: str = typer.Option(None, help=f"power-bg exponents [default: {DEFAULT_ALPHAS}]."),
+    saliency: str = typer.Option(
+        None, help="Folder of saliency PNGs; with --method, a saliency manifest name."
+    ),
+    sal_thresholds: str = typer.Option(
+        None, help=f"Saliency thresholds (saliency-rule) [default: {DEFAULT_SAL_THRESHOLDS}]."
+    ),
+    ignore_label: bool = typer.Option(
+        None, "--ignore-label/--no-ignore-label", help="Salient background becomes 255 (WSSS-BED)."
+    ),
+    without_saliency: bool = typer.Option(
+        None, "--without-saliency", help="Saliency rule without saliency maps."
+    ),
     boundary: bool = typer.Option(True, help="Compute boundary F at every point (1-D sweeps)."),
     boundary_tolerance: str = typer.Option(
         str(DEFAULT_TOLERANCE), help="Fraction of the image diagonal, or pixels as `2px`."
@@ -253,6 +271,9 @@ def sweep(
         "masks", help="Image-level labels: `masks` or a label-list file (`image_id c1 c2 ...`)."
     ),
     allow_extra_maps: bool = typer.Option(False, help="Allow maps of images outside the split."),
+    verify: bool = typer.Option(
+        True, help="Verify --method maps against their digests (--no-verify is recorded)."
+    ),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     workers: int = typer.Option(
         None, help="Decoding processes (default: 0 for small splits, else up to 4)."
@@ -262,37 +283,58 @@ def sweep(
 ) -> None:
     """Sweep a pseudo-label generator over a threshold grid in one pass; store every point."""
     with reported_errors():
+        extra: dict = {}
+        settings = PipelineSpec(activation="")
         if method is not None:
-            raise WsssbedError(
-                "--method needs the manifest catalogue, which is not in this "
-                "release yet; give --activation (and --saliency) instead"
-            )
-        if data_root is None:
+            if data_root is None:
+                raise WsssbedError("--method needs --data-root (the dataset's ground truth)")
+            if activation is not None:
+                raise WsssbedError("give --method or --activation, not both")
+            with progress_bar("verifying digests", not as_json) as update:
+                resolved = resolve_method(method, saliency, verify, update)
+            if not verify:
+                err.print(
+                    "[bold yellow]warning:[/] --no-verify: the maps are NOT checked against "
+                    "their manifests' digests; this run is recorded as unverified",
+                    soft_wrap=True,
+                )
+            dataset = resolved.dataset
+            split = split or resolved.split
+            allow_extra_maps = allow_extra_maps or split != resolved.split
+            activation = resolved.activation.folder
+            activation_format = resolved.activation.manifest.content.format
+            saliency = None if resolved.saliency is None else str(resolved.saliency.folder)
+            settings = resolved.pipeline or settings
+            extra = resolved.provenance()
+        elif data_root is None:
             root = ensure_sample()
             data_root = root
             dataset, split = "voc2012", split or "train"
             allow_extra_maps = True  # the sample's maps cover train and val
             activation = activation or root / "activation" / METHOD / activation_format
             if generator == "saliency-rule" and not without_saliency:
-                saliency = saliency or root / "saliency" / SALIENCY
+                saliency = saliency or str(root / "saliency" / SALIENCY)
         if activation is None:
-            raise WsssbedError("give --activation (the folder of activation maps)")
+            raise WsssbedError("give --activation (the folder of activation maps) or --method")
         spec = get_dataset(dataset)
         local = LocalDataset(spec, data_root, split or spec.default_split)
+        with_saliency = settings.with_saliency if without_saliency is None else not without_saliency
         rule = make_rule(
-            generator,
-            thresholds=parse_grid(thresholds, name="--thresholds"),
-            alphas=parse_grid(alphas, name="--alphas"),
-            sal_thresholds=parse_grid(sal_thresholds, name="--sal-thresholds"),
-            ignore_label=ignore_label,
-            with_saliency=not without_saliency,
+            generator or settings.generator,
+            thresholds=parse_grid(thresholds or settings.thresholds, name="--thresholds"),
+            alphas=parse_grid(alphas or settings.alphas, name="--alphas"),
+            sal_thresholds=parse_grid(
+                sal_thresholds or settings.sal_thresholds, name="--sal-thresholds"
+            ),
+            ignore_label=settings.ignore_label if ignore_label is None else ignore_label,
+            with_saliency=with_saliency,
         )
         job = SweepJob(
             local,
             rule,
             activation=activation,
             activation_format=activation_format,
-            saliency=saliency if rule.needs_saliency else None,
+            saliency=Path(saliency) if rule.needs_saliency and saliency else None,
             boundary=Tolerance.parse(boundary_tolerance)
             if boundary and rule.supports_boundary
             else None,
@@ -302,8 +344,9 @@ def sweep(
             workers=_default_workers(len(local.ids)) if workers is None else workers,
         )
         with progress_bar(f"sweeping {spec.name}/{local.split}", not as_json) as update:
-            summary = run_and_store(job, results, stage="activation", progress=update)
-    _finish(summary, results, as_json, f"best point of {rule.name} on {spec.name}/{local.split}")
+            summary = run_and_store(job, results, stage="activation", progress=update, extra=extra)
+    title = f"best point of {method or rule.name} on {spec.name}/{local.split}"
+    _finish(summary, results, as_json, title)
 
 
 @app.command()
@@ -342,6 +385,221 @@ def evaluate(
         with progress_bar(f"evaluating {spec.name}/{local.split}", not as_json) as update:
             summary = run_and_store(job, results, stage=stage, progress=update)
     _finish(summary, results, as_json, f"{pred} on {spec.name}/{local.split}")
+
+
+# ----------------------------------------------------------------------------- manifests
+
+
+@app.command()
+def manifests(
+    kind: str = typer.Option(None, help="activation, saliency or pipeline."),
+    dataset: str = typer.Option(None, help="Only this dataset."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List the manifests: the catalogue and your own (submitted or registered)."""
+    with reported_errors():
+        found = [
+            m
+            for m in all_manifests().values()
+            if (kind is None or m.kind == kind) and (dataset is None or m.dataset == dataset)
+        ]
+    if as_json:
+        rows = [
+            {
+                "name": m.name,
+                "version": m.version,
+                "kind": m.kind,
+                "dataset": m.dataset,
+                "split": m.split,
+                "digest": m.content.digest or None,
+                "local_copy": m.source.path or None,
+                "file": str(m.path),
+            }
+            for m in found
+        ]
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(found)} manifests")
+    for column in ("name", "version", "kind", "dataset/split", "pinned", "local copy"):
+        table.add_column(column, overflow="fold")
+    for m in found:
+        pinned = "-" if m.kind == "pipeline" else ("yes" if m.content.digest else "not yet")
+        table.add_row(
+            m.name, m.version, m.kind, f"{m.dataset}/{m.split}", pinned, m.source.path or "-"
+        )
+    out.print(table)
+
+
+@app.command()
+def fetch(
+    name: str = typer.Argument(..., help="Manifest name (a pipeline fetches its sources)."),
+    path: Path = typer.Option(
+        None, help="Register this local folder instead of downloading (verified or pinned)."
+    ),
+) -> None:
+    """Download a manifest's maps and verify them, or register a local copy with --path."""
+    from wsssbed.fetch import fetch as fetch_maps
+
+    with reported_errors(), progress_bar(f"fetching {name}") as update:
+        registered = fetch_maps(name, path, update)
+    for m in registered:
+        out.print(
+            f"{m.ref}: {m.content.files:,} files, {m.content.digest}, registered at {m.path}",
+            soft_wrap=True,
+        )
+
+
+@app.command()
+def verify(
+    name: str = typer.Argument(None, help="Manifest name."),
+    all_: bool = typer.Option(False, "--all", help="Every manifest with a local copy."),
+) -> None:
+    """Recompute the digests of local copies and report drift (exit 1 on any)."""
+    with reported_errors():
+        if (name is None) == (not all_):
+            raise WsssbedError("give a manifest NAME or --all")
+        targets = [resolve(name)] if name else list(all_manifests().values())
+        table = Table(title="digest check")
+        for column in ("manifest", "files", "status"):
+            table.add_column(column)
+        failed = 0
+        for m in targets:
+            if m.kind == "pipeline":
+                continue
+            folder = local_folder(m)
+            if folder is None:
+                if name is not None:
+                    raise WsssbedError(f"{m.ref} has no local copy; `wsssbed fetch {m.name}`")
+                continue
+            try:
+                with progress_bar(f"digesting {m.name}") as update:
+                    check_digest(m, folder, update)
+                status = "[green]ok[/]"
+            except WsssbedError as error:
+                failed += 1
+                status = f"[red]{error}[/]"
+            table.add_row(m.ref, f"{m.content.files:,}", status)
+    out.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def submit(
+    maps: Path = typer.Argument(..., help="Folder of activation maps, or a .zip / .tar.gz."),
+    dataset: str = typer.Option(..., help="Dataset name."),
+    data_root: Path = typer.Option(..., help="Dataset folder (ground truth)."),
+    split: str = typer.Option(..., help="The split the maps cover, exactly."),
+    fmt: str = typer.Option(..., "--format", help="irn-npy, png-per-class or npz."),
+    name: str = typer.Option(..., help="Manifest name for the method (lower-case, no spaces)."),
+    version: str = typer.Option("1.0.0", help="Semver; above the existing one to update."),
+    paper: str = typer.Option("", help="Paper link."),
+    code: str = typer.Option("", help="Code link."),
+    license_: str = typer.Option("", "--license", help="License of the maps."),
+    note: str = typer.Option("submitted", help="Changelog note for this version."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    workers: int = typer.Option(None, help="Decoding processes."),
+    results: Path = typer.Option(Path("wsssbed-results"), "--out", help="Results folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Validate precomputed maps, pin them in a new manifest and run the default sweep."""
+    from wsssbed.submit import Submission
+    from wsssbed.submit import submit as submit_maps
+
+    with reported_errors():
+        spec = get_dataset(dataset)
+        local = LocalDataset(spec, data_root, split)
+        rule = make_rule("bg-threshold", thresholds=parse_grid(DEFAULT_THRESHOLDS))
+        job = SweepJob(
+            local,
+            rule,
+            boundary=Tolerance(DEFAULT_TOLERANCE),
+            device=device,
+            workers=_default_workers(len(local.ids)) if workers is None else workers,
+        )
+        entry = Submission(name, fmt, version, paper, code, license_, note=note)
+        with progress_bar(f"validating and sweeping {name}", not as_json) as update:
+            manifest, summary = submit_maps(maps, job, entry, results, update)
+    if not as_json:
+        out.print(
+            f"[green]pinned[/] {manifest.ref}: {manifest.content.files:,} files, "
+            f"{manifest.content.digest} -> {manifest.path}",
+            soft_wrap=True,
+        )
+    _finish(summary, results, as_json, f"best point of {name} on {spec.name}/{split}")
+
+
+@results_app.command("show")
+def results_show(
+    results: Path = typer.Option(Path("wsssbed-results"), "--results", help="Results folder."),
+    method: str = typer.Option(None, help="Only runs of this method."),
+    dataset: str = typer.Option(None, help="Only runs on this dataset."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The best point of every stored run, and per-class IoU at those points."""
+    with reported_errors():
+        best = best_points(results, method, dataset)
+        per_class = read_table(results, "per_class")
+    if best.empty:
+        err.print("no runs match")
+        raise typer.Exit(1)
+    keyed = per_class.merge(best[["run_id", "point"]], on=["run_id", "point"])
+    if as_json:
+        rows = []
+        for _, run in best.iterrows():
+            classes = keyed[(keyed.run_id == run.run_id) & (keyed.union > 0)]
+            rows.append(
+                {
+                    "run_id": run.run_id,
+                    "method": None if pd.isna(run.method) else run.method,
+                    "dataset": run.dataset,
+                    "split": run.split,
+                    "generator": run.generator,
+                    "stage": run.stage,
+                    "best_point": {a: float(run[a]) for a in AXIS_COLUMNS if pd.notna(run[a])},
+                    **{m: _fraction(run[m]) for m in METRIC_COLUMNS},
+                    "per_class_iou": dict(zip(classes.class_name, classes.iou.astype(float))),
+                }
+            )
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"best points in {results}")
+    for column in ("run", "method", "dataset/split", "generator", "point", "mIoU", "BF"):
+        justify = "right" if column in ("mIoU", "BF") else "left"
+        table.add_column(column, justify=justify, overflow="fold")
+    for _, run in best.iterrows():
+        point = ", ".join(f"{a}={run[a]:g}" for a in AXIS_COLUMNS if pd.notna(run[a]))
+        table.add_row(
+            run.run_id,
+            "-" if pd.isna(run.method) else str(run.method),
+            f"{run.dataset}/{run.split}",
+            run.generator,
+            point,
+            _percent(run.miou),
+            _percent(run.bf_f),
+        )
+    out.print(table)
+    classes = Table(title="per-class IoU at the best points")
+    classes.add_column("class")
+    runs = best.run_id.tolist()
+    for run_id in runs:
+        classes.add_column(run_id[-8:], justify="right")
+    by_class = keyed.pivot_table(index=["class_id", "class_name"], columns="run_id", values="iou")
+    unions = keyed.pivot_table(index=["class_id", "class_name"], columns="run_id", values="union")
+    for (_, class_name), row in by_class.iterrows():
+        cells = [
+            _percent(row.get(r)) if unions.loc[(_, class_name)].get(r, 0) > 0 else "-" for r in runs
+        ]
+        classes.add_row(class_name, *cells)
+    out.print(classes)
+
+
+def _fraction(value) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _percent(value) -> str:
+    return "-" if value is None or pd.isna(value) else f"{100 * float(value):.2f}%"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -59,15 +59,18 @@ class RunSummary:
         }
 
 
-def run_and_store(
+def compute_run(
     job: SweepJob,
-    out: Path,
     *,
     stage: str = "activation",
     progress: Callable[[int, int], None] | None = None,
     extra: dict | None = None,
 ) -> RunSummary:
-    """Run `job`, then append its rows to the store in `out` (nothing is written on error)."""
+    """Run `job` and build its rows (nothing is written).
+
+    Args:
+        extra: further `runs` columns (the method and manifests a run used).
+    """
     state, wall_time, device = run_sweep(job, progress)
     run_id = new_run_id()
     spec = job.dataset.spec
@@ -100,6 +103,23 @@ def run_and_store(
         "command": json.dumps(sys.argv),
         **(extra or {}),
     }
-    run = pd.DataFrame([record])
-    append_run(out, {"runs": run, "sweeps": sweeps, "per_class": per_class})
-    return RunSummary(run_id, run, sweeps, per_class)
+    return RunSummary(run_id, pd.DataFrame([record]), sweeps, per_class)
+
+
+def store_run(summary: RunSummary, out: Path) -> None:
+    """Append a computed run to the results store in `out` (atomically)."""
+    append_run(out, {"runs": summary.run, "sweeps": summary.sweeps, "per_class": summary.per_class})
+
+
+def run_and_store(
+    job: SweepJob,
+    out: Path,
+    *,
+    stage: str = "activation",
+    progress: Callable[[int, int], None] | None = None,
+    extra: dict | None = None,
+) -> RunSummary:
+    """Run `job`, then append its rows to the store in `out` (nothing is written on error)."""
+    summary = compute_run(job, stage=stage, progress=progress, extra=extra)
+    store_run(summary, out)
+    return summary

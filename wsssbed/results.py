@@ -1,6 +1,7 @@
 """The results store: three Parquet tables in one folder, appended atomically.
 
-Schema version 1 (documented in docs/results.md):
+Schema version 2 (documented in docs/results.md; version 1 lacked the provenance
+columns `method`, `manifests`, `verified` and `seed`, which read as null for old runs):
 
 - `runs.parquet`: one row per run (provenance); written last, so it is the commit record.
 - `sweeps.parquet`: one row per (run, grid point) with every summary metric.
@@ -27,7 +28,7 @@ from wsssbed.errors import InputError
 from wsssbed.eval.metrics import BOUNDARY_METRICS, SUMMARY_METRICS
 from wsssbed.imageio import write_atomic
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 TABLES = ("per_class", "sweeps", "runs")
 
 _TEXT, _INT, _FLOAT, _BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
@@ -59,6 +60,10 @@ SCHEMAS = {
             ("git_commit", _TEXT),
             ("packages", _TEXT),
             ("command", _TEXT),
+            ("method", _TEXT),
+            ("manifests", _TEXT),
+            ("verified", _BOOL),
+            ("seed", _INT),
         ]
     ),
     "sweeps": pa.schema(
@@ -119,6 +124,24 @@ def _read(path: Path) -> pa.Table | None:
         raise InputError(f"results table is unreadable: {exc}", path) from exc
 
 
+def _conform(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
+    """An older table in the current schema: columns added since are null."""
+    unknown = set(table.schema.names) - set(schema.names)
+    if unknown:
+        raise InputError(
+            f"columns {sorted(unknown)} are not in schema version {SCHEMA_VERSION}; "
+            "the table was written by a newer wsssbed",
+            path,
+        )
+    columns = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.schema.names
+        else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
 def append_run(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
     """Append one run's rows to every table (runs last), atomically and under the lock."""
     if set(tables) != set(TABLES):
@@ -137,7 +160,7 @@ def append_run(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
             )
             old = _read(path)
             if old is not None:
-                new = pa.concat_tables([old.cast(schema), new])
+                new = pa.concat_tables([_conform(old, schema, path), new])
             metadata = {b"wsssbed_schema_version": str(SCHEMA_VERSION).encode()}
             staged.append((path, new.replace_schema_metadata(metadata)))
         for path, table in staged:
@@ -158,3 +181,26 @@ def read_table(folder: Path, name: str) -> pd.DataFrame:
         raise InputError(f"{name}.parquet is missing", folder)
     frame = table.to_pandas()
     return frame[frame.run_id.isin(set(runs.column("run_id").to_pylist()))]
+
+
+def best_points(
+    folder: Path, method: str | None = None, dataset: str | None = None
+) -> pd.DataFrame:
+    """One row per stored run: its provenance and its best grid point (highest `miou`).
+
+    Args:
+        method: keep runs of this method (manifest name) only.
+        dataset: keep runs on this dataset only.
+    """
+    runs = read_table(folder, "runs")
+    if method is not None:
+        runs = runs[runs.method == method]
+    if dataset is not None:
+        runs = runs[runs.dataset == dataset]
+    if runs.empty:
+        return runs
+    sweeps = read_table(folder, "sweeps")
+    sweeps = sweeps[sweeps.run_id.isin(runs.run_id)]
+    best = sweeps.loc[sweeps.groupby("run_id", sort=False)["miou"].idxmax()]
+    joined = runs.merge(best, on="run_id", suffixes=("", "_point"))
+    return joined.sort_values("started_at", kind="stable").reset_index(drop=True)

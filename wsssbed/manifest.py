@@ -1,0 +1,300 @@
+"""Manifests: TOML files that pin what users compare, validated on load.
+
+Three kinds (`manifests/<dataset>/<kind>/<name>.toml`):
+
+- `activation`: a method's activation maps for one dataset split (format, digest).
+- `saliency`: a saliency source's maps for one dataset split (PNG, digest).
+- `pipeline`: activation + optional saliency + generator + its grid and recommended point.
+
+Every manifest has a semver `version` and a `changelog`; a change that moves numbers
+(new files, another grid) must bump the version. `content.digest` is empty until a
+copy has been verified once (`wsssbed fetch`), then pins the files (see `digest.py`).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import tomli_w
+
+from wsssbed.errors import InputError
+from wsssbed.grids import DEFAULT_ALPHAS, DEFAULT_SAL_THRESHOLDS, DEFAULT_THRESHOLDS
+from wsssbed.maps import ACTIVATION_FORMATS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MANIFEST_SCHEMA = 1
+KINDS = ("activation", "saliency", "pipeline")
+SALIENCY_FORMAT = "png"
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+SEMVER_PATTERN = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+@dataclass
+class Source:
+    """Where the files come from.
+
+    Attributes:
+        url: download address of an archive (zip or tar), or "".
+        path: local folder of the files: absolute, or relative to the registry root
+            (it may not leave that root); "" when there is no local copy yet.
+        upstream_name: the name the publisher uses (e.g. WSSS-BED's `VOC2012_CAM`).
+    """
+
+    url: str = ""
+    path: str = ""
+    upstream_name: str = ""
+
+
+@dataclass
+class Content:
+    """What the files are: format, digest, count (digest "" and files 0 until verified)."""
+
+    format: str = ""
+    digest: str = ""
+    files: int = 0
+
+
+@dataclass
+class PipelineSpec:
+    """A full pseudo-label pipeline: sources, generator, grid and recommended point.
+
+    Grids use the CLI's syntax (`start:stop:step` with stop included, or a comma list).
+    """
+
+    activation: str
+    generator: str = "bg-threshold"
+    saliency: str = ""
+    with_saliency: bool = True
+    ignore_label: bool = False
+    thresholds: str = DEFAULT_THRESHOLDS
+    sal_thresholds: str = DEFAULT_SAL_THRESHOLDS
+    alphas: str = DEFAULT_ALPHAS
+    recommended_threshold: float | None = None
+    recommended_sal_threshold: float | None = None
+
+
+@dataclass
+class ChangelogEntry:
+    """One released version: what changed and why."""
+
+    version: str
+    date: str
+    note: str
+
+
+@dataclass
+class Manifest:
+    """A validated manifest (see module docstring)."""
+
+    name: str
+    version: str
+    kind: str
+    dataset: str
+    split: str
+    description: str = ""
+    license: str = ""
+    paper: str = ""
+    code: str = ""
+    source: Source = field(default_factory=Source)
+    content: Content = field(default_factory=Content)
+    pipeline: PipelineSpec | None = None
+    changelog: list[ChangelogEntry] = field(default_factory=list)
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def ref(self) -> str:
+        """`name@version`, how results refer to it."""
+        return f"{self.name}@{self.version}"
+
+    def to_toml(self) -> str:
+        """Serialise (the inverse of `parse_manifest`)."""
+        data = {"schema": MANIFEST_SCHEMA, **asdict(self)}
+        data.pop("path")
+        if self.pipeline is None:
+            data.pop("pipeline")
+        else:
+            data["pipeline"] = {k: v for k, v in data["pipeline"].items() if v is not None}
+            data.pop("content")
+            data.pop("source")
+        return tomli_w.dumps(data)
+
+
+def version_key(version: str) -> tuple[int, int, int]:
+    """Semver as a comparable tuple."""
+    match = SEMVER_PATTERN.match(version)
+    if match is None:
+        raise InputError(f"version {version!r} is not semver MAJOR.MINOR.PATCH")
+    return tuple(int(part) for part in match.groups())  # type: ignore[return-value]
+
+
+def check_name(name: str, where: Path | str | None = None) -> str:
+    """Refuse names that are not safe file names (they become paths in the registry)."""
+    if not NAME_PATTERN.match(name):
+        raise InputError(
+            f"manifest name {name!r} must be lower-case letters, digits, '.', '_' or '-' "
+            "(at most 100, starting with a letter or digit)",
+            where,
+        )
+    return name
+
+
+def _take(table: dict, cls: type, where: Path, section: str):
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise InputError(f"[{section}] has unknown fields {unknown}; known: {sorted(known)}", where)
+    try:
+        return cls(**table)
+    except TypeError as exc:
+        raise InputError(f"[{section}]: {exc}", where) from exc
+
+
+def _require_types(obj: object, where: Path, section: str) -> None:
+    for name, spec in obj.__dataclass_fields__.items():
+        value = getattr(obj, name)
+        expected = spec.type
+        if value is None or expected in ("Path | None", "PipelineSpec | None"):
+            continue
+        kinds = {
+            "str": str,
+            "int": int,
+            "bool": bool,
+            "float | None": (int, float),
+        }.get(expected)
+        if kinds is not None and (
+            not isinstance(value, kinds) or (kinds is int and isinstance(value, bool))
+        ):
+            raise InputError(
+                f"{section}.{name} must be {expected}, got {type(value).__name__}", where
+            )
+
+
+def parse_manifest(text: str, where: Path) -> Manifest:
+    """Parse and validate a manifest's TOML text; errors name `where` and the field."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"not valid TOML: {exc}", where) from exc
+    schema = data.pop("schema", None)
+    if schema != MANIFEST_SCHEMA:
+        raise InputError(f"schema = {schema!r}; this wsssbed reads schema {MANIFEST_SCHEMA}", where)
+    source = _take(data.pop("source", {}), Source, where, "source")
+    content = _take(data.pop("content", {}), Content, where, "content")
+    raw_pipeline = data.pop("pipeline", None)
+    pipeline = (
+        None if raw_pipeline is None else _take(raw_pipeline, PipelineSpec, where, "pipeline")
+    )
+    raw_log = data.pop("changelog", [])
+    if not isinstance(raw_log, list):
+        raise InputError("changelog must be an array of tables", where)
+    changelog = [_take(e, ChangelogEntry, where, "changelog") for e in raw_log]
+    for name in ("name", "version", "kind", "dataset", "split"):
+        if name not in data:
+            raise InputError(f"required field `{name}` is missing", where)
+    manifest = _take(data, Manifest, where, "manifest")
+    manifest.source, manifest.content, manifest.pipeline = source, content, pipeline
+    manifest.changelog, manifest.path = changelog, where
+    validate(manifest)
+    return manifest
+
+
+def validate(manifest: Manifest) -> None:
+    """Check every field's type and value; raise `InputError` naming the manifest file."""
+    where = manifest.path or manifest.name
+    for obj, section in (
+        (manifest, "manifest"),
+        (manifest.source, "source"),
+        (manifest.content, "content"),
+    ):
+        _require_types(obj, where, section)
+    check_name(manifest.name, where)
+    try:
+        version_key(manifest.version)
+    except InputError as exc:
+        raise InputError(exc.problem, where) from None
+    if manifest.kind not in KINDS:
+        raise InputError(f"kind {manifest.kind!r} is not one of {KINDS}", where)
+    from wsssbed.datasets import get_dataset
+
+    try:
+        spec = get_dataset(manifest.dataset)
+    except InputError as exc:
+        raise InputError(exc.problem, where) from None
+    if manifest.split not in spec.splits and not NAME_PATTERN.match(manifest.split):
+        raise InputError(f"split {manifest.split!r} is not a valid split name", where)
+    if not manifest.changelog:
+        raise InputError("changelog is empty: every version needs an entry", where)
+    if manifest.changelog[-1].version != manifest.version:
+        raise InputError(
+            f"the last changelog entry is for {manifest.changelog[-1].version}, "
+            f"not for the manifest's version {manifest.version}",
+            where,
+        )
+    for entry in manifest.changelog:
+        version_key(entry.version)
+    if manifest.kind == "pipeline":
+        _validate_pipeline(manifest, where)
+    else:
+        _validate_maps(manifest, where)
+
+
+def _validate_maps(manifest: Manifest, where: Path | str) -> None:
+    if manifest.pipeline is not None:
+        raise InputError(f"a {manifest.kind} manifest has no [pipeline] table", where)
+    allowed = ACTIVATION_FORMATS if manifest.kind == "activation" else (SALIENCY_FORMAT,)
+    if manifest.content.format not in allowed:
+        raise InputError(
+            f"content.format {manifest.content.format!r} is not one of {allowed}", where
+        )
+    if manifest.content.digest and not DIGEST_PATTERN.match(manifest.content.digest):
+        raise InputError("content.digest must be `sha256:` and 64 hex digits, or empty", where)
+    if bool(manifest.content.digest) != (manifest.content.files > 0):
+        raise InputError("content.digest and content.files are set together", where)
+    if not manifest.source.url and not manifest.source.path:
+        raise InputError("source needs a url, a path, or both", where)
+    if manifest.source.url and not manifest.source.url.startswith(("https://", "http://")):
+        raise InputError("source.url must be an http(s) address", where)
+
+
+def _validate_pipeline(manifest: Manifest, where: Path | str) -> None:
+    from wsssbed.eval.rules import GENERATORS
+    from wsssbed.grids import parse_grid
+
+    spec = manifest.pipeline
+    if spec is None:
+        raise InputError("a pipeline manifest needs a [pipeline] table", where)
+    _require_types(spec, where, "pipeline")
+    check_name(spec.activation, where)
+    if spec.saliency:
+        check_name(spec.saliency, where)
+    if spec.generator not in GENERATORS:
+        raise InputError(f"pipeline.generator {spec.generator!r} is not one of {GENERATORS}", where)
+    if spec.generator == "saliency-rule" and spec.with_saliency and not spec.saliency:
+        raise InputError("a saliency-rule pipeline with saliency names pipeline.saliency", where)
+    for name in ("thresholds", "sal_thresholds", "alphas"):
+        try:
+            parse_grid(getattr(spec, name), name=f"pipeline.{name}")
+        except InputError as exc:
+            raise InputError(exc.problem, where) from None
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read and validate one manifest file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InputError("manifest not found", path) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read manifest: {exc}", path) from exc
+    manifest = parse_manifest(text, path)
+    if path.stem != manifest.name:
+        raise InputError(f"file is named {path.name} but holds manifest {manifest.name!r}", path)
+    return manifest
