@@ -1,5 +1,7 @@
 """`wsssbed fetch`: get a manifest's files (download or a local copy), verify, register.
 
+A download is extracted and verified in a staging folder beside its destination and
+only then moved into place, so a bad download never replaces a good copy.
 Registering writes the user's copy of the manifest with `source.path` set to the folder
 and, the first time a copy is verified, `content.digest` and `content.files` filled.
 Later copies must match that digest exactly.
@@ -24,15 +26,18 @@ from wsssbed.registry import home, resolve, write_manifest
 Progress = Callable[[int, int], None]
 
 
-def register_copy(manifest: Manifest, folder: Path, progress: Progress | None = None) -> Manifest:
-    """Verify `folder` against `manifest` (or pin it, if unpinned) and register it."""
-    folder = folder.expanduser().resolve()
+def pinned_content(manifest: Manifest, folder: Path, progress: Progress | None = None) -> Content:
+    """`folder` checked against the manifest's digest, or digested when it has none yet."""
     if manifest.content.digest:
         found = check_digest(manifest, folder, progress)
     else:
         found = folder_digest(folder, manifest.content.format, progress)
+    return Content(manifest.content.format, found.digest, found.files)
+
+
+def register(manifest: Manifest, folder: Path, content: Content) -> Manifest:
+    """Write the user's copy of `manifest` with its local folder and pinned content."""
     source = dataclasses.replace(manifest.source, path=str(folder))
-    content = Content(manifest.content.format, found.digest, found.files)
     registered = dataclasses.replace(manifest, source=source, content=content)
     write_manifest(registered)
     return registered
@@ -73,19 +78,19 @@ def fetch(name: str, path: Path | None = None, progress: Progress | None = None)
             names.append(manifest.pipeline.saliency)
         return [registered for source in names for registered in fetch(source, None, progress)]
     if path is not None:
-        return [register_copy(manifest, path, progress)]
+        folder = path.expanduser().resolve()
+        return [register(manifest, folder, pinned_content(manifest, folder, progress))]
     if not manifest.source.url:
         raise InputError(f"{manifest.ref} has no download address; give --path", manifest.path)
     destination = home() / "maps" / manifest.name / manifest.version
-    if destination.exists():
-        shutil.rmtree(destination)
-    home().mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=home()) as scratch:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=destination.parent) as scratch:
         archive = Path(scratch) / "download"
         download(manifest.source.url, archive, progress)
-        extract(archive, destination)
-    try:
-        return [register_copy(manifest, single_folder(destination), progress)]
-    except InputError:
-        shutil.rmtree(destination, ignore_errors=True)
-        raise
+        staged = extract(archive, Path(scratch) / "maps")
+        content = pinned_content(manifest, single_folder(staged), progress)
+        inner = single_folder(staged).relative_to(staged)
+        if destination.exists():  # an earlier copy, replaced only by a verified one
+            shutil.rmtree(destination)
+        staged.rename(destination)
+    return [register(manifest, destination / inner, content)]
