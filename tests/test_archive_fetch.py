@@ -129,7 +129,7 @@ def test_fetch_reports_a_failed_download(tmp_path, monkeypatch, served):
     )  # fmt: skip
     with pytest.raises(InputError, match="download failed"):
         fetch("gone")
-    assert not any(p.is_file() for p in (tmp_path / "home").rglob("*"))
+    assert not any(p.is_file() for p in (tmp_path / "home/maps").rglob("*"))
 
 
 def test_results_written_by_schema_1_are_read_and_extended(tmp_path):
