@@ -41,10 +41,10 @@ def synth_maps(gt: np.ndarray, labels: tuple[int, ...], image_id: str) -> Activa
     return ActivationMaps(np.array(labels, dtype=np.int64), cams.astype(np.float32))
 
 
-def _write_one(args: tuple[str, str, str]) -> None:
-    gt_path, image_id, fmt = args
+def _write_one(args: tuple[str, str, str, str]) -> None:
+    gt_path, image_id, fmt, target = args
     spec = get_dataset("voc2012")
-    folder = CACHE / f"voc-{fmt}"
+    folder = Path(target)
     if fmt != "png-per-class" and activation_file(folder, image_id, fmt).exists():
         return
     gt = read_png_array(Path(gt_path))
@@ -53,16 +53,26 @@ def _write_one(args: tuple[str, str, str]) -> None:
 
 
 def ensure_maps(
-    data_root: Path, split: str, fmt: str, limit: int | None = None, workers: int = 2
+    data_root: Path,
+    split: str,
+    fmt: str,
+    limit: int | None = None,
+    workers: int = 2,
+    subdir: str | None = None,
 ) -> tuple[Path, list[str]]:
-    """Write maps for the split's first `limit` images (skipping existing files)."""
+    """Write maps for the split's first `limit` images (skipping existing files).
+
+    Args:
+        subdir: cache folder to write into (default `voc-<fmt>`, shared by every split);
+            a folder of its own holds exactly one split's maps.
+    """
     local = LocalDataset(get_dataset("voc2012"), data_root, split)
     ids = local.ids[:limit] if limit else local.ids
-    folder = CACHE / f"voc-{fmt}"
+    folder = CACHE / (subdir or f"voc-{fmt}")
     marker = folder / f".complete-{split}-{len(ids)}"
     if not marker.exists():
         with ProcessPoolExecutor(workers) as pool:
-            jobs = [(str(local.gt_path(i)), i, fmt) for i in ids]
+            jobs = [(str(local.gt_path(i)), i, fmt, str(folder)) for i in ids]
             list(pool.map(_write_one, jobs, chunksize=32))
         marker.write_text("")
     return folder, ids

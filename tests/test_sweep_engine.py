@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import torch
 from conftest import random_image
-from reference import confusion, image_bf, irn_labels, metrics, psa_labels, wsss_bed_labels
+from reference import (
+    boundary_of,
+    confusion,
+    image_bf,
+    irn_labels,
+    metrics,
+    psa_labels,
+    wsss_bed_labels,
+)
+from scipy import ndimage
 
 from wsssbed.datasets import get_dataset
 from wsssbed.eval import EvalSample, Tolerance, accumulate, class_counts, make_rule
@@ -178,6 +187,40 @@ def test_boundary_sweep_matches_per_threshold_reference(spec):
         assert sweeps.bf_f[point] == pytest.approx(scores[:, 0].mean())
         assert sweeps.bf_p[point] == pytest.approx(scores[:, 1].mean())
         assert sweeps.bf_r[point] == pytest.approx(scores[:, 2].mean())
+
+
+def _reference_boundary_counts(pred, gt, num_classes, theta):
+    """Per-class (pred total, pred matched, gt total, gt matched) by brute force (scipy)."""
+    counts = np.zeros((4, num_classes), dtype=np.int64)
+    for k in range(num_classes):
+        pb, gb = boundary_of(pred == k) & (gt != 255), boundary_of(gt == k)
+        near_gt = ndimage.distance_transform_edt(~gb) < theta if gb.any() else np.zeros_like(gb)
+        near_pb = boundary_of(pred == k)
+        near_pred = ndimage.distance_transform_edt(~near_pb) < theta if near_pb.any() else near_pb
+        counts[:, k] = [pb.sum(), (pb & near_gt).sum(), gb.sum(), (gb & near_pred).sum()]
+    return counts
+
+
+@pytest.mark.parametrize("theta", [1.0, 2.5, 4.7])
+@pytest.mark.parametrize("spec", [VOC, ADE], ids=["with-background", "no-background"])
+@pytest.mark.parametrize("quantised", [True, False], ids=["ties", "smooth"])
+def test_boundary_counts_equal_brute_force_per_class(spec, theta, quantised):
+    images = _images(11, spec, count=8, height=23, width=27, quantised=quantised)
+    thresholds = sorted({0.0, 0.05, 0.3, 0.5, 0.55, 0.95})
+    rule = make_rule("bg-threshold", thresholds=thresholds)
+    scored = spec.num_classes
+    for gt, keys, cams, sal in images:
+        state = accumulate(
+            _samples([(gt, keys, cams, sal)]), rule, spec, boundary=Tolerance(theta, True)
+        )
+        got = state.boundary
+        for point, t in enumerate(thresholds):
+            pred = irn_labels(keys, cams, np.float32(t), spec.has_background, gt.shape)
+            expected = _reference_boundary_counts(pred, gt, scored, theta)
+            assert np.array_equal(got.pred_total[:, point], expected[0])
+            assert np.array_equal(got.pred_matched[:, point], expected[1])
+            assert np.array_equal(got.gt_total, expected[2])
+            assert np.array_equal(got.gt_matched[:, point], expected[3])
 
 
 def test_boundary_uses_more_than_62_thresholds_exactly():

@@ -10,10 +10,11 @@ background label after, so the pixel is a boundary pixel of c* exactly for j in
 [lo, b) (lo = 0 if a 4-neighbour has another c* or lies outside the image, else the
 neighbours' smallest b) and a background boundary pixel for j in [b, hi) (hi = T at the
 image border, else the neighbours' largest b). Precision counts come from difference
-arrays over these intervals. For recall, each ground-truth boundary pixel takes the
-union of the same-class intervals of the pixels in its tolerance disk, again as a
-difference array over the grid (cheaper here than the bitmask OR sketched in DESIGN.md,
-and as exact). Every count is an integer, so CPU and GPU agree.
+arrays over these intervals. For recall, the grid indices at which a ground-truth
+boundary pixel has a match form one interval, found by a min and a max over its
+tolerance disk (`_covered_intervals` gives the argument), so recall needs no bitmask
+dilation (DESIGN.md's sketch) and is exact. Every count is an integer, so CPU and GPU
+agree.
 """
 
 from __future__ import annotations
@@ -203,13 +204,14 @@ def sweep_boundary_counts(
     # pixels in its disk (background intervals for a background pixel, same-class
     # foreground intervals otherwise), as a difference array over the grid.
     fields = torch.stack([best, fg_low, bucket, bg_high])
-    covered = _covered(
+    low, high = _covered_intervals(
         fields, gy, gx, gt_class, dy, dx, t, background_label if scores_background else -1
     )
-    # per-class sums as a one-hot product: exact in float32 below 2^24 pixels per image
-    one_hot = torch.zeros((k, gy.numel()), dtype=torch.float32, device=device)
-    one_hot[gt_class.long(), torch.arange(gy.numel(), device=device)] = 1.0
-    gt_matched = (one_hot @ covered.to(torch.float32)).round().to(torch.int64)
+    row = gt_class * (t + 1)
+    size = k * (t + 1)
+    starts = torch.bincount(row + low, minlength=size)
+    ends = torch.bincount(row + torch.maximum(low, high), minlength=size)  # empty: cancels
+    gt_matched = (starts - ends).view(k, t + 1).cumsum(1)[:, :t]
     return BoundaryCounts(
         pred_total.cpu().numpy(),
         pred_matched.cpu().numpy(),
@@ -242,7 +244,7 @@ def _near_map(
     return near
 
 
-def _covered(
+def _covered_intervals(
     fields: torch.Tensor,
     gy: torch.Tensor,
     gx: torch.Tensor,
@@ -251,9 +253,19 @@ def _covered(
     dx: torch.Tensor,
     t: int,
     background_label: int,
-) -> torch.Tensor:
-    """(N, T) bool: ground-truth boundary pixel n has a same-class predicted boundary
-    pixel within theta at grid index j.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) [low, high): the grid indices at which ground-truth boundary pixel n has a
+    same-class predicted boundary pixel within theta.
+
+    That set is one interval. Along the grid a class's predicted set S_j only shrinks
+    (the background's only grows), and the tolerance disk clipped to the image is
+    4-connected. When the disk holds pixels both in and out of S_j, a path between them
+    inside the disk leaves S_j at a boundary pixel: covered. When it holds no pixel of
+    S_j: not covered. When it lies inside S_j: covered while one of its pixels is a
+    boundary pixel. For a foreground class c this gives [min fg_low, max bucket of the
+    pixels with best == c) over the disk (a disk that mixes classes holds a class-c
+    pixel next to another class, whose fg_low is 0); for the background,
+    [min bucket, max bg_high).
 
     Args:
         fields: (4, H, W) int32 per pixel: best class, fg low, bucket (= fg high and bg
@@ -261,27 +273,28 @@ def _covered(
     """
     n = gy.numel()
     if n == 0:
-        return torch.zeros((0, t), dtype=torch.bool, device=gy.device)
+        empty = torch.zeros(0, dtype=torch.int32, device=gy.device)
+        return empty, empty
     reach = int(max(dy.abs().max().item(), dx.abs().max().item()))
-    padded = F.pad(fields, (reach, reach, reach, reach))
-    padded[0] = torch.where(padded[1] == padded[2], -1, padded[0])  # no interval: no label
-    padded_width = padded.shape[2]
+    # outside the image, a value that no reduction picks (min: t, max: 0, class: -1)
+    label, fg_low, bucket, bg_high = (
+        F.pad(plane[None], (reach,) * 4, value=pad)[0] for plane, pad in zip(fields, (-1, t, t, 0))
+    )
+    padded_width = label.shape[1]
     index = ((gy + reach) * padded_width + gx + reach)[:, None] + (dy * padded_width + dx)[None]
     index = index.reshape(-1)
-    label, fg_low, bucket, bg_high = (
-        plane.reshape(-1).index_select(0, index).view(n, dy.numel()) for plane in padded
+
+    def gather(plane: torch.Tensor) -> torch.Tensor:
+        return plane.reshape(-1).index_select(0, index).view(n, dy.numel())
+
+    bucket_near = gather(bucket)
+    same = gather(label) == gt_class[:, None]
+    is_background = gt_class == background_label
+    low = torch.where(is_background, bucket_near.amin(1), gather(fg_low).amin(1))
+    high = torch.where(
+        is_background, gather(bg_high).amax(1), torch.where(same, bucket_near, 0).amax(1)
     )
-    target = gt_class[:, None]
-    background = target == background_label
-    same = label == target
-    low = torch.where(background, bucket, torch.where(same, fg_low, 0))
-    high = torch.where(background, bg_high, torch.where(same, bucket, 0))
-    row = (torch.arange(n, dtype=torch.int32, device=gy.device) * (t + 1))[:, None]
-    size = n * (t + 1)
-    diff = torch.bincount((row + low).reshape(-1), minlength=size) - torch.bincount(
-        (row + high).reshape(-1), minlength=size
-    )
-    return diff.view(n, t + 1).cumsum(1)[:, :t] > 0
+    return low, high
 
 
 @dataclass
