@@ -274,6 +274,9 @@ def sweep(
     verify: bool = typer.Option(
         True, help="Verify --method maps against their digests (--no-verify is recorded)."
     ),
+    per_image: bool = typer.Option(
+        False, help="Also store per-image counts (bootstrap intervals, split-half studies)."
+    ),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     workers: int = typer.Option(
         None, help="Decoding processes (default: 0 for small splits, else up to 4)."
@@ -342,6 +345,7 @@ def sweep(
             allow_extra=allow_extra_maps,
             device=device,
             workers=_default_workers(len(local.ids)) if workers is None else workers,
+            per_image=per_image,
         )
         with progress_bar(f"sweeping {spec.name}/{local.split}", not as_json) as update:
             summary = run_and_store(job, results, stage="activation", progress=update, extra=extra)
@@ -592,6 +596,73 @@ def results_show(
         ]
         classes.add_row(class_name, *cells)
     out.print(classes)
+
+
+@app.command()
+def sensitivity(
+    results: Path = typer.Option(Path("wsssbed-results"), "--results", help="Results folder."),
+    method: list[str] = typer.Option(None, help="Methods (or run ids) to study; repeatable."),
+    dataset: str = typer.Option(None, help="Only runs on this dataset."),
+    recommended: str = typer.Option(
+        None,
+        help="Score every run at this point, e.g. threshold=0.1,sal_threshold=0.2 "
+        "(default: the pipeline manifest's recommended point).",
+    ),
+    compare: list[str] = typer.Option(
+        None, help="Two methods (or run ids) for a paired bootstrap; give it twice."
+    ),
+    halves: int = typer.Option(20, help="Random split-half repeats (needs --per-image runs)."),
+    draws: int = typer.Option(1000, help="Bootstrap resamples."),
+    seed: int = typer.Option(0, help="Seed of the random halves and resamples."),
+    out_dir: Path = typer.Option(Path("wsssbed-sensitivity"), "--out", help="Output folder."),
+) -> None:
+    """Threshold sensitivity: curves, heatmaps, plateau and AUC, transfer, intervals."""
+    from wsssbed.report.study import StudyOptions, parse_point, run_study
+
+    with reported_errors():
+        options = StudyOptions(
+            methods=method or [],
+            dataset=dataset,
+            recommended=parse_point(recommended) if recommended else {},
+            compare=compare or [],
+            halves=halves,
+            draws=draws,
+            seed=seed,
+        )
+        study = run_study(results, out_dir, options)
+    table = Table(title="threshold sensitivity (mIoU %)")
+    for column in ("run", "dataset/split", "best", "at", "rec.", "plateau", "AUC", "95% CI"):
+        table.add_column(column, overflow="fold")
+    for _, row in study.stats.iterrows():
+        point = f"{row.axis} {row.best_threshold:g}"
+        if pd.notna(row.best_sal_threshold):
+            point += f", sal {row.best_sal_threshold:g}"
+        interval = "-" if pd.isna(row.ci_low) else f"{100 * row.ci_low:.2f}-{100 * row.ci_high:.2f}"
+        table.add_row(
+            row.label,
+            f"{row.dataset}/{row.split}",
+            _percent(row.best_miou),
+            point,
+            _percent(row.at_recommended_miou),
+            f"{row.plateau_width:g}",
+            _percent(row.auc),
+            interval,
+        )
+    out.print(table)
+    for _, row in study.transfer.iterrows():
+        out.print(
+            f"transfer {row.label}: chosen on {row.chosen_on}, scored on {row.scored_on}: "
+            f"{_percent(row.transferred_miou)} (oracle {_percent(row.oracle_miou)}, "
+            f"gap {100 * row.gap_to_oracle:.2f})",
+            soft_wrap=True,
+        )
+    for _, row in study.comparison.iterrows():
+        out.print(
+            f"{row['first']} - {row['second']}: {100 * row.difference:+.2f} mIoU, 95% CI "
+            f"[{100 * row.ci_low:+.2f}, {100 * row.ci_high:+.2f}] on {row.images} images",
+            soft_wrap=True,
+        )
+    out.print(f"{len(study.files)} files written to {out_dir}")
 
 
 def _fraction(value) -> float | None:

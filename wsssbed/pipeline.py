@@ -12,7 +12,7 @@ import pandas as pd
 
 import wsssbed
 from wsssbed.eval.engine import SweepJob, run_sweep
-from wsssbed.eval.tables import AXIS_COLUMNS, sweep_tables
+from wsssbed.eval.tables import AXIS_COLUMNS, per_image_table, sweep_tables
 from wsssbed.provenance import git_commit, new_run_id, package_versions, utc_now
 from wsssbed.results import SCHEMA_VERSION, append_run
 
@@ -27,6 +27,7 @@ class RunSummary:
     run: pd.DataFrame
     sweeps: pd.DataFrame
     per_class: pd.DataFrame
+    per_image: pd.DataFrame
 
     @property
     def best(self) -> pd.Series:
@@ -75,6 +76,7 @@ def compute_run(
     run_id = new_run_id()
     spec = job.dataset.spec
     sweeps, per_class = sweep_tables(state, job.rule, spec, run_id)
+    per_image = per_image_table(state, run_id)
     grid = {a.name: list(a.values) for a in job.rule.axes}
     record = {
         "run_id": run_id,
@@ -103,12 +105,18 @@ def compute_run(
         "command": json.dumps(sys.argv),
         **(extra or {}),
     }
-    return RunSummary(run_id, pd.DataFrame([record]), sweeps, per_class)
+    return RunSummary(run_id, pd.DataFrame([record]), sweeps, per_class, per_image)
 
 
 def store_run(summary: RunSummary, out: Path) -> None:
     """Append a computed run to the results store in `out` (atomically)."""
-    append_run(out, {"runs": summary.run, "sweeps": summary.sweeps, "per_class": summary.per_class})
+    tables = {
+        "runs": summary.run,
+        "sweeps": summary.sweeps,
+        "per_class": summary.per_class,
+        "per_image": summary.per_image,
+    }
+    append_run(out, tables)
 
 
 def run_and_store(

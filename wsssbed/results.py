@@ -6,6 +6,8 @@ columns `method`, `manifests`, `verified` and `seed`, which read as null for old
 - `runs.parquet`: one row per run (provenance); written last, so it is the commit record.
 - `sweeps.parquet`: one row per (run, grid point) with every summary metric.
 - `per_class.parquet`: one row per (run, grid point, class) with the integer counts.
+- `per_image.parquet` (only for runs swept with `--per-image`): one row per (run, image,
+  grid point, class) with a non-zero count, for bootstrap intervals and split halves.
 
 Appends hold an exclusive lock on `RESULTS/.lock`, write each table to a temporary file
 beside it and rename it into place, so concurrent runs never corrupt a table and an
@@ -29,7 +31,8 @@ from wsssbed.eval.metrics import BOUNDARY_METRICS, SUMMARY_METRICS
 from wsssbed.imageio import write_atomic
 
 SCHEMA_VERSION = 2
-TABLES = ("per_class", "sweeps", "runs")
+TABLES = ("per_image", "per_class", "sweeps", "runs")
+OPTIONAL_TABLES = ("per_image",)
 
 _TEXT, _INT, _FLOAT, _BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 METRIC_COLUMNS = SUMMARY_METRICS + BOUNDARY_METRICS
@@ -100,6 +103,18 @@ SCHEMAS = {
             ("bf_gt_matched", _INT),
         ]
     ),
+    "per_image": pa.schema(
+        [
+            ("run_id", _TEXT),
+            ("image_id", _TEXT),
+            ("point", _INT),
+            ("class_id", _INT),
+            ("tp", _INT),
+            ("fp", _INT),
+            ("fn", _INT),
+            ("fn_unlabelled", _INT),
+        ]
+    ),
 }
 
 
@@ -144,14 +159,19 @@ def _conform(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
 
 def append_run(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
     """Append one run's rows to every table (runs last), atomically and under the lock."""
-    if set(tables) != set(TABLES):
+    required = set(TABLES) - set(OPTIONAL_TABLES)
+    if not required <= set(tables) <= set(TABLES):
         raise ValueError(f"expected tables {TABLES}, got {sorted(tables)}")
     with locked(folder):
         staged: list[tuple[Path, pa.Table]] = []
         for name in TABLES:
             path = folder / f"{name}.parquet"
             schema = SCHEMAS[name]
-            frame = tables[name]
+            frame = tables.get(name)
+            if name in OPTIONAL_TABLES and (frame is None or frame.empty) and not path.exists():
+                continue
+            if frame is None:
+                frame = pd.DataFrame(columns=schema.names)
             unknown = set(frame.columns) - set(schema.names)
             if unknown:
                 raise ValueError(f"{name}: columns {sorted(unknown)} are not in the schema")
@@ -177,6 +197,8 @@ def read_table(folder: Path, name: str) -> pd.DataFrame:
     if name == "runs":
         return runs.to_pandas()
     table = _read(folder / f"{name}.parquet")
+    if table is None and name in OPTIONAL_TABLES:
+        return SCHEMAS[name].empty_table().to_pandas()
     if table is None:
         raise InputError(f"{name}.parquet is missing", folder)
     frame = table.to_pandas()

@@ -85,6 +85,21 @@ def class_counts(
     )
 
 
+def sparse_rows(counts: ClassCounts) -> np.ndarray:
+    """(M, 6) int64 rows `point, class, tp, fp, fn, unlabelled` where tp + fp + fn > 0.
+
+    The non-zero part of one image's counts (an image touches few classes), stored in
+    `per_image.parquet`.
+    """
+    fn = counts.fn
+    point, cls = np.nonzero(counts.tp + counts.fp + fn)
+    return np.stack(
+        [point, cls, counts.tp[point, cls], counts.fp[point, cls], fn[point, cls],
+         counts.unlabelled[point, cls]],
+        axis=1,
+    ).astype(np.int64)  # fmt: skip
+
+
 def _user_order(rule: Rule) -> np.ndarray:
     """Row i of the result = internal flat index of the user's i-th grid point."""
     inverse = [np.argsort(rule.order(a)) for a in range(len(rule.axes))]

@@ -27,6 +27,7 @@ from wsssbed.eval.boundary import (
     image_scores,
     sweep_boundary_counts,
 )
+from wsssbed.eval.confusion import class_counts, sparse_rows
 from wsssbed.eval.histogram import PairCounts, PairHistogram, count_pairs
 from wsssbed.eval.rules import HardLabels, Rule
 from wsssbed.eval.sample import EvalSample
@@ -56,6 +57,8 @@ class SweepJob:
         allow_extra: maps for images outside the split are allowed (a larger split's maps).
         device: `auto`, `cpu` or `cuda`.
         workers: decoding processes (0 = in the main process).
+        per_image: also keep each image's non-zero per-class counts at every point
+            (for bootstrap intervals and split-half studies; see `SweepState.per_image`).
     """
 
     dataset: LocalDataset
@@ -69,6 +72,7 @@ class SweepJob:
     allow_extra: bool = False
     device: str = "auto"
     workers: int = 0
+    per_image: bool = False
 
 
 @dataclass
@@ -93,6 +97,7 @@ class SweepState:
     boundary: BoundaryCounts | None = None
     bf_sums: np.ndarray = field(init=False)  # (3, T): sums of per-image F, P, R
     bf_images: np.ndarray = field(init=False)  # (T,): images with a defined score
+    per_image: list[tuple[str, np.ndarray]] = field(default_factory=list)  # `sparse_rows`
 
     def __post_init__(self) -> None:
         self.pairs = PairHistogram(self.bucket_shape)
@@ -354,10 +359,14 @@ def run_sweep(
     state = SweepState(
         job.rule.bucket_shape, int(np.prod(job.rule.shape)), job.boundary is not None
     )
+    spec = job.dataset.spec
     started = time.perf_counter()
     total = len(job.dataset.ids)
     for done, result in enumerate(iterate_results(job), start=1):
         state.add(result)
+        if job.per_image:
+            counts = class_counts(result.pairs, job.rule, spec.num_classes, spec.has_background)
+            state.per_image.append((result.image_id, sparse_rows(counts)))
         if progress is not None:
             progress(done, total)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

@@ -76,3 +76,16 @@ def _per_class_table(
         for name in names:
             table[name] = pd.array([None] * len(table), dtype="Int64")
     return table
+
+
+def per_image_table(state: SweepState, run_id: str) -> pd.DataFrame:
+    """One row per (image, grid point, class) with a non-zero count (empty if not kept)."""
+    columns = ["point", "class_id", "tp", "fp", "fn", "fn_unlabelled"]
+    if not state.per_image:
+        return pd.DataFrame(columns=["run_id", "image_id", *columns])
+    rows = np.concatenate([r for _, r in state.per_image])
+    image_ids = np.repeat([i for i, _ in state.per_image], [len(r) for _, r in state.per_image])
+    table = pd.DataFrame(rows, columns=columns)
+    table.insert(0, "image_id", image_ids)
+    table.insert(0, "run_id", run_id)
+    return table

@@ -1,0 +1,1 @@
+"""Reports from the Parquet results: sensitivity statistics, figures, the static leaderboard."""
