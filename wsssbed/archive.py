@@ -9,11 +9,14 @@ extraction leaves nothing behind.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from wsssbed.errors import InputError
 
@@ -37,44 +40,44 @@ def _check_budget(members: int, size: int, archive: Path) -> None:
         raise InputError(f"unpacks to {size:,} bytes, above the {MAX_BYTES:,} budget", archive)
 
 
-def _extract_zip(archive: Path, target: Path) -> None:
-    with zipfile.ZipFile(archive) as handle:
-        infos = handle.infolist()
-        _check_budget(len(infos), sum(i.file_size for i in infos), archive)
-        for info in infos:
-            name = _safe_name(info.filename, archive)
-            mode = info.external_attr >> 16
-            if mode and (mode & 0o170000) not in (0o100000, 0o040000, 0):
-                raise InputError(f"member {info.filename!r} is a link or special file", archive)
-        for info in infos:
-            name = _safe_name(info.filename, archive)
-            destination = target.joinpath(*name.parts)
-            if info.is_dir():
-                destination.mkdir(parents=True, exist_ok=True)
-                continue
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            with handle.open(info) as source, open(destination, "wb") as sink:
-                shutil.copyfileobj(source, sink, 1 << 20)
+Member = tuple[PurePosixPath, bool, Callable[[], IO[bytes]]]  # name, is a folder, opener
 
 
-def _extract_tar(archive: Path, target: Path) -> None:
-    with tarfile.open(archive) as handle:
-        members = handle.getmembers()
-        _check_budget(len(members), sum(m.size for m in members), archive)
-        for member in members:
-            _safe_name(member.name, archive)
-            if not (member.isfile() or member.isdir()):
-                raise InputError(f"member {member.name!r} is a link or special file", archive)
-        for member in members:
-            name = _safe_name(member.name, archive)
-            destination = target.joinpath(*name.parts)
-            if member.isdir():
-                destination.mkdir(parents=True, exist_ok=True)
-                continue
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            source = handle.extractfile(member)
-            with source, open(destination, "wb") as sink:
-                shutil.copyfileobj(source, sink, 1 << 20)
+def _zip_members(handle: zipfile.ZipFile, archive: Path) -> list[Member]:
+    infos = handle.infolist()
+    _check_budget(len(infos), sum(i.file_size for i in infos), archive)
+    members = []
+    for info in infos:
+        mode = info.external_attr >> 16
+        if mode and (mode & 0o170000) not in (0o100000, 0o040000, 0):
+            raise InputError(f"member {info.filename!r} is a link or special file", archive)
+        opener = functools.partial(handle.open, info)
+        members.append((_safe_name(info.filename, archive), info.is_dir(), opener))
+    return members
+
+
+def _tar_members(handle: tarfile.TarFile, archive: Path) -> list[Member]:
+    infos = handle.getmembers()
+    _check_budget(len(infos), sum(m.size for m in infos), archive)
+    members = []
+    for info in infos:
+        if not (info.isfile() or info.isdir()):
+            raise InputError(f"member {info.name!r} is a link or special file", archive)
+        opener = functools.partial(handle.extractfile, info)
+        members.append((_safe_name(info.name, archive), info.isdir(), opener))
+    return members
+
+
+def _write_members(members: list[Member], target: Path) -> None:
+    """Write checked members below `target` (every check has passed before the first)."""
+    for name, is_folder, opener in members:
+        destination = target.joinpath(*name.parts)
+        if is_folder:
+            destination.mkdir(parents=True, exist_ok=True)
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with opener() as source, open(destination, "wb") as sink:
+            shutil.copyfileobj(source, sink, 1 << 20)
 
 
 def extract(archive: Path, destination: Path) -> Path:
@@ -89,9 +92,11 @@ def extract(archive: Path, destination: Path) -> Path:
     staging = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}."))
     try:
         if zipfile.is_zipfile(archive):
-            _extract_zip(archive, staging)
+            with zipfile.ZipFile(archive) as handle:
+                _write_members(_zip_members(handle, archive), staging)
         elif tarfile.is_tarfile(archive):
-            _extract_tar(archive, staging)
+            with tarfile.open(archive) as handle:
+                _write_members(_tar_members(handle, archive), staging)
         else:
             raise InputError("not a zip or tar archive", archive)
         staging.rename(destination)

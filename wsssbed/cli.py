@@ -46,6 +46,15 @@ app.add_typer(results_app, name="results")
 out = Console()
 err = Console(stderr=True)
 
+# options several commands share
+DEVICE_OPTION = typer.Option("auto", help="auto, cpu or cuda.")
+WORKERS_OPTION = typer.Option(
+    None, help="Decoding processes (default: 0 for small splits, else up to 4)."
+)
+RESULTS_OPTION = typer.Option(Path("wsssbed-results"), "--out", help="Results folder.")
+JSON_SUMMARY_OPTION = typer.Option(False, "--json", help="Print a JSON summary on stdout.")
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON.")
+
 
 @contextmanager
 def reported_errors() -> Iterator[None]:
@@ -97,9 +106,7 @@ def main(
 
 
 @datasets_app.callback()
-def datasets_list(
-    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
-) -> None:
+def datasets_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """List the built-in datasets with their class counts and split sizes."""
     if ctx.invoked_subcommand is not None:
         return
@@ -277,12 +284,10 @@ def sweep(
     per_image: bool = typer.Option(
         False, help="Also store per-image counts (bootstrap intervals, split-half studies)."
     ),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    workers: int = typer.Option(
-        None, help="Decoding processes (default: 0 for small splits, else up to 4)."
-    ),
-    results: Path = typer.Option(Path("wsssbed-results"), "--out", help="Results folder."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    device: str = DEVICE_OPTION,
+    workers: int = WORKERS_OPTION,
+    results: Path = RESULTS_OPTION,
+    as_json: bool = JSON_SUMMARY_OPTION,
 ) -> None:
     """Sweep a pseudo-label generator over a threshold grid in one pass; store every point."""
     with reported_errors():
@@ -365,10 +370,10 @@ def evaluate(
         str(DEFAULT_TOLERANCE), help="Fraction of the image diagonal, or pixels as `2px`."
     ),
     allow_extra_maps: bool = typer.Option(False, help="Allow maps of images outside the split."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    workers: int = typer.Option(None, help="Decoding processes."),
-    results: Path = typer.Option(Path("wsssbed-results"), "--out", help="Results folder."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    device: str = DEVICE_OPTION,
+    workers: int = WORKERS_OPTION,
+    results: Path = RESULTS_OPTION,
+    as_json: bool = JSON_SUMMARY_OPTION,
 ) -> None:
     """Score hard label maps (pseudo-labels or a segmenter's output) with the same metrics."""
     with reported_errors():
@@ -398,7 +403,7 @@ def evaluate(
 def manifests(
     kind: str = typer.Option(None, help="activation, saliency or pipeline."),
     dataset: str = typer.Option(None, help="Only this dataset."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """List the manifests: the catalogue and your own (submitted or registered)."""
     with reported_errors():
@@ -501,10 +506,10 @@ def submit(
     code: str = typer.Option("", help="Code link."),
     license_: str = typer.Option("", "--license", help="License of the maps."),
     note: str = typer.Option("submitted", help="Changelog note for this version."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    workers: int = typer.Option(None, help="Decoding processes."),
-    results: Path = typer.Option(Path("wsssbed-results"), "--out", help="Results folder."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    device: str = DEVICE_OPTION,
+    workers: int = WORKERS_OPTION,
+    results: Path = RESULTS_OPTION,
+    as_json: bool = JSON_SUMMARY_OPTION,
 ) -> None:
     """Validate precomputed maps, pin them in a new manifest and run the default sweep."""
     from wsssbed.submit import Submission
@@ -538,7 +543,7 @@ def results_show(
     results: Path = typer.Option(Path("wsssbed-results"), "--results", help="Results folder."),
     method: str = typer.Option(None, help="Only runs of this method."),
     dataset: str = typer.Option(None, help="Only runs on this dataset."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """The best point of every stored run, and per-class IoU at those points."""
     with reported_errors():
