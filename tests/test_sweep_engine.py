@@ -21,6 +21,7 @@ from wsssbed.datasets import get_dataset
 from wsssbed.eval import EvalSample, Tolerance, accumulate, class_counts, make_rule
 from wsssbed.eval.boundary import disk_offsets
 from wsssbed.eval.metrics import summary_metrics
+from wsssbed.eval.rules import label_map
 from wsssbed.eval.tables import sweep_tables
 
 VOC = get_dataset("voc2012")
@@ -279,3 +280,29 @@ def test_cuda_counts_equal_cpu_counts():
     assert np.array_equal(cpu.boundary.gt_matched, gpu.boundary.gt_matched)
     assert np.array_equal(cpu.boundary.pred_matched, gpu.boundary.pred_matched)
     assert np.array_equal(cpu.bf_sums, gpu.bf_sums)
+
+
+@pytest.mark.parametrize(
+    "generator,options",
+    [
+        ("bg-threshold", {"thresholds": [0.55, 0.1, 0.95, 0.0]}),
+        ("power-bg", {"alphas": [8.0, 1.0, 4.0]}),
+        ("saliency-rule", {"thresholds": [0.3, 0.0], "sal_thresholds": [0.5, 0.2],
+                           "ignore_label": True}),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("spec", [VOC, ADE], ids=["with-background", "no-background"])
+def test_label_maps_at_a_point_agree_with_the_counts(spec, generator, options):
+    images = _images(21, spec, count=6)
+    rule = make_rule(generator, **options)
+    counts, _ = _engine_confusions(images, rule, spec)
+    for point in range(int(np.prod(rule.shape))):
+        expected = sum(
+            confusion(
+                gt,
+                label_map(rule, sample, point, spec.num_classes, spec.has_background).numpy(),
+                spec.num_classes,
+            )
+            for (gt, *_), sample in zip(images, _samples(images))
+        )
+        _assert_counts_equal(counts, point, expected)

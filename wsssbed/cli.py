@@ -670,6 +670,24 @@ def sensitivity(
     out.print(f"{len(study.files)} files written to {out_dir}")
 
 
+@app.command()
+def leaderboard(
+    results: Path = typer.Option(Path("wsssbed-results"), "--results", help="Results folder."),
+    out_dir: Path = typer.Option(Path("leaderboard/site"), "--out", help="Site folder."),
+    reported: Path = typer.Option(
+        None, help="TOML file of numbers reported in papers (`[[reported]]` tables)."
+    ),
+    gallery: int = typer.Option(4, help="Gallery images per run (0: none)."),
+    draws: int = typer.Option(1000, help="Bootstrap resamples for the intervals."),
+) -> None:
+    """Render the static leaderboard (self-contained, works from file://)."""
+    from wsssbed.report.leaderboard import render_site
+
+    with reported_errors(), progress_bar("rendering the leaderboard"):
+        files = render_site(results, out_dir, reported, gallery, draws)
+    out.print(f"{len(files)} files; open {out_dir / 'index.html'}")
+
+
 def _fraction(value) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
 

@@ -14,19 +14,14 @@ separator.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from wsssbed.errors import InputError
+from wsssbed.home import home
 from wsssbed.imageio import write_atomic
 from wsssbed.manifest import Manifest, check_name, load_manifest
 
 CATALOGUE = Path(__file__).resolve().parent / "catalogue"
-
-
-def home() -> Path:
-    """The user's wsssbed folder (`$WSSSBED_HOME`, default `~/.wsssbed`)."""
-    return Path(os.environ.get("WSSSBED_HOME") or Path.home() / ".wsssbed")
 
 
 def user_registry() -> Path:

@@ -2,7 +2,7 @@
 way real WSSS maps do.
 
 Nothing is downloaded. `ensure_sample()` renders the dataset once into a cache folder
-(`$WSSSBED_HOME/sample-v1`, default `~/.cache/wsssbed/sample-v1`) and reuses it.
+(`$WSSSBED_HOME/sample-v1`, default `~/.wsssbed/sample-v1`) and reuses it.
 
 Each scene shows a known failure mode of activation maps and saliency maps:
 
@@ -23,7 +23,6 @@ Layout (what a VOC user already has, plus the maps):
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -34,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from wsssbed.datasets import get_dataset
+from wsssbed.home import home
 from wsssbed.maps import ACTIVATION_FORMATS, ActivationMaps, write_activation, write_saliency
 
 SAMPLE_VERSION = "v1"
@@ -80,8 +80,7 @@ class Scene:
 
 def sample_root() -> Path:
     """Folder of the cached sample (not necessarily rendered yet)."""
-    home = Path(os.environ.get("WSSSBED_HOME", Path.home() / ".cache" / "wsssbed"))
-    return home / f"sample-{SAMPLE_VERSION}"
+    return home() / f"sample-{SAMPLE_VERSION}"
 
 
 def ensure_sample(root: Path | None = None) -> Path:

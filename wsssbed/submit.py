@@ -24,6 +24,7 @@ from wsssbed.archive import extract, single_folder
 from wsssbed.digest import folder_digest
 from wsssbed.errors import InputError
 from wsssbed.eval.engine import SweepJob
+from wsssbed.home import home
 from wsssbed.manifest import (
     ChangelogEntry,
     Content,
@@ -35,7 +36,7 @@ from wsssbed.manifest import (
 )
 from wsssbed.methods import ResolvedMethod, UsedManifest
 from wsssbed.pipeline import RunSummary, compute_run, store_run
-from wsssbed.registry import home, manifest_path, resolve, write_manifest
+from wsssbed.registry import manifest_path, resolve, write_manifest
 
 Progress = Callable[[int, int], None]
 

@@ -113,6 +113,19 @@ class Rule:
         """(H, W) buckets along the rule's single effective axis (see `supports_boundary`)."""
         return states.buckets[0]
 
+    def internal_point(self, point: int) -> tuple[int, ...]:
+        """Internal per-axis indices of the user's flat grid point `point`."""
+        user = np.unravel_index(point, self.shape)
+        return tuple(int(np.argsort(self.order(a))[i]) for a, i in enumerate(user))
+
+    def outcome_at(self, states: PixelStates, point: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(H, W) bool foreground and ignored masks at the user's grid point `point`."""
+        internal = self.internal_point(point)
+        foreground = torch.ones_like(states.best_id, dtype=torch.bool)
+        for bucket, index in zip(states.buckets, internal):
+            foreground &= bucket > index
+        return foreground, torch.zeros_like(foreground)
+
     def outcomes(self, hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Foreground and ignored counts at every grid point (internal order).
 
@@ -190,6 +203,12 @@ class SaliencyRule(Rule):
         salient, active = states.buckets
         return torch.where(salient > 0, active, torch.zeros_like(active))
 
+    def outcome_at(self, states: PixelStates, point: int) -> tuple[torch.Tensor, torch.Tensor]:
+        foreground, ignored = super().outcome_at(states, point)
+        if self.ignore_label:
+            ignored = (states.buckets[0] > self.internal_point(point)[0]) & ~foreground
+        return foreground, ignored
+
     def outcomes(self, hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         foreground, _ = super().outcomes(hist)
         if not self.ignore_label:
@@ -208,6 +227,21 @@ class HardLabels(Rule):
         pred = sample.pred.to(torch.int32)
         best_id = torch.where(pred == 255, torch.full_like(pred, none_class), pred)
         return PixelStates(best_id, (torch.ones_like(pred),))
+
+
+def label_map(
+    rule: Rule, sample: EvalSample, point: int, num_classes: int, has_background: bool
+) -> torch.Tensor:
+    """(H, W) uint8 pseudo-label of `sample` at the user's grid point `point` (255 = none).
+
+    The same per-pixel states the sweep counts, so a label map and the stored counts agree.
+    """
+    states = rule.states(sample, none_class=num_classes)
+    foreground, ignored = rule.outcome_at(states, point)
+    background = 0 if has_background else 255
+    labels = torch.where(foreground, states.best_id, background)
+    labels = torch.where(labels >= num_classes, 255, labels)
+    return torch.where(ignored, 255, labels).to(torch.uint8)
 
 
 def make_rule(

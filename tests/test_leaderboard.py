@@ -1,0 +1,206 @@
+"""The static leaderboard: rendered from Parquet, deterministic, and checked in a real
+headless Chromium (Debian's package, driven by Playwright)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from wsssbed.cli import app
+from wsssbed.errors import InputError
+from wsssbed.report.leaderboard import read_reported, render_site
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+REPORTED = """
+[[reported]]
+dataset = "voc2012"
+split = "train"
+stage = "pseudo-label"
+method = "Some paper"
+miou = 0.715
+source = "https://example.org/paper"
+note = "Table 2"
+"""
+runner = CliRunner()
+
+
+def _run(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def store(sample_root, tmp_path_factory):
+    """Sample runs at two stages: swept activation maps (1-D and 2-D) and label maps."""
+    out = tmp_path_factory.mktemp("results")
+    maps = sample_root / "activation/sample-cam/npz"
+    common = ("--data-root", sample_root, "--activation", maps, "--activation-format", "npz",
+              "--allow-extra-maps", "--out", out, "--json")  # fmt: skip
+    for extra in (
+        ("--split", "train", "--per-image"),
+        ("--split", "val"),
+        ("--split", "train", "--generator", "saliency-rule", "--saliency",
+         sample_root / "saliency/sample-sal", "--sal-thresholds", "0.1:0.5:0.1",
+         "--thresholds", "0:0.6:0.05", "--ignore-label"),
+    ):  # fmt: skip
+        result = _run("sweep", *common, *extra)
+        assert result.exit_code == 0, result.stderr
+    labels = sample_root / "VOC2012/SegmentationClass"  # ground truth as a "segmenter"
+    result = _run("evaluate", "--pred", labels, "--data-root", sample_root, "--split", "val",
+                  "--stage", "final", "--allow-extra-maps", "--out", out, "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def site(store, tmp_path_factory):
+    root = tmp_path_factory.mktemp("site")
+    reported = root / "reported.toml"
+    reported.write_text(REPORTED)
+    out = root / "site"
+    render_site(store, out, reported, gallery_images=2, draws=200)
+    return out
+
+
+def test_same_results_give_the_same_bytes(store, site, tmp_path):
+    reported = site.parent / "reported.toml"
+    again = tmp_path / "again"
+    render_site(store, again, reported, gallery_images=2, draws=200)
+    files = sorted(p.relative_to(site) for p in site.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    assert len(files) == 5  # index + 4 run pages
+    for name in files:
+        assert (site / name).read_bytes() == (again / name).read_bytes(), name
+
+
+def test_a_failed_render_keeps_the_old_site(store, site, tmp_path):
+    copy = tmp_path / "site"
+    shutil.copytree(site, copy)
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    bad = tmp_path / "bad.toml"
+    bad.write_text(REPORTED.replace("0.715", "71.5"))
+    result = _run("leaderboard", "--results", store, "--out", copy, "--reported", bad)
+    assert result.exit_code == 2 and "fraction in [0, 1]" in result.stderr
+    assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda t: t.replace('method = "Some paper"\n', ""), "missing ['method']"),
+        (lambda t: t.replace('note = "Table 2"', "mIoU = 3"), "unknown ['mIoU']"),
+        (lambda t: t.replace('"pseudo-label"', '"pseudo"'), "stage 'pseudo'"),
+        (lambda t: t + "[[[", "not valid TOML"),
+    ],
+)
+def test_reported_numbers_are_validated(tmp_path, edit, message):
+    path = tmp_path / "reported.toml"
+    path.write_text(edit(REPORTED))
+    with pytest.raises(InputError, match=re.escape(message)) as info:
+        read_reported(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright  # a dev dependency
+
+    assert CHROMIUM.exists(), "install Debian's chromium (.ci/run does: apt-get install chromium)"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A page that records page errors, console errors and every request it makes."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.errors, page.requests = [], []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
+    context.route("**/*", lambda route: (page.requests.append(route.request.url),
+                                         route.continue_() if route.request.url.startswith("file:")
+                                         else route.abort()))  # fmt: skip
+    yield page
+    context.close()
+
+
+def test_index_in_a_real_browser(site, store, page):
+    page.goto((site / "index.html").as_uri())
+    page.wait_for_load_state("load")
+    assert page.errors == []
+    assert page.requests and all(url.startswith("file://") for url in page.requests)
+
+    sweeps = pd.read_parquet(store / "sweeps.parquet")
+    runs = pd.read_parquet(store / "runs.parquet")
+    cells = page.locator("table.measured td[data-metric='miou']")
+    assert cells.count() == len(runs)
+    for i in range(cells.count()):
+        cell = cells.nth(i)
+        run_id = cell.locator("xpath=..").get_attribute("data-run")
+        shown = float(cell.get_attribute("data-value"))
+        assert shown in set(sweeps[sweeps.run_id == run_id].miou)  # a stored point, exactly
+        assert cell.inner_text() == f"{100 * shown:.2f}"
+
+    # stages are never mixed: the label-map run sits alone in a `final` table
+    final = runs[runs.stage == "final"].run_id.iloc[0]
+    table = page.locator(f"tr[data-run='{final}']").locator("xpath=ancestor::table")
+    assert table.get_attribute("data-stage") == "final"
+    assert table.locator("tbody tr").count() == 1
+    reported = page.locator("table.reported td[data-value]").first
+    assert reported.inner_text() == "71.50"
+
+    def column(table, index):
+        return [float(v) for v in table.locator(f"tbody tr td:nth-child({index})")
+                .evaluate_all("cells => cells.map(c => c.dataset.value)")]  # fmt: skip
+
+    measured = page.locator("table.measured[data-stage='activation']")
+    header = measured.locator("th", has_text="mIoU")
+    header.click()
+    assert column(measured, 7) == sorted(column(measured, 7))
+    assert header.get_attribute("aria-sort") == "ascending"
+    header.click()
+    assert column(measured, 7) == sorted(column(measured, 7), reverse=True)
+
+    page.fill("#filter", "saliency-rule")
+    visible = measured.locator("tbody tr:visible")
+    assert visible.count() == 1 and "saliency-rule" in visible.inner_text()
+    assert page.errors == []
+
+
+def test_run_pages_in_a_real_browser(site, store, page):
+    runs = pd.read_parquet(store / "runs.parquet")
+    per_class = pd.read_parquet(store / "per_class.parquet")
+    for _, run in runs.iterrows():
+        page.goto((site / "runs" / f"{run.run_id}.html").as_uri())
+        assert page.errors == [] and all(u.startswith("file://") for u in page.requests)
+        figures = page.locator(".figure svg")
+        if run.generator != "hard-labels":
+            assert figures.count() >= 1
+            box = figures.first.bounding_box()
+            assert box["width"] > 100 and box["height"] > 100  # the plot is drawn
+        shown = float(page.locator("td[data-metric='miou']").get_attribute("data-value"))
+        rows = page.locator("table.per-class tbody tr")
+        mine = per_class[(per_class.run_id == run.run_id) & (per_class.union > 0)]
+        point = mine[mine.iou.notna()].groupby("point").iou.mean()
+        assert shown == pytest.approx(point.max() if run.stage == "activation" else point.iloc[0])
+        for i in range(rows.count()):
+            name = rows.nth(i).locator("td").first.inner_text()
+            value = float(rows.nth(i).locator("td").nth(1).get_attribute("data-value"))
+            assert value in set(mine[mine.class_name == name].iou)
+        images = page.locator(".gallery img")
+        if run.stage == "activation":
+            assert images.count() == 6  # 2 images x (picture, ground truth, pseudo-label)
+            widths = images.evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
+            assert all(w > 0 for w in widths)

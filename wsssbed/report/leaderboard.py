@@ -1,0 +1,250 @@
+"""`wsssbed leaderboard`: a static, self-contained site rendered from the Parquet tables.
+
+- `index.html`: one table per (dataset, stage), never mixing stages, sortable and
+  filterable; numbers reported in papers are shown in their own table beside them.
+- `runs/<run_id>.html`: curves (or a heatmap), per-class IoU at the chosen point, a
+  gallery where the images and maps are on this machine, and full provenance.
+
+Each run is shown at its recommended point when its pipeline manifest has one, else at
+its best point on the split it was scored on, and the page says which ("oracle": chosen
+with that split's ground truth). The same tables give the same bytes: rows are sorted,
+nothing depends on the clock, and figures are deterministic SVG. The site is written to
+a staging folder and swapped into place, so a failed render leaves the old site.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+
+from wsssbed.datasets import get_dataset
+from wsssbed.errors import InputError
+from wsssbed.eval.metrics import BOUNDARY_METRICS, SUMMARY_METRICS
+from wsssbed.report import figures
+from wsssbed.report.gallery import gallery
+from wsssbed.report.sensitivity import (
+    PerImage,
+    activation_axis,
+    bootstrap_interval,
+    is_2d,
+    recommended_point,
+    run_label,
+)
+from wsssbed.results import read_table
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+STAGE_TITLES = {
+    "activation": "Activation maps (pseudo-labels swept from them)",
+    "pseudo-label": "Pseudo-labels",
+    "final": "Final segmentation",
+}
+REPORTED_FIELDS = {"dataset", "split", "stage", "method", "miou", "source"}
+REPORTED_OPTIONAL = {"bf_f", "note", "saliency", "threshold"}
+
+
+@dataclass
+class Entry:
+    """One run as the site shows it (scores are fractions; templates format them)."""
+
+    run: pd.Series
+    label: str
+    saliency: str
+    point: int
+    point_text: str
+    chosen_by: str
+    scores: pd.Series
+    ci: tuple[float, float] | None
+    manifests: list[dict]
+
+    @property
+    def page(self) -> str:
+        """Path of the run's page, relative to the site root."""
+        return f"runs/{self.run.run_id}.html"
+
+
+def _point_text(row: pd.Series) -> str:
+    parts = [f"{axis} {row[axis]:g}" for axis in ("sal_threshold", "threshold", "alpha")
+             if pd.notna(row[axis])]  # fmt: skip
+    return ", ".join(parts) if parts else "-"
+
+
+def _entry(run: pd.Series, sweeps: pd.DataFrame, per_image: pd.DataFrame, draws: int) -> Entry:
+    rows = sweeps[sweeps.run_id == run.run_id].sort_values("point").reset_index(drop=True)
+    recommended = recommended_point(run)
+    match = pd.Series(True, index=rows.index)
+    for axis, value in recommended.items():
+        match &= (rows[axis].astype(float) - value).abs() < 1e-9
+    if recommended and match.any():
+        chosen, how = rows[match].iloc[0], "recommended (pipeline manifest)"
+    else:
+        chosen = rows.loc[rows.miou.astype(float).idxmax()]
+        how = "oracle: best on this split" if len(rows) > 1 else "as given (one point)"
+    point = int(chosen.point)
+    ci = None
+    mine = per_image[per_image.run_id == run.run_id]
+    if not mine.empty:
+        counts = PerImage.from_rows(mine, len(rows), get_dataset(run.dataset).num_classes)
+        ci = bootstrap_interval(counts, point, draws, seed=0)
+    manifests = [] if pd.isna(run.get("manifests")) else json.loads(run.manifests)
+    saliency = next((m["name"] for m in manifests if m["kind"] == "saliency"), None)
+    if saliency is None:
+        saliency = "-" if pd.isna(run.saliency) else Path(str(run.saliency)).name
+    return Entry(run, run_label(run), saliency, point, _point_text(chosen), how, chosen, ci,
+                 manifests)  # fmt: skip
+
+
+def read_reported(path: Path) -> pd.DataFrame:
+    """Numbers reported in papers (`[[reported]]` tables in a TOML file), validated."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError("reported-numbers file not found", path) from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not valid TOML: {exc}", path) from exc
+    rows = data.get("reported", [])
+    for number, row in enumerate(rows, start=1):
+        missing = REPORTED_FIELDS - set(row)
+        unknown = set(row) - REPORTED_FIELDS - REPORTED_OPTIONAL
+        if missing or unknown:
+            problems = [f"{what} {sorted(names)}" for what, names in
+                        (("missing", missing), ("unknown", unknown)) if names]  # fmt: skip
+            raise InputError(f"[[reported]] #{number}: {', '.join(problems)} fields", path)
+        for name in ("miou", "bf_f"):
+            value = row.get(name)
+            if value is not None and not (isinstance(value, float | int) and 0 <= value <= 1):
+                raise InputError(
+                    f"[[reported]] #{number}: {name} must be a fraction in [0, 1], got {value!r}",
+                    path,
+                )
+        if row["stage"] not in STAGE_TITLES:
+            raise InputError(
+                f"[[reported]] #{number}: stage {row['stage']!r} is not one of "
+                f"{list(STAGE_TITLES)}",
+                path,
+            )
+    columns = sorted(REPORTED_FIELDS | REPORTED_OPTIONAL)
+    frame = pd.DataFrame(rows, columns=columns).astype(object)
+    frame = frame.where(frame.notna(), None)  # absent optional fields are None
+    return frame.sort_values(["dataset", "stage", "split", "method"], kind="stable")
+
+
+def _figures(entry: Entry, rows: pd.DataFrame) -> list[str]:
+    if len(rows) < 2:
+        return []
+    if is_2d(rows):
+        return [figures.svg_text(figures.heatmap_figure(rows, entry.label))]
+    axis = activation_axis(rows)
+    svgs = [figures.svg_text(figures.curves_figure([(entry.label, rows)], axis, "miou"))]
+    if rows.bf_f.notna().any():
+        svgs.append(figures.svg_text(figures.curves_figure([(entry.label, rows)], axis, "bf_f")))
+    return svgs
+
+
+def _environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    environment.filters["pct"] = lambda v: "-" if v is None or pd.isna(v) else f"{100 * v:.2f}"
+    environment.filters["raw"] = lambda v: "" if v is None or pd.isna(v) else repr(float(v))
+    return environment
+
+
+def render_site(
+    results: Path,
+    out: Path,
+    reported: Path | None = None,
+    gallery_images: int = 4,
+    draws: int = 1000,
+) -> list[Path]:
+    """Render the site for every committed run in `results` into `out`; returns its files."""
+    runs = read_table(results, "runs")
+    if runs.empty:
+        raise InputError("no runs to show", results)
+    sweeps = read_table(results, "sweeps")
+    per_class = read_table(results, "per_class")
+    per_image = read_table(results, "per_image")
+    reported_rows = (
+        read_reported(reported)
+        if reported
+        else pd.DataFrame(columns=sorted(REPORTED_FIELDS | REPORTED_OPTIONAL))
+    )
+    entries = [_entry(run, sweeps, per_image, draws) for _, run in runs.iterrows()]
+    entries.sort(key=lambda e: (e.run.dataset, e.run.stage, e.run.split, e.label, e.run.run_id))
+    environment = _environment()
+    sections = []
+    for dataset in sorted({e.run.dataset for e in entries} | set(reported_rows.dataset)):
+        spec = get_dataset(dataset)
+        stages = []
+        for stage in STAGE_TITLES:
+            measured = [e for e in entries if e.run.dataset == dataset and e.run.stage == stage]
+            paper = reported_rows[
+                (reported_rows.dataset == dataset) & (reported_rows.stage == stage)
+            ]
+            if measured or not paper.empty:
+                stages.append({"key": stage, "title": STAGE_TITLES[stage], "entries": measured,
+                               "reported": paper.to_dict("records")})  # fmt: skip
+        sections.append({"dataset": dataset, "title": spec.title, "stages": stages})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        (staging / "runs").mkdir()
+        index = environment.get_template("index.html").render(
+            sections=sections, metrics=SUMMARY_METRICS + BOUNDARY_METRICS
+        )
+        (staging / "index.html").write_text(index, encoding="utf-8")
+        for entry in entries:
+            rows = sweeps[sweeps.run_id == entry.run.run_id].sort_values("point")
+            classes = per_class[
+                (per_class.run_id == entry.run.run_id)
+                & (per_class.point == entry.point)
+                & (per_class.union > 0)
+            ]
+            page = environment.get_template("run.html").render(
+                entry=entry,
+                svgs=_figures(entry, rows),
+                classes=classes.sort_values("class_id").to_dict("records"),
+                gallery=gallery(entry.run, entry.point, gallery_images),
+                provenance=_provenance(entry.run),
+                metrics=SUMMARY_METRICS + BOUNDARY_METRICS,
+            )
+            (staging / entry.page).write_text(page, encoding="utf-8")
+        _swap(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return sorted(p for p in out.rglob("*") if p.is_file())
+
+
+def _provenance(run: pd.Series) -> list[tuple[str, str]]:
+    names = ("run_id", "stage", "dataset", "split", "n_images", "generator", "ignore_label",
+             "grid", "activation", "activation_format", "saliency", "predictions", "labels",
+             "boundary_tolerance", "method", "verified", "device", "workers", "wall_time_s",
+             "started_at", "wsssbed_version", "git_commit", "packages", "command")  # fmt: skip
+    return [(n, "-" if pd.isna(run.get(n)) else str(run.get(n))) for n in names]
+
+
+def _swap(staging: Path, out: Path) -> None:
+    """Replace `out` by `staging` (the old site is removed only once the new one is whole)."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old)
+    else:
+        staging.rename(out)
