@@ -136,21 +136,45 @@ def page(browser):
     context.close()
 
 
+def _expected_points(store):
+    """run id -> (point, how): the best point of the same setting on the other split when
+    there is one (train and val bg-threshold runs here), else the run's own best."""
+    runs = pd.read_parquet(store / "runs.parquet")
+    sweeps = pd.read_parquet(store / "sweeps.parquet")
+    best = sweeps.loc[sweeps.groupby("run_id").miou.idxmax()].set_index("run_id").point
+    expected = {}
+    for _, run in runs.iterrows():
+        twins = runs[(runs.generator == run.generator) & (runs.grid == run.grid)
+                     & (runs.stage == run.stage) & (runs.split != run.split)]  # fmt: skip
+        if len(twins):
+            expected[run.run_id] = (best[twins.run_id.iloc[0]], f"transferred: best on "
+                                    f"{twins.split.iloc[0]}")  # fmt: skip
+        else:
+            expected[run.run_id] = (best[run.run_id], "oracle" if run.stage == "activation"
+                                    else "as given")  # fmt: skip
+    return expected
+
+
 def test_index_in_a_real_browser(site, store, page):
     page.goto((site / "index.html").as_uri())
     page.wait_for_load_state("load")
     assert page.errors == []
     assert page.requests and all(url.startswith("file://") for url in page.requests)
 
-    sweeps = pd.read_parquet(store / "sweeps.parquet")
+    sweeps = pd.read_parquet(store / "sweeps.parquet").set_index(["run_id", "point"])
     runs = pd.read_parquet(store / "runs.parquet")
+    expected = _expected_points(store)
+    assert sorted(how for _, how in expected.values()).count("transferred: best on train") == 1
     cells = page.locator("table.measured td[data-metric='miou']")
     assert cells.count() == len(runs)
     for i in range(cells.count()):
         cell = cells.nth(i)
-        run_id = cell.locator("xpath=..").get_attribute("data-run")
+        row = cell.locator("xpath=..")
+        run_id = row.get_attribute("data-run")
+        point, how = expected[run_id]
+        assert row.locator("td").nth(5).inner_text().startswith(how)
         shown = float(cell.get_attribute("data-value"))
-        assert shown in set(sweeps[sweeps.run_id == run_id].miou)  # a stored point, exactly
+        assert shown == sweeps.loc[(run_id, point), "miou"]  # the stored value, exactly
         assert cell.inner_text() == f"{100 * shown:.2f}"
 
     # stages are never mixed: the label-map run sits alone in a `final` table
@@ -181,6 +205,7 @@ def test_index_in_a_real_browser(site, store, page):
 
 def test_run_pages_in_a_real_browser(site, store, page):
     runs = pd.read_parquet(store / "runs.parquet")
+    expected = _expected_points(store)
     per_class = pd.read_parquet(store / "per_class.parquet")
     for _, run in runs.iterrows():
         page.goto((site / "runs" / f"{run.run_id}.html").as_uri())
@@ -191,14 +216,16 @@ def test_run_pages_in_a_real_browser(site, store, page):
             box = figures.first.bounding_box()
             assert box["width"] > 100 and box["height"] > 100  # the plot is drawn
         shown = float(page.locator("td[data-metric='miou']").get_attribute("data-value"))
+        point, _ = expected[run.run_id]
+        mine = per_class[(per_class.run_id == run.run_id) & (per_class.point == point)
+                         & (per_class.union > 0)].set_index("class_name")  # fmt: skip
+        assert shown == pytest.approx(mine.iou.mean())  # nanmean over classes with a union
         rows = page.locator("table.per-class tbody tr")
-        mine = per_class[(per_class.run_id == run.run_id) & (per_class.union > 0)]
-        point = mine[mine.iou.notna()].groupby("point").iou.mean()
-        assert shown == pytest.approx(point.max() if run.stage == "activation" else point.iloc[0])
+        assert rows.count() == len(mine)
         for i in range(rows.count()):
             name = rows.nth(i).locator("td").first.inner_text()
             value = float(rows.nth(i).locator("td").nth(1).get_attribute("data-value"))
-            assert value in set(mine[mine.class_name == name].iou)
+            assert value == mine.iou[name]
         images = page.locator(".gallery img")
         if run.stage == "activation":
             assert images.count() == 6  # 2 images x (picture, ground truth, pseudo-label)

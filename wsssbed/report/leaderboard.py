@@ -5,10 +5,13 @@
 - `runs/<run_id>.html`: curves (or a heatmap), per-class IoU at the chosen point, a
   gallery where the images and maps are on this machine, and full provenance.
 
-Each run is shown at its recommended point when its pipeline manifest has one, else at
-its best point on the split it was scored on, and the page says which ("oracle": chosen
-with that split's ground truth). The same tables give the same bytes: rows are sorted,
-nothing depends on the clock, and figures are deterministic SVG. The site is written to
+Each run is shown at a point chosen, in this order: its pipeline manifest's recommended
+point; the best point of the same setting on another split (a train split first), so
+that a val number does not see val's ground truth; else its best point on its own split,
+marked "oracle" (chosen with that split's ground truth). The page says which.
+
+The same tables give the same bytes: rows are sorted, nothing depends on the clock, and
+figures are deterministic SVG. The site is written to
 a staging folder and swapped into place, so a failed render leaves the old site.
 """
 
@@ -36,6 +39,7 @@ from wsssbed.report.sensitivity import (
     is_2d,
     recommended_point,
     run_label,
+    setting_key,
 )
 from wsssbed.results import read_table
 
@@ -80,14 +84,36 @@ def _point_text(row: pd.Series) -> str:
     return ", ".join(parts) if parts else "-"
 
 
-def _entry(run: pd.Series, sweeps: pd.DataFrame, per_image: pd.DataFrame, draws: int) -> Entry:
+def _best_point(sweeps: pd.DataFrame, run_id: str) -> int:
+    rows = sweeps[sweeps.run_id == run_id]
+    return int(rows.loc[rows.miou.astype(float).idxmax(), "point"])
+
+
+def _transfer_source(run: pd.Series, runs: pd.DataFrame) -> pd.Series | None:
+    """A run of the same setting on another split to choose the point on (train first)."""
+    others = runs[(runs.split != run.split) & (runs.key == setting_key(run))]
+    if others.empty:
+        return None
+    preference = others.split.str.startswith("train").map({True: 0, False: 1})
+    return (
+        others.assign(preference=preference).sort_values(["preference", "split", "run_id"]).iloc[0]
+    )
+
+
+def _entry(
+    run: pd.Series, runs: pd.DataFrame, sweeps: pd.DataFrame, per_image: pd.DataFrame, draws: int
+) -> Entry:
     rows = sweeps[sweeps.run_id == run.run_id].sort_values("point").reset_index(drop=True)
     recommended = recommended_point(run)
     match = pd.Series(True, index=rows.index)
     for axis, value in recommended.items():
         match &= (rows[axis].astype(float) - value).abs() < 1e-9
+    source = _transfer_source(run, runs)
     if recommended and match.any():
         chosen, how = rows[match].iloc[0], "recommended (pipeline manifest)"
+    elif source is not None:
+        chosen = rows.set_index("point", drop=False).loc[_best_point(sweeps, source.run_id)]
+        how = f"transferred: best on {source.split}"
     else:
         chosen = rows.loc[rows.miou.astype(float).idxmax()]
         how = "oracle: best on this split" if len(rows) > 1 else "as given (one point)"
@@ -183,7 +209,8 @@ def render_site(
         if reported
         else pd.DataFrame(columns=sorted(REPORTED_FIELDS | REPORTED_OPTIONAL))
     )
-    entries = [_entry(run, sweeps, per_image, draws) for _, run in runs.iterrows()]
+    runs = runs.assign(key=runs.apply(setting_key, axis=1))
+    entries = [_entry(run, runs, sweeps, per_image, draws) for _, run in runs.iterrows()]
     entries.sort(key=lambda e: (e.run.dataset, e.run.stage, e.run.split, e.label, e.run.run_id))
     environment = _environment()
     sections = []

@@ -236,14 +236,20 @@ def split_half_transfer(per_image: PerImage, repeats: int, seed: int) -> dict:
     }
 
 
-def split_transfer(runs: pd.DataFrame, sweeps: pd.DataFrame) -> pd.DataFrame:
-    """For runs of the same setting on different splits: choose on one, score on another.
+def setting_key(run: pd.Series) -> tuple[str, ...]:
+    """Runs with the same key differ only in their split: the same maps source, dataset,
+    stage, generator and grid (point for point), so a point chosen on one applies to the
+    other."""
+    ignore = "" if pd.isna(run.ignore_label) else str(bool(run.ignore_label))
+    return (run_label(run), run.dataset, run.stage, run.generator, ignore, run.grid)
 
-    A setting is (label, dataset, generator, grid); grids must match point for point.
-    """
+
+def split_transfer(runs: pd.DataFrame, sweeps: pd.DataFrame) -> pd.DataFrame:
+    """For runs of the same setting (`setting_key`) on different splits: choose on one,
+    score on another."""
     rows = []
-    keyed = runs.assign(label=runs.apply(run_label, axis=1))
-    for _, group in keyed.groupby(["label", "dataset", "generator", "grid"], sort=True):
+    keyed = runs.assign(label=runs.apply(run_label, axis=1), key=runs.apply(setting_key, axis=1))
+    for _, group in keyed.groupby("key", sort=True):
         if group.split.nunique() < 2:
             continue
         for _, source in group.iterrows():
