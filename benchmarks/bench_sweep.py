@@ -34,17 +34,10 @@ from wsssbed.maps import read_activation
 SPEC = get_dataset("voc2012")
 
 
-class _Subset(LocalDataset):
-    """A LocalDataset restricted to the first `limit` ids."""
-
-    def __init__(self, root: Path, split: str, limit: int | None) -> None:
-        super().__init__(SPEC, root, split)
-        self._limit = limit
-
-    @property
-    def ids(self) -> list[str]:  # type: ignore[override]
-        ids = LocalDataset.ids.func(self)  # the cached_property's function
-        return ids[: self._limit] if self._limit else ids
+def _subset(root: Path, split: str, limit: int | None) -> LocalDataset:
+    """The split's first `limit` images (all when None)."""
+    dataset = LocalDataset(SPEC, root, split)
+    return dataset.subset(dataset.ids[:limit] if limit else dataset.ids)
 
 
 def _job(dataset, folder, fmt, thresholds, workers, boundary=False):
@@ -86,7 +79,7 @@ def _naive_threshold(args) -> np.ndarray:
     """One threshold of the peers' loop: re-read every map and ground truth, score."""
     root, split, limit, folder, fmt, threshold = args
     torch.set_num_threads(1)
-    dataset = _Subset(Path(root), split, limit)
+    dataset = _subset(Path(root), split, limit)
     total = np.zeros((21, 22), dtype=np.int64)
     for image_id in dataset.ids:
         gt = dataset.read_gt(image_id)
@@ -123,7 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     folder, _ = ensure_maps(args.data_root, args.split, args.format, args.limit)
-    dataset = _Subset(args.data_root, args.split, args.limit)
+    dataset = _subset(args.data_root, args.split, args.limit)
     t100 = [round(i / 100, 2) for i in range(100)]
     t61 = [round(i / 100, 2) for i in range(61)]
     timings = {}
@@ -138,7 +131,7 @@ def main() -> None:
             _job(dataset, folder, args.format, thresholds, args.workers, boundary)
         )
         timings[name] = wall
-    subset = _Subset(args.data_root, args.split, args.naive_limit)
+    subset = _subset(args.data_root, args.split, args.naive_limit)
     _, timings["sweep-61-subset"], _ = run_sweep(
         _job(subset, folder, args.format, t61, args.workers)
     )

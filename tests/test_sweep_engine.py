@@ -21,7 +21,7 @@ from wsssbed.datasets import get_dataset
 from wsssbed.eval import EvalSample, Tolerance, accumulate, class_counts, make_rule
 from wsssbed.eval.boundary import disk_offsets
 from wsssbed.eval.metrics import summary_metrics
-from wsssbed.eval.rules import label_map
+from wsssbed.eval.rules import HardLabels, label_map
 from wsssbed.eval.tables import sweep_tables
 
 VOC = get_dataset("voc2012")
@@ -306,3 +306,23 @@ def test_label_maps_at_a_point_agree_with_the_counts(spec, generator, options):
             for (gt, *_), sample in zip(images, _samples(images))
         )
         _assert_counts_equal(counts, point, expected)
+
+
+@pytest.mark.parametrize("spec", [VOC, ADE], ids=["with-background", "no-background"])
+def test_hard_label_boundary_matches_reference(spec):
+    """Label maps with predicted background (and unlabelled pixels) score as the scipy
+    reference does, background class included."""
+    images = _images(9, spec, count=8, height=26, width=30)
+    rule = HardLabels("hard-labels", make_rule("bg-threshold", thresholds=[0.0]).axes)
+    samples, expected = [], []
+    for index, (gt, keys, cams, _) in enumerate(images):
+        pred = irn_labels(keys, cams, np.float32(0.4), spec.has_background, gt.shape)
+        sample = EvalSample(f"img{index}", torch.from_numpy(gt), torch.zeros(0, dtype=torch.int64))
+        sample.pred = torch.from_numpy(pred)
+        samples.append(sample)
+        expected.append(image_bf(pred, gt, spec.num_classes, 3.0, range(spec.num_classes)))
+    state = accumulate(samples, rule, spec, boundary=Tolerance(3.0, in_pixels=True))
+    sweeps, _ = sweep_tables(state, rule, spec, "run")
+    scores = np.array([s for s in expected if not np.isnan(s[0])])
+    assert sweeps.bf_f[0] == pytest.approx(scores[:, 0].mean())
+    assert sweeps.bf_r[0] == pytest.approx(scores[:, 2].mean())

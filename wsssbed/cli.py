@@ -54,6 +54,10 @@ WORKERS_OPTION = typer.Option(
 RESULTS_OPTION = typer.Option(Path("wsssbed-results"), "--out", help="Results folder.")
 JSON_SUMMARY_OPTION = typer.Option(False, "--json", help="Print a JSON summary on stdout.")
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON.")
+BACKEND_OPTION = typer.Option("local", help="local, or ray (shard images into Ray tasks).")
+ADDRESS_OPTION = typer.Option(
+    None, help="Ray cluster: auto, HOST:PORT; default: start a local one (--backend ray)."
+)
 
 
 @contextmanager
@@ -284,6 +288,8 @@ def sweep(
     per_image: bool = typer.Option(
         False, help="Also store per-image counts (bootstrap intervals, split-half studies)."
     ),
+    backend: str = BACKEND_OPTION,
+    address: str = ADDRESS_OPTION,
     device: str = DEVICE_OPTION,
     workers: int = WORKERS_OPTION,
     results: Path = RESULTS_OPTION,
@@ -353,7 +359,15 @@ def sweep(
             per_image=per_image,
         )
         with progress_bar(f"sweeping {spec.name}/{local.split}", not as_json) as update:
-            summary = run_and_store(job, results, stage="activation", progress=update, extra=extra)
+            summary = run_and_store(
+                job,
+                results,
+                stage="activation",
+                progress=update,
+                extra=extra,
+                backend=backend,
+                address=address,
+            )
     title = f"best point of {method or rule.name} on {spec.name}/{local.split}"
     _finish(summary, results, as_json, title)
 
@@ -371,6 +385,8 @@ def evaluate(
     ),
     allow_extra_maps: bool = typer.Option(False, help="Allow maps of images outside the split."),
     device: str = DEVICE_OPTION,
+    backend: str = BACKEND_OPTION,
+    address: str = ADDRESS_OPTION,
     workers: int = WORKERS_OPTION,
     results: Path = RESULTS_OPTION,
     as_json: bool = JSON_SUMMARY_OPTION,
@@ -392,8 +408,83 @@ def evaluate(
             workers=_default_workers(len(local.ids)) if workers is None else workers,
         )
         with progress_bar(f"evaluating {spec.name}/{local.split}", not as_json) as update:
-            summary = run_and_store(job, results, stage=stage, progress=update)
+            summary = run_and_store(
+                job, results, stage=stage, progress=update, backend=backend, address=address
+            )
     _finish(summary, results, as_json, f"{pred} on {spec.name}/{local.split}")
+
+
+@app.command("pseudo-labels")
+def pseudo_labels(
+    out_dir: Path = typer.Option(..., "--out", help="Folder of the pseudo-labels."),
+    dataset: str = typer.Option("voc2012", help="Dataset name or spec .toml."),
+    data_root: Path = typer.Option(None, help="Dataset folder (default: the embedded sample)."),
+    split: str = typer.Option(None, help="Split (default: the dataset's default)."),
+    generator: str = typer.Option(..., help="bg-threshold, power-bg or saliency-rule."),
+    activation: Path = typer.Option(None, help="Folder of activation maps."),
+    activation_format: str = typer.Option("irn-npy", help="irn-npy, png-per-class or npz."),
+    threshold: float = typer.Option(None, help="bg-threshold: background score."),
+    alpha: float = typer.Option(None, help="power-bg: exponent."),
+    saliency: Path = typer.Option(None, help="saliency-rule: folder of saliency PNGs."),
+    sal_threshold: float = typer.Option(0.2, help="saliency-rule: saliency threshold."),
+    atm_threshold: float = typer.Option(0.1, help="saliency-rule: activation threshold."),
+    ignore_label: bool = typer.Option(
+        True, help="saliency-rule: salient background becomes 255 (ignore)."
+    ),
+    without_saliency: bool = typer.Option(False, help="saliency-rule without saliency maps."),
+    labels: str = typer.Option(
+        "masks", help="Image-level labels: `masks` or a label-list file (`image_id c1 c2 ...`)."
+    ),
+    device: str = DEVICE_OPTION,
+    backend: str = BACKEND_OPTION,
+    address: str = ADDRESS_OPTION,
+) -> None:
+    """Write pseudo-labels (palette PNGs, 255 = ignore); resumable, never half-written."""
+    from wsssbed.pseudo.generators import make_generator
+    from wsssbed.pseudo.writer import PseudoLabelJob, finish, generate, start
+
+    with reported_errors():
+        if data_root is None:
+            data_root = ensure_sample()
+            dataset, split = "voc2012", split or "train"
+            activation = activation or data_root / "activation" / METHOD / activation_format
+            if generator == "saliency-rule" and not without_saliency:
+                saliency = saliency or data_root / "saliency" / SALIENCY
+        if activation is None:
+            raise WsssbedError("give --activation (the folder of activation maps)")
+        made = make_generator(
+            generator,
+            threshold=threshold,
+            alpha=alpha,
+            sal_threshold=sal_threshold,
+            atm_threshold=atm_threshold,
+            ignore_label=ignore_label,
+            without_saliency=without_saliency,
+        )
+        if made.rule.needs_saliency and saliency is None:
+            raise WsssbedError("saliency-rule needs --saliency (or --without-saliency)")
+        spec = get_dataset(dataset)
+        local = LocalDataset(spec, data_root, split or spec.default_split)
+        used_saliency = saliency if made.rule.needs_saliency else None
+        job = PseudoLabelJob(
+            local, made, activation, activation_format, out_dir, used_saliency, labels, device
+        )
+        start(job)
+        with progress_bar(f"pseudo-labels {spec.name}/{local.split}") as update:
+            if backend == "ray":
+                from wsssbed.distributed import generate_ray
+
+                written, skipped = generate_ray(job, address, update)
+            elif backend == "local":
+                written, skipped = generate(job, local.ids, update)
+            else:
+                raise WsssbedError(f"--backend {backend!r}: use local or ray")
+        record = finish(job)
+    out.print(
+        f"{written:,} written, {skipped:,} already there; {record['files']:,} label maps in "
+        f"{out_dir} ({record['digest']})",
+        soft_wrap=True,
+    )
 
 
 # ----------------------------------------------------------------------------- manifests

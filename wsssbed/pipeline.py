@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 import wsssbed
-from wsssbed.eval.engine import SweepJob, run_sweep
+from wsssbed.errors import InputError
+from wsssbed.eval.engine import SweepJob, SweepState, run_sweep
 from wsssbed.eval.tables import AXIS_COLUMNS, per_image_table, sweep_tables
 from wsssbed.provenance import git_commit, new_run_id, package_versions, utc_now
 from wsssbed.results import SCHEMA_VERSION, append_run
@@ -60,19 +61,41 @@ class RunSummary:
         }
 
 
+BACKENDS = ("local", "ray")
+
+
+def execute(
+    job: SweepJob,
+    progress: Callable[[int, int], None] | None = None,
+    backend: str = "local",
+    address: str | None = None,
+) -> tuple[SweepState, float, str]:
+    """Run `job` on this machine or on a Ray cluster (same integers either way)."""
+    if backend == "local":
+        return run_sweep(job, progress)
+    if backend == "ray":
+        from wsssbed.distributed import run_sweep_ray
+
+        return run_sweep_ray(job, address, progress)
+    raise InputError(f"--backend {backend!r}: use one of {', '.join(BACKENDS)}")
+
+
 def compute_run(
     job: SweepJob,
     *,
     stage: str = "activation",
     progress: Callable[[int, int], None] | None = None,
     extra: dict | None = None,
+    backend: str = "local",
+    address: str | None = None,
 ) -> RunSummary:
     """Run `job` and build its rows (nothing is written).
 
     Args:
         extra: further `runs` columns (the method and manifests a run used).
+        backend: `local` or `ray` (`address`: the cluster; None starts a local one).
     """
-    state, wall_time, device = run_sweep(job, progress)
+    state, wall_time, device = execute(job, progress, backend, address)
     run_id = new_run_id()
     spec = job.dataset.spec
     sweeps, per_class = sweep_tables(state, job.rule, spec, run_id)
@@ -126,8 +149,12 @@ def run_and_store(
     stage: str = "activation",
     progress: Callable[[int, int], None] | None = None,
     extra: dict | None = None,
+    backend: str = "local",
+    address: str | None = None,
 ) -> RunSummary:
     """Run `job`, then append its rows to the store in `out` (nothing is written on error)."""
-    summary = compute_run(job, stage=stage, progress=progress, extra=extra)
+    summary = compute_run(
+        job, stage=stage, progress=progress, extra=extra, backend=backend, address=address
+    )
     store_run(summary, out)
     return summary

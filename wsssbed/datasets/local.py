@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -144,6 +145,12 @@ class LocalDataset:
         if not ids:
             raise InputError(f"split {self.split!r} lists no images", self.split_file or self.root)
         return ids
+
+    def subset(self, ids: list[str]) -> LocalDataset:
+        """The same split restricted to `ids`, in that order (a shard of a larger run)."""
+        part = dataclasses.replace(self)
+        part.__dict__["ids"] = list(ids)  # fills the cached property
+        return part
 
     def _ids_from_mask_folder(self) -> list[str]:
         for source in self.spec.ground_truth:

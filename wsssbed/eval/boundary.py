@@ -149,6 +149,9 @@ def sweep_boundary_counts(
     pixels = height * width
     best = best_id.to(torch.int32)
     bucket = buckets.to(torch.int32).clamp(max=t)
+    # a pixel whose best class is the background label (a hard label map's background)
+    # is background at every grid index: one background set, however it got there
+    bucket = torch.where(best == background_label, 0, bucket)
     border = torch.zeros((height, width), dtype=torch.bool, device=device)
     border[0] = border[-1] = True
     border[:, 0] = border[:, -1] = True

@@ -98,6 +98,8 @@ class SweepState:
     bf_sums: np.ndarray = field(init=False)  # (3, T): sums of per-image F, P, R
     bf_images: np.ndarray = field(init=False)  # (T,): images with a defined score
     per_image: list[tuple[str, np.ndarray]] = field(default_factory=list)  # `sparse_rows`
+    keep_image_scores: bool = False  # a shard: keep per-image BF scores for `merge`
+    image_scores: list[np.ndarray] = field(default_factory=list)  # (3, T) each
 
     def __post_init__(self) -> None:
         self.pairs = PairHistogram(self.bucket_shape)
@@ -114,8 +116,31 @@ class SweepState:
             )
             scores = result.boundary_scores
             stacked = np.stack([scores.f, scores.precision, scores.recall])
-            self.bf_sums += np.nan_to_num(stacked, nan=0.0)
-            self.bf_images += ~np.isnan(scores.f)
+            if self.keep_image_scores:
+                self.image_scores.append(stacked)
+            else:
+                self._add_scores(stacked)
+
+    def _add_scores(self, stacked: np.ndarray) -> None:
+        self.bf_sums += np.nan_to_num(stacked, nan=0.0)
+        self.bf_images += ~np.isnan(stacked[0])
+
+    def merge(self, shard: SweepState) -> None:
+        """Add a shard's state (shards merged in split order give the local run's bits).
+
+        Integer counts add in any order. Boundary-F score sums are floats, so a shard
+        keeps its per-image scores (`keep_image_scores`) and they are added here one
+        image at a time, in the same order as a local run adds them.
+        """
+        self.images += shard.images
+        self.pairs.merge(shard.pairs)
+        if shard.boundary is not None:
+            self.boundary = (
+                shard.boundary if self.boundary is None else self.boundary + shard.boundary
+            )
+        for stacked in shard.image_scores:
+            self._add_scores(stacked)
+        self.per_image.extend(shard.per_image)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -339,12 +364,16 @@ def accumulate(
 
 
 def run_sweep(
-    job: SweepJob, progress: Callable[[int, int], None] | None = None
+    job: SweepJob,
+    progress: Callable[[int, int], None] | None = None,
+    shard: bool = False,
 ) -> tuple[SweepState, float, str]:
     """Run a whole sweep.
 
     Args:
         progress: called as `progress(done, total)` after each image.
+        shard: this is one shard of a distributed run (its state keeps per-image
+            boundary scores for `SweepState.merge`).
 
     Returns:
         the summed state, wall time in seconds, and the device name used.
@@ -357,7 +386,10 @@ def run_sweep(
         )
     device = resolve_device(job.device)
     state = SweepState(
-        job.rule.bucket_shape, int(np.prod(job.rule.shape)), job.boundary is not None
+        job.rule.bucket_shape,
+        int(np.prod(job.rule.shape)),
+        job.boundary is not None,
+        keep_image_scores=shard,
     )
     spec = job.dataset.spec
     started = time.perf_counter()

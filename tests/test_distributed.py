@@ -1,0 +1,194 @@
+"""The Ray backend on a real local Ray cluster: bit-identical to the local backend, even
+when a worker dies mid-task; errors and cancellations leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import ray
+from typer.testing import CliRunner
+
+from wsssbed.cli import app
+from wsssbed.datasets import get_dataset
+from wsssbed.datasets.local import LocalDataset
+from wsssbed.distributed import run_sweep_ray, shard_ranges
+from wsssbed.errors import InputError
+from wsssbed.eval.boundary import Tolerance
+from wsssbed.eval.engine import SweepJob, run_sweep
+from wsssbed.eval.rules import HardLabels, make_rule
+from wsssbed.pipeline import run_and_store
+
+VOC = get_dataset("voc2012")
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    """A real local Ray cluster with 2 CPUs for the whole module."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _job(sample_root, rule, **kwargs):
+    dataset = LocalDataset(VOC, sample_root, kwargs.pop("split", "train"))
+    defaults = {
+        "activation": sample_root / "activation/sample-cam/npz",
+        "activation_format": "npz",
+        "allow_extra": True,
+        "device": "cpu",
+        "per_image": True,
+    }
+    return SweepJob(dataset, rule, **{**defaults, **kwargs})
+
+
+def _assert_identical(local, distributed):
+    a, b = local.pairs.result(), distributed.pairs.result()
+    assert local.images == distributed.images
+    assert np.array_equal(a.codes.numpy(), b.codes.numpy())
+    assert np.array_equal(a.hist.numpy(), b.hist.numpy())
+    if local.boundary is not None:
+        for name in ("pred_total", "pred_matched", "gt_total", "gt_matched"):
+            assert np.array_equal(
+                getattr(local.boundary, name), getattr(distributed.boundary, name)
+            )
+    assert np.array_equal(local.bf_sums, distributed.bf_sums)  # floats, bit for bit
+    assert np.array_equal(local.bf_images, distributed.bf_images)
+    assert [i for i, _ in local.per_image] == [i for i, _ in distributed.per_image]
+    assert all(
+        np.array_equal(x, y) for (_, x), (_, y) in zip(local.per_image, distributed.per_image)
+    )
+
+
+@pytest.mark.parametrize(
+    "rule,extra",
+    [
+        (make_rule("bg-threshold", thresholds=[0.6, 0.05, 0.3, 0.0]),
+         {"boundary": Tolerance(0.0075)}),
+        (make_rule("power-bg", alphas=[1.0, 4.0, 16.0]), {"boundary": Tolerance(2, True)}),
+        (make_rule("saliency-rule", thresholds=[0.0, 0.2], sal_thresholds=[0.1, 0.3],
+                   ignore_label=True), {"saliency": "saliency/sample-sal"}),
+    ],
+    ids=["bg-threshold", "power-bg", "saliency-2d"],
+)  # fmt: skip
+def test_ray_equals_local_bit_for_bit(sample_root, rule, extra):
+    if "saliency" in extra:
+        extra = {**extra, "saliency": sample_root / extra["saliency"]}
+    job = _job(sample_root, rule, **extra)
+    local, _, _ = run_sweep(job)
+    for shard_images in (5, 48):  # many shards finishing in any order, and one
+        distributed, _, device = run_sweep_ray(job, shard_images=shard_images)
+        assert device == "ray: cpu"
+        _assert_identical(local, distributed)
+
+
+def test_label_maps_through_ray(sample_root):
+    rule = HardLabels("hard-labels", make_rule("bg-threshold", thresholds=[0.0]).axes)
+    labels = sample_root / "VOC2012/SegmentationClass"
+    job = _job(sample_root, rule, split="val", activation=None, predictions=labels,
+               boundary=Tolerance(0.0075))  # fmt: skip
+    local, _, _ = run_sweep(job)
+    distributed, _, _ = run_sweep_ray(job, shard_images=7)
+    _assert_identical(local, distributed)
+
+
+def test_a_worker_killed_mid_task_is_retried_and_counts_stay_exact(
+    sample_root, tmp_path, monkeypatch
+):
+    marker = tmp_path / "killed"
+    monkeypatch.setenv("WSSSBED_FAULT_INJECT", str(marker))
+    job = _job(sample_root, make_rule("bg-threshold", thresholds=[0.1, 0.4]),
+               boundary=Tolerance(0.0075))  # fmt: skip
+    distributed, _, _ = run_sweep_ray(job, shard_images=8)
+    assert marker.exists()  # a worker process really died mid-shard
+    killed = int(marker.read_text())
+    assert (
+        not Path(f"/proc/{killed}").exists()
+        or "zombie" in Path(f"/proc/{killed}/status").read_text()
+    )
+    monkeypatch.delenv("WSSSBED_FAULT_INJECT")
+    local, _, _ = run_sweep(job)
+    _assert_identical(local, distributed)
+
+
+def test_a_bad_map_in_a_shard_names_the_file_and_writes_nothing(sample_root, tmp_path):
+    import shutil
+
+    maps = tmp_path / "maps"
+    shutil.copytree(sample_root / "activation/sample-cam/npz", maps)
+    with np.load(maps / "sample_0030.npz") as archive:
+        keys, cams = archive["keys"], archive["cams"]
+    cams[0, 3, 3] = np.nan
+    np.savez(maps / "sample_0030.npz", keys=keys, cams=cams)
+    out = tmp_path / "results"
+    job = _job(sample_root, make_rule("bg-threshold", thresholds=[0.1]), activation=maps)
+    with pytest.raises(InputError, match="NaN") as info:
+        run_and_store(job, out, backend="ray")
+    assert "sample_0030" in str(info.value)
+    assert not out.exists() or not any(out.glob("*.parquet"))
+
+
+def test_a_cancelled_run_stores_nothing(sample_root, tmp_path):
+    out = tmp_path / "results"
+
+    def interrupt(done, total):
+        raise KeyboardInterrupt
+
+    job = _job(sample_root, make_rule("bg-threshold", thresholds=[0.1]))
+    with pytest.raises(KeyboardInterrupt):
+        run_and_store(job, out, progress=interrupt, backend="ray")
+    assert not out.exists() or not any(out.glob("*.parquet"))
+
+
+def test_cli_backend_ray_gives_the_local_tables(sample_root, tmp_path):
+    tables = {}
+    for backend in ("local", "ray"):
+        out = tmp_path / backend
+        result = runner.invoke(app, [str(a) for a in (
+            "sweep", "--data-root", sample_root, "--split", "train", "--backend", backend,
+            "--activation", sample_root / "activation/sample-cam/irn-npy", "--allow-extra-maps",
+            "--out", out, "--json", "--device", "cpu")], catch_exceptions=False)  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        tables[backend] = {n: pd.read_parquet(out / f"{n}.parquet").drop(columns="run_id")
+                           for n in ("sweeps", "per_class")}  # fmt: skip
+    for name in ("sweeps", "per_class"):
+        pd.testing.assert_frame_equal(tables["local"][name], tables["ray"][name], check_exact=True)
+    runs = pd.read_parquet(tmp_path / "ray/runs.parquet")
+    assert runs.device.iloc[0] == "ray: cpu"
+
+
+def test_shard_ranges_cover_every_image_once():
+    assert shard_ranges(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert shard_ranges(3, 64) == [(0, 3)]
+    covered = [i for a, b in shard_ranges(1449, 64) for i in range(a, b)]
+    assert covered == list(range(1449))
+    assert os.environ.get("WSSSBED_FAULT_INJECT") is None
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["plain", "worker-killed"])
+def test_pseudo_labels_on_ray_are_the_local_files(sample_root, tmp_path, monkeypatch, kill):
+    from wsssbed.distributed import generate_ray
+    from wsssbed.pseudo.generators import make_generator
+    from wsssbed.pseudo.writer import PseudoLabelJob, finish, generate, start
+
+    def job(out):
+        return PseudoLabelJob(LocalDataset(VOC, sample_root, "train"),
+                              make_generator("saliency-rule"),
+                              sample_root / "activation/sample-cam/npz", "npz", out,
+                              sample_root / "saliency/sample-sal")  # fmt: skip
+
+    local, distributed = job(tmp_path / "local"), job(tmp_path / "ray")
+    for j in (local, distributed):
+        start(j)
+    assert generate(local, local.dataset.ids) == (48, 0)
+    if kill:
+        monkeypatch.setenv("WSSSBED_FAULT_INJECT", str(tmp_path / "killed"))
+    written, skipped = generate_ray(distributed, shard_images=8)
+    assert (written + skipped, tmp_path.joinpath("killed").exists()) == (48, kill)
+    assert finish(local)["digest"] == finish(distributed)["digest"]
+    for path in sorted(local.out.glob("*.png")):
+        assert (distributed.out / path.name).read_bytes() == path.read_bytes()

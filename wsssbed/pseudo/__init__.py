@@ -1,0 +1,1 @@
+"""Pseudo-label generators and the resumable writer behind `wsssbed pseudo-labels`."""
