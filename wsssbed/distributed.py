@@ -31,7 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from wsssbed.errors import InputError, WsssbedError
-from wsssbed.eval.engine import SweepInputs, SweepJob, SweepState, resolve_device, run_sweep
+from wsssbed.eval.engine import (
+    SweepInputs,
+    SweepJob,
+    SweepState,
+    check_boundary,
+    resolve_device,
+    run_sweep,
+)
 from wsssbed.pseudo.writer import PseudoLabelJob, generate
 
 DEFAULT_SHARD_IMAGES = 64
@@ -151,8 +158,7 @@ def run_sweep_ray(
         address: `auto` (a running cluster), `HOST:PORT`, or None (start a local one).
         shard_images: images per task (smaller: better balance, more overhead per image).
     """
-    if job.boundary is not None and not job.rule.supports_boundary:
-        raise InputError("boundary F needs a 1-D sweep; drop --boundary or fix the grid")
+    check_boundary(job.rule, job.boundary)
     resolve_device(job.device)  # refuse `cuda` on a driver without one early
     SweepInputs(job, reduce_on_load=False)  # id-set checks once, on the driver
     started = time.perf_counter()

@@ -354,13 +354,22 @@ def accumulate(
     device: str = "cpu",
 ) -> SweepState:
     """Sweep in-memory samples (the Python API; no files involved)."""
-    if boundary is not None and not rule.supports_boundary:
-        raise InputError("boundary F needs a 1-D sweep")
+    check_boundary(rule, boundary)
     target = resolve_device(device)
     state = SweepState(rule.bucket_shape, int(np.prod(rule.shape)), boundary is not None)
     for sample in samples:
         state.add(reduce_image(sample.to(target), rule, spec, boundary))
     return state
+
+
+def check_boundary(rule: Rule, boundary: Tolerance | None) -> None:
+    """Refuse boundary F on a grid it is not defined for."""
+    if boundary is not None and not rule.supports_boundary:
+        raise InputError(
+            "boundary F is computed for 1-D sweeps (one saliency threshold and "
+            "no ignore label for the saliency rule); drop --boundary or fix the "
+            "grid"
+        )
 
 
 def run_sweep(
@@ -378,12 +387,7 @@ def run_sweep(
     Returns:
         the summed state, wall time in seconds, and the device name used.
     """
-    if job.boundary is not None and not job.rule.supports_boundary:
-        raise InputError(
-            "boundary F is computed for 1-D sweeps (one saliency threshold and "
-            "no ignore label for the saliency rule); drop --boundary or fix the "
-            "grid"
-        )
+    check_boundary(job.rule, job.boundary)
     device = resolve_device(job.device)
     state = SweepState(
         job.rule.bucket_shape,
