@@ -175,7 +175,7 @@ def sweep_boundary_counts(
     local = torch.full((k + 1,), -1, dtype=torch.int32, device=device)
     present = torch.unique(gt_class)
     local[present.long()] = torch.arange(present.numel(), dtype=torch.int32, device=device)
-    local[local < 0] = present.numel()  # classes without a gt boundary: an all-false row
+    local = torch.where(local < 0, present.numel(), local)  # no gt boundary: all-false row
     near = _near_map(
         gy, gx, local.index_select(0, gt_class), dy, dx, present.numel() + 1, height, width
     )
@@ -284,19 +284,26 @@ def _covered_intervals(
         F.pad(plane[None], (reach,) * 4, value=pad)[0] for plane, pad in zip(fields, (-1, t, t, 0))
     )
     padded_width = label.shape[1]
-    index = ((gy + reach) * padded_width + gx + reach)[:, None] + (dy * padded_width + dx)[None]
-    index = index.reshape(-1)
+    offsets = (dy * padded_width + dx)[None]
 
-    def gather(plane: torch.Tensor) -> torch.Tensor:
-        return plane.reshape(-1).index_select(0, index).view(n, dy.numel())
+    def near(which: torch.Tensor, *planes: torch.Tensor) -> list[torch.Tensor]:
+        """(len(which), D) values of each plane in the disks of ground-truth pixels `which`."""
+        index = ((gy[which] + reach) * padded_width + gx[which] + reach)[:, None] + offsets
+        flat = index.reshape(-1)
+        return [p.reshape(-1).index_select(0, flat).view(index.shape) for p in planes]
 
-    bucket_near = gather(bucket)
-    same = gather(label) == gt_class[:, None]
+    # each group gathers only the planes it needs (two for background, three otherwise)
     is_background = gt_class == background_label
-    low = torch.where(is_background, bucket_near.amin(1), gather(fg_low).amin(1))
-    high = torch.where(
-        is_background, gather(bg_high).amax(1), torch.where(same, bucket_near, 0).amax(1)
-    )
+    low = torch.empty(n, dtype=torch.int32, device=gy.device)
+    high = torch.empty_like(low)
+    background = is_background.nonzero().squeeze(1)
+    bucket_near, bg_high_near = near(background, bucket, bg_high)
+    low[background], high[background] = bucket_near.amin(1), bg_high_near.amax(1)
+    classes = (~is_background).nonzero().squeeze(1)
+    label_near, fg_low_near, bucket_near = near(classes, label, fg_low, bucket)
+    same = label_near == gt_class[classes][:, None]
+    low[classes] = fg_low_near.amin(1)
+    high[classes] = torch.where(same, bucket_near, 0).amax(1)
     return low, high
 
 
