@@ -10,6 +10,15 @@ import pytest
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def run_cli(*args):
+    """Invoke the `wsssbed` CLI in-process (arguments are str()-ed); returns the result."""
+    from typer.testing import CliRunner
+
+    from wsssbed.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
 @pytest.fixture(scope="session")
 def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The embedded sample, rendered once per test session into a temporary folder."""

@@ -8,25 +8,18 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli
 from reference import CLASS_COUNTS, confusion, irn_labels, metrics
-from typer.testing import CliRunner
 
-from wsssbed.cli import app
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.maps import read_activation, write_label_map
-
-runner = CliRunner()
-
-
-def _run(*args: str):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 def _sweep(sample_root, out, *extra, fmt="irn-npy"):
     """`wsssbed sweep --json` on the sample's train split with the sample's maps in `fmt`."""
     folder = sample_root / "activation/sample-cam" / fmt
-    return _run(
+    return run_cli(
         "sweep",
         "--data-root",
         sample_root,
@@ -45,22 +38,22 @@ def _sweep(sample_root, out, *extra, fmt="irn-npy"):
 
 
 def test_datasets_json_lists_the_five_datasets():
-    result = _run("datasets", "--json")
+    result = run_cli("datasets", "--json")
     assert result.exit_code == 0
     counts = {row["name"]: row["num_classes"] for row in json.loads(result.stdout)}
     assert counts == CLASS_COUNTS
 
 
 def test_datasets_table_and_check(sample_root, tmp_path):
-    assert "cocostuff" in _run("datasets").stdout
-    good = _run(
+    assert "cocostuff" in run_cli("datasets").stdout
+    good = run_cli(
         "datasets", "check", "--dataset", "voc2012", "--data-root", sample_root, "--split", "val"
     )
     assert good.exit_code == 0 and "24 valid masks" in good.stdout
     shutil.copytree(sample_root / "VOC2012", tmp_path / "VOC2012")
     bad_file = tmp_path / "VOC2012/SegmentationClass/sample_0050.png"
     bad_file.write_bytes(b"\x89PNG broken")
-    bad = _run(
+    bad = run_cli(
         "datasets", "check", "--dataset", "voc2012", "--data-root", tmp_path, "--split", "val"
     )
     assert bad.exit_code == 1 and str(bad_file) in bad.stderr.replace("\n", "")
@@ -68,7 +61,7 @@ def test_datasets_table_and_check(sample_root, tmp_path):
 
 def test_default_sweep_runs_on_the_sample(tmp_path, monkeypatch, sample_root):
     monkeypatch.setattr("wsssbed.cli.ensure_sample", lambda path=None: sample_root)
-    result = _run("sweep", "--out", tmp_path / "r")
+    result = run_cli("sweep", "--out", tmp_path / "r")
     assert result.exit_code == 0, result.stderr
     assert "best point" in result.stdout and "miou" in result.stdout
 
@@ -152,7 +145,7 @@ def test_evaluate_scores_label_maps(sample_root, tmp_path):
         labels[::7, ::5] = 255  # some unlabelled pixels
         write_label_map(tmp_path / "pred", image_id, labels, spec.palette())
         total = total + confusion(gt, labels, 21)
-    result = _run(
+    result = run_cli(
         "evaluate",
         "--pred",
         tmp_path / "pred",
@@ -182,7 +175,7 @@ def broken_maps(sample_root, tmp_path):
 
 
 def _bad_sweep(sample_root, folder, out, *extra):
-    return _run(
+    return run_cli(
         "sweep",
         "--data-root",
         sample_root,
@@ -240,7 +233,7 @@ def test_bad_maps_fail_cleanly_without_output(sample_root, broken_maps, tmp_path
 
 
 def test_extra_maps_are_refused_unless_allowed(sample_root, tmp_path):
-    result = _run(
+    result = run_cli(
         "sweep",
         "--data-root",
         sample_root,
@@ -256,7 +249,7 @@ def test_extra_maps_are_refused_unless_allowed(sample_root, tmp_path):
     assert result.exit_code == 2 and "outside the split" in result.stderr.replace("\n", "")
 
 
-def test_store_is_untouched_by_a_failed_run(sample_root, broken_maps, tmp_path):
+def test_store_is_untouched_by_a_failedrun_cli(sample_root, broken_maps, tmp_path):
     out = tmp_path / "out"
     assert _bad_sweep(sample_root, broken_maps, out, "--thresholds", "0.2").exit_code == 0
     before = {p.name: p.read_bytes() for p in out.glob("*.parquet")}

@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import ray
-from typer.testing import CliRunner
+from conftest import run_cli
 
-from wsssbed.cli import app
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.distributed import run_sweep_ray, shard_ranges
@@ -23,7 +22,6 @@ from wsssbed.eval.rules import HardLabels, make_rule
 from wsssbed.pipeline import run_and_store
 
 VOC = get_dataset("voc2012")
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -148,10 +146,11 @@ def test_cli_backend_ray_gives_the_local_tables(sample_root, tmp_path):
     tables = {}
     for backend in ("local", "ray"):
         out = tmp_path / backend
-        result = runner.invoke(app, [str(a) for a in (
+        result = run_cli(
             "sweep", "--data-root", sample_root, "--split", "train", "--backend", backend,
             "--activation", sample_root / "activation/sample-cam/irn-npy", "--allow-extra-maps",
-            "--out", out, "--json", "--device", "cpu")], catch_exceptions=False)  # fmt: skip
+            "--out", out, "--json", "--device", "cpu",
+        )  # fmt: skip
         assert result.exit_code == 0, result.stderr
         tables[backend] = {n: pd.read_parquet(out / f"{n}.parquet").drop(columns="run_id")
                            for n in ("sweeps", "per_class")}  # fmt: skip

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from conftest import run_cli
 
-from wsssbed.cli import app
 from wsssbed.errors import InputError
 from wsssbed.report.leaderboard import read_reported, render_site
 
@@ -30,11 +29,6 @@ miou = 0.715
 source = "https://example.org/paper"
 note = "Table 2"
 """
-runner = CliRunner()
-
-
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +45,10 @@ def store(sample_root, tmp_path_factory):
          sample_root / "saliency/sample-sal", "--sal-thresholds", "0.1:0.5:0.1",
          "--thresholds", "0:0.6:0.05", "--ignore-label"),
     ):  # fmt: skip
-        result = _run("sweep", *common, *extra)
+        result = run_cli("sweep", *common, *extra)
         assert result.exit_code == 0, result.stderr
     labels = sample_root / "VOC2012/SegmentationClass"  # ground truth as a "segmenter"
-    result = _run("evaluate", "--pred", labels, "--data-root", sample_root, "--split", "val",
+    result = run_cli("evaluate", "--pred", labels, "--data-root", sample_root, "--split", "val",
                   "--stage", "final", "--allow-extra-maps", "--out", out, "--json")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     return out
@@ -87,7 +81,7 @@ def test_a_failed_render_keeps_the_old_site(store, site, tmp_path):
     before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
     bad = tmp_path / "bad.toml"
     bad.write_text(REPORTED.replace("0.715", "71.5"))
-    result = _run("leaderboard", "--results", store, "--out", copy, "--reported", bad)
+    result = run_cli("leaderboard", "--results", store, "--out", copy, "--reported", bad)
     assert result.exit_code == 2 and "fraction in [0, 1]" in result.stderr
     assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

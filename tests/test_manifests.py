@@ -9,19 +9,12 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from conftest import run_cli
 
-from wsssbed.cli import app
 from wsssbed.errors import InputError
 from wsssbed.grids import parse_grid
 from wsssbed.manifest import Manifest, load_manifest, parse_manifest
 from wsssbed.registry import CATALOGUE, all_manifests, local_folder, resolve
-
-runner = CliRunner()
-
-
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +37,7 @@ def train_maps(sample_root, tmp_path):
 
 
 def _submit(sample_root, folder, out, *extra, name="my-cam"):
-    return _run(
+    return run_cli(
         "submit", folder, "--dataset", "voc2012", "--data-root", sample_root,
         "--split", "train", "--format", "npz", "--name", name, "--out", out, *extra,
     )  # fmt: skip
@@ -156,7 +149,7 @@ def test_submit_then_method_reproduces_the_numbers(sample_root, train_maps, tmp_
     assert manifest.kind == "activation" and manifest.content.files == 48
     assert manifest.content.digest.startswith("sha256:") and manifest.split == "train"
 
-    swept = _run("sweep", "--method", "my-cam", "--data-root", sample_root, "--out", out)
+    swept = run_cli("sweep", "--method", "my-cam", "--data-root", sample_root, "--out", out)
     assert swept.exit_code == 0, swept.stderr
     runs = pd.read_parquet(out / "runs.parquet")
     assert len(runs) == 2 and runs.method.tolist() == ["my-cam", "my-cam"]
@@ -174,7 +167,7 @@ def test_submit_then_method_reproduces_the_numbers(sample_root, train_maps, tmp_
     b = per_class[per_class.run_id == second][counts].reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
 
-    shown = _run("results", "show", "--results", out, "--method", "my-cam", "--json")
+    shown = run_cli("results", "show", "--results", out, "--method", "my-cam", "--json")
     rows = json.loads(shown.stdout)
     assert [r["run_id"] for r in rows] == [first, second]
     sweeps = pd.read_parquet(out / "sweeps.parquet")
@@ -239,7 +232,7 @@ def test_bad_submissions_write_nothing(sample_root, train_maps, tmp_path, damage
             np.save(train_maps / f"{path.stem}.npy", np.array(payload, dtype=object))
             path.unlink()
     out = tmp_path / "results"
-    result = _run(
+    result = run_cli(
         "submit", train_maps, "--dataset", "voc2012", "--data-root", sample_root,
         "--split", "train", "--format", fmt, "--name", "bad-cam", "--out", out,
     )  # fmt: skip
@@ -254,20 +247,20 @@ def test_bad_submissions_write_nothing(sample_root, train_maps, tmp_path, damage
 def test_digest_mismatch_stops_the_run_and_no_verify_is_recorded(sample_root, train_maps, tmp_path):
     out = tmp_path / "results"
     assert _submit(sample_root, train_maps, out).exit_code == 0
-    assert _run("verify", "my-cam").exit_code == 0
+    assert run_cli("verify", "my-cam").exit_code == 0
     before = {p.name: p.read_bytes() for p in out.glob("*.parquet")}
     victim = sorted(train_maps.iterdir())[0]
     with np.load(victim) as archive:
         keys, cams = archive["keys"], archive["cams"]
     np.savez(victim, keys=keys, cams=cams * np.float32(0.5))  # still valid maps, other numbers
 
-    swept = _run("sweep", "--method", "my-cam", "--data-root", sample_root, "--out", out)
+    swept = run_cli("sweep", "--method", "my-cam", "--data-root", sample_root, "--out", out)
     assert swept.exit_code == 2 and "digest mismatch" in swept.stderr
     assert {p.name: p.read_bytes() for p in out.glob("*.parquet")} == before
-    drift = _run("verify", "--all")
+    drift = run_cli("verify", "--all")
     assert drift.exit_code == 1 and "digest mismatch" in drift.stdout.replace("\n", "")
 
-    unverified = _run(
+    unverified = run_cli(
         "sweep", "--method", "my-cam", "--data-root", sample_root, "--out", out, "--no-verify"
     )
     assert unverified.exit_code == 0 and "NOT checked" in unverified.stderr
@@ -278,7 +271,7 @@ def test_digest_mismatch_stops_the_run_and_no_verify_is_recorded(sample_root, tr
 
 def test_fetch_path_pins_a_catalogued_source_once(sample_root, tmp_path):
     folder = sample_root / "activation/sample-cam/png-per-class"
-    first = _run("fetch", "voc2012-cam", "--path", folder)
+    first = run_cli("fetch", "voc2012-cam", "--path", folder)
     assert first.exit_code == 0, first.stderr
     pinned = resolve("voc2012-cam")
     assert pinned.path.is_relative_to(tmp_path / "home")  # the user's copy shadows
@@ -289,7 +282,7 @@ def test_fetch_path_pins_a_catalogued_source_once(sample_root, tmp_path):
     shutil.copytree(folder, other)
     next(other.glob("*.png")).write_bytes((sample_root / "saliency/sample-sal").joinpath(
         "sample_0000.png").read_bytes())  # fmt: skip
-    second = _run("fetch", "voc2012-cam", "--path", other)
+    second = run_cli("fetch", "voc2012-cam", "--path", other)
     assert second.exit_code == 2 and "digest mismatch" in second.stderr
     assert local_folder(resolve("voc2012-cam")) == folder.resolve()
 
@@ -300,9 +293,9 @@ def test_pipeline_method_uses_its_generator_grid_and_saliency(sample_root, tmp_p
         ("voc2012-cam", sample / "activation/sample-cam/png-per-class"),
         ("voc2012-sal-move", sample / "saliency/sample-sal"),
     ):
-        assert _run("fetch", name, "--path", folder).exit_code == 0
+        assert run_cli("fetch", name, "--path", folder).exit_code == 0
     out = tmp_path / "results"
-    result = _run(
+    result = run_cli(
         "sweep", "--method", "voc2012-cam-wsssbed", "--data-root", sample, "--split", "train",
         "--out", out, "--json",
     )  # fmt: skip
@@ -316,15 +309,15 @@ def test_pipeline_method_uses_its_generator_grid_and_saliency(sample_root, tmp_p
 
 
 def test_method_errors_are_clear(sample_root, tmp_path):
-    no_root = _run("sweep", "--method", "voc2012-cam", "--out", tmp_path)
+    no_root = run_cli("sweep", "--method", "voc2012-cam", "--out", tmp_path)
     assert no_root.exit_code == 2 and "--data-root" in no_root.stderr
-    unknown = _run("sweep", "--method", "nope", "--data-root", sample_root, "--out", tmp_path)
+    unknown = run_cli("sweep", "--method", "nope", "--data-root", sample_root, "--out", tmp_path)
     assert unknown.exit_code == 2 and "no manifest named 'nope'" in unknown.stderr
-    no_copy = _run("sweep", "--method", "voc2012-cam", "--data-root", sample_root)
+    no_copy = run_cli("sweep", "--method", "voc2012-cam", "--data-root", sample_root)
     assert no_copy.exit_code == 2 and "no local copy" in no_copy.stderr.replace("\n", "")
 
 
 def test_manifest_listing(tmp_path):
-    listed = json.loads(_run("manifests", "--kind", "pipeline", "--json").stdout)
+    listed = json.loads(run_cli("manifests", "--kind", "pipeline", "--json").stdout)
     assert len(listed) == 11 and all(row["kind"] == "pipeline" for row in listed)
     assert isinstance(resolve("voc2012-cam"), Manifest)

@@ -9,12 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import random_image
+from conftest import random_image, run_cli
 from PIL import Image
 from reference import irn_labels, psa_labels, wsss_bed_labels
-from typer.testing import CliRunner
 
-from wsssbed.cli import app
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.errors import InputError
@@ -24,11 +22,6 @@ from wsssbed.pseudo.writer import RECORD, PseudoLabelJob, generate, start
 
 VOC = get_dataset("voc2012")
 ADE = get_dataset("ade20k")
-runner = CliRunner()
-
-
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 def _sample(gt, keys, cams, sal):
@@ -88,7 +81,7 @@ def test_written_labels_score_exactly_as_the_sweep_counted(sample_root, tmp_path
     common = ("--data-root", sample_root, "--split", "train")
     maps = ("--activation", sample_root / "activation/sample-cam/npz", "--activation-format",
             "npz")  # fmt: skip
-    result = _run("pseudo-labels", *common, *maps, "--generator", "bg-threshold",
+    result = run_cli("pseudo-labels", *common, *maps, "--generator", "bg-threshold",
                   "--threshold", "0.3", "--out", out)  # fmt: skip
     assert result.exit_code == 0, result.stderr
     files = sorted(out.glob("*.png"))
@@ -98,8 +91,8 @@ def test_written_labels_score_exactly_as_the_sweep_counted(sample_root, tmp_path
     record = (out / RECORD).read_text()
     assert "complete = true" in record and 'generator = "bg-threshold"' in record
     results = tmp_path / "results"
-    _run("sweep", *common, *maps, "--allow-extra-maps", "--thresholds", "0.3", "--out", results)
-    _run("evaluate", "--pred", out, *common, "--out", results)
+    run_cli("sweep", *common, *maps, "--allow-extra-maps", "--thresholds", "0.3", "--out", results)
+    run_cli("evaluate", "--pred", out, *common, "--out", results)
     sweeps = pd.read_parquet(results / "sweeps.parquet")
     metrics = ["miou", "miou_zero", "pixel_accuracy", "bf_f", "bf_p", "bf_r"]
     assert sweeps.iloc[0][metrics].tolist() == sweeps.iloc[1][metrics].tolist()
@@ -130,20 +123,20 @@ def test_resumes_after_an_interruption_and_never_leaves_half_files(sample_root, 
 def test_bad_inputs_are_refused_before_any_work(sample_root, tmp_path):
     out = tmp_path / "labels"
     common = ("--data-root", sample_root, "--split", "train", "--out", out)
-    no_sal = _run("pseudo-labels", *common, "--generator", "saliency-rule", "--activation",
+    no_sal = run_cli("pseudo-labels", *common, "--generator", "saliency-rule", "--activation",
                   sample_root / "activation/sample-cam/npz", "--activation-format",
                   "npz")  # fmt: skip
     assert no_sal.exit_code == 2 and "--saliency" in no_sal.stderr
-    missing = _run("pseudo-labels", *common, "--generator", "bg-threshold", "--threshold", "0.2",
+    missing = run_cli("pseudo-labels", *common, "--generator", "bg-threshold", "--threshold", "0.2",
                    "--activation", tmp_path / "nowhere")  # fmt: skip
     assert missing.exit_code == 2 and "nowhere" in missing.stderr
     assert not out.exists() or not any(out.iterdir())
     maps = ("--activation", sample_root / "activation/sample-cam/npz", "--activation-format",
             "npz")  # fmt: skip
-    first = _run("pseudo-labels", *common, *maps, "--generator", "bg-threshold",
+    first = run_cli("pseudo-labels", *common, *maps, "--generator", "bg-threshold",
                  "--threshold", "0.2")  # fmt: skip
     assert first.exit_code == 0, first.stderr
-    other = _run("pseudo-labels", *common, *maps, "--generator", "bg-threshold",
+    other = run_cli("pseudo-labels", *common, *maps, "--generator", "bg-threshold",
                  "--threshold", "0.25")  # fmt: skip
     assert other.exit_code == 2 and "another configuration" in other.stderr
     assert (json.dumps("0.2") and '"threshold": 0.2' not in other.stderr) or True

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from conftest import run_cli
 
-from wsssbed.cli import app
 from wsssbed.report.sensitivity import (
     PerImage,
     bootstrap_interval,
@@ -15,12 +14,6 @@ from wsssbed.report.sensitivity import (
     paired_comparison,
     split_half_transfer,
 )
-
-runner = CliRunner()
-
-
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +23,10 @@ def store(sample_root, tmp_path_factory):
     common = ("--data-root", sample_root, "--per-image", "--out", out, "--json")
     maps = sample_root / "activation/sample-cam/npz"
     for split in ("train", "val"):
-        result = _run("sweep", "--split", split, "--activation", maps, "--activation-format",
+        result = run_cli("sweep", "--split", split, "--activation", maps, "--activation-format",
                       "npz", "--allow-extra-maps", *common)  # fmt: skip
         assert result.exit_code == 0, result.stderr
-    result = _run(
+    result = run_cli(
         "sweep", "--split", "train", "--activation", maps, "--activation-format", "npz",
         "--allow-extra-maps", "--generator", "saliency-rule", "--saliency",
         sample_root / "saliency/sample-sal", "--sal-thresholds", "0.1:0.5:0.1",
@@ -151,7 +144,7 @@ def test_sensitivity_command_writes_everything(store, tmp_path):
     out = tmp_path / "study"
     runs = _tables(store)["runs"]
     first, second, grid = runs.run_id  # train, val, train (2-D)
-    result = _run("sensitivity", "--results", store, "--out", out, "--recommended",
+    result = run_cli("sensitivity", "--results", store, "--out", out, "--recommended",
                   "threshold=0.25", "--compare", grid, "--compare", first, "--halves", "3",
                   "--draws", "50")  # fmt: skip
     assert result.exit_code == 0, result.stderr
@@ -179,13 +172,15 @@ def test_sensitivity_command_writes_everything(store, tmp_path):
     assert "curves_bf_f_voc2012_val_threshold.png" in names
     assert any(n.startswith("heatmap_") and n.endswith(".svg") for n in names)
     again = tmp_path / "again"
-    assert _run("sensitivity", "--results", store, "--out", again, "--halves", "0").exit_code == 0
+    assert (
+        run_cli("sensitivity", "--results", store, "--out", again, "--halves", "0").exit_code == 0
+    )
     for svg in out.glob("*.svg"):
         assert (again / svg.name).read_bytes() == svg.read_bytes()  # deterministic figures
 
 
 def test_sensitivity_errors(store, tmp_path):
-    none = _run("sensitivity", "--results", store, "--method", "nope", "--out", tmp_path)
+    none = run_cli("sensitivity", "--results", store, "--method", "nope", "--out", tmp_path)
     assert none.exit_code == 2 and "no stored runs" in none.stderr
-    bad = _run("sensitivity", "--results", store, "--recommended", "t=1", "--out", tmp_path)
+    bad = run_cli("sensitivity", "--results", store, "--recommended", "t=1", "--out", tmp_path)
     assert bad.exit_code == 2 and "--recommended" in bad.stderr
