@@ -15,7 +15,7 @@ from wsssbed.errors import InputError
 from wsssbed.eval.engine import SweepJob, SweepState, run_sweep
 from wsssbed.eval.tables import AXIS_COLUMNS, per_image_table, sweep_tables
 from wsssbed.provenance import git_commit, new_run_id, package_versions, utc_now
-from wsssbed.results import SCHEMA_VERSION, append_run
+from wsssbed.results import SCHEMA_VERSION, append_run, best_row
 
 STAGES = ("activation", "pseudo-label", "final")
 
@@ -33,7 +33,7 @@ class RunSummary:
     @property
     def best(self) -> pd.Series:
         """The grid point with the highest mIoU (first on ties)."""
-        return self.sweeps.loc[self.sweeps["miou"].astype(float).idxmax()]
+        return best_row(self.sweeps)
 
     def as_json(self, results: Path) -> dict:
         """Machine-readable summary (scores as fractions in [0, 1])."""

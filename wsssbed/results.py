@@ -205,6 +205,16 @@ def read_table(folder: Path, name: str) -> pd.DataFrame:
     return frame[frame.run_id.isin(set(runs.column("run_id").to_pylist()))]
 
 
+def best_row(sweeps: pd.DataFrame) -> pd.Series:
+    """A run's grid point with the highest mIoU (the first point on ties).
+
+    Args:
+        sweeps: one run's `sweeps` rows, in any order.
+    """
+    ordered = sweeps.sort_values("point", kind="stable")
+    return ordered.loc[ordered.miou.astype(float).idxmax()]
+
+
 def best_points(
     folder: Path, method: str | None = None, dataset: str | None = None
 ) -> pd.DataFrame:

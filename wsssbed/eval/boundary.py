@@ -203,9 +203,9 @@ def sweep_boundary_counts(
     counts = diff.view(2, k + 1, t + 1)[:, :k].cumsum(2)[:, :, :t]
     pred_total, pred_matched = counts[0], counts[1]
 
-    # Recall: per ground-truth boundary pixel, the union of the matching intervals of the
-    # pixels in its disk (background intervals for a background pixel, same-class
-    # foreground intervals otherwise), as a difference array over the grid.
+    # Recall: per ground-truth boundary pixel, the one interval of grid indices at which
+    # its disk holds a matching predicted boundary pixel, summed per class as a
+    # difference array over the grid.
     fields = torch.stack([best, fg_low, bucket, bg_high])
     low, high = _covered_intervals(
         fields, gy, gx, gt_class, dy, dx, t, background_label if scores_background else -1

@@ -76,7 +76,7 @@ def class_counts(
 
     gt = torch.zeros(k + 1, dtype=torch.int64)
     gt.index_add_(0, gt_ids, totals)
-    order = _user_order(rule)
+    order = rule.user_order()
     return ClassCounts(
         tp[order, :k].numpy(),
         pred[order, :k].numpy(),
@@ -98,13 +98,6 @@ def sparse_rows(counts: ClassCounts) -> np.ndarray:
          counts.unlabelled[point, cls]],
         axis=1,
     ).astype(np.int64)  # fmt: skip
-
-
-def _user_order(rule: Rule) -> np.ndarray:
-    """Row i of the result = internal flat index of the user's i-th grid point."""
-    inverse = [np.argsort(rule.order(a)) for a in range(len(rule.axes))]
-    grids = np.meshgrid(*inverse, indexing="ij")
-    return np.ravel_multi_index(tuple(g.ravel() for g in grids), rule.shape)
 
 
 def grid_points(rule: Rule) -> list[dict[str, float]]:

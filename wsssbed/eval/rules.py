@@ -113,10 +113,15 @@ class Rule:
         """(H, W) buckets along the rule's single effective axis (see `supports_boundary`)."""
         return states.buckets[0]
 
+    def user_order(self) -> np.ndarray:
+        """(G,) internal flat grid index of each of the user's grid points, in user order."""
+        inverse = [np.argsort(self.order(a)) for a in range(len(self.axes))]
+        grids = np.meshgrid(*inverse, indexing="ij")
+        return np.ravel_multi_index(tuple(g.ravel() for g in grids), self.shape)
+
     def internal_point(self, point: int) -> tuple[int, ...]:
         """Internal per-axis indices of the user's flat grid point `point`."""
-        user = np.unravel_index(point, self.shape)
-        return tuple(int(np.argsort(self.order(a))[i]) for a, i in enumerate(user))
+        return tuple(int(i) for i in np.unravel_index(self.user_order()[point], self.shape))
 
     def outcome_at(self, states: PixelStates, point: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(H, W) bool foreground and ignored masks at the user's grid point `point`."""

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from wsssbed.datasets.spec import DatasetSpec
-from wsssbed.eval.confusion import ClassCounts, _user_order, class_counts, grid_points
+from wsssbed.eval.confusion import ClassCounts, class_counts, grid_points
 from wsssbed.eval.engine import SweepState
 from wsssbed.eval.metrics import per_class_iou, summary_metrics
 from wsssbed.eval.rules import Rule
@@ -25,7 +25,7 @@ def sweep_tables(
         sweeps[column] = pd.array([p.get(column) for p in points], dtype="Float64")
     for name, values in summary_metrics(counts).items():
         sweeps[name] = values
-    order = _user_order(rule)
+    order = rule.user_order()
     bf = {"bf_f": None, "bf_p": None, "bf_r": None}
     if state.with_boundary:
         with np.errstate(invalid="ignore"):

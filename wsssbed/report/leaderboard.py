@@ -38,10 +38,11 @@ from wsssbed.report.sensitivity import (
     bootstrap_interval,
     is_2d,
     recommended_point,
+    row_at,
     run_label,
     setting_key,
 )
-from wsssbed.results import read_table
+from wsssbed.results import best_row, read_table
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -84,11 +85,6 @@ def _point_text(row: pd.Series) -> str:
     return ", ".join(parts) if parts else "-"
 
 
-def _best_point(sweeps: pd.DataFrame, run_id: str) -> int:
-    rows = sweeps[sweeps.run_id == run_id]
-    return int(rows.loc[rows.miou.astype(float).idxmax(), "point"])
-
-
 def _transfer_source(run: pd.Series, runs: pd.DataFrame) -> pd.Series | None:
     """A run of the same setting on another split to choose the point on (train first)."""
     others = runs[(runs.split != run.split) & (runs.key == setting_key(run))]
@@ -105,17 +101,16 @@ def _entry(
 ) -> Entry:
     rows = sweeps[sweeps.run_id == run.run_id].sort_values("point").reset_index(drop=True)
     recommended = recommended_point(run)
-    match = pd.Series(True, index=rows.index)
-    for axis, value in recommended.items():
-        match &= (rows[axis].astype(float) - value).abs() < 1e-9
+    at_recommended = row_at(rows, recommended) if recommended else None
     source = _transfer_source(run, runs)
-    if recommended and match.any():
-        chosen, how = rows[match].iloc[0], "recommended (pipeline manifest)"
+    if at_recommended is not None:
+        chosen, how = at_recommended, "recommended (pipeline manifest)"
     elif source is not None:
-        chosen = rows.set_index("point", drop=False).loc[_best_point(sweeps, source.run_id)]
+        point = int(best_row(sweeps[sweeps.run_id == source.run_id]).point)
+        chosen = rows.set_index("point", drop=False).loc[point]
         how = f"transferred: best on {source.split}"
     else:
-        chosen = rows.loc[rows.miou.astype(float).idxmax()]
+        chosen = best_row(rows)
         how = "oracle: best on this split" if len(rows) > 1 else "as given (one point)"
     point = int(chosen.point)
     ci = None

@@ -31,6 +31,7 @@ from wsssbed.errors import InputError
 from wsssbed.eval.confusion import ClassCounts
 from wsssbed.eval.metrics import summary_metrics
 from wsssbed.maps import ACTIVATION_FORMATS
+from wsssbed.results import best_row
 
 ACTIVATION_AXES = ("threshold", "alpha")
 PLATEAU_TOLERANCE = 0.01
@@ -90,7 +91,8 @@ def recommended_point(run: pd.Series) -> dict[str, float]:
     return point
 
 
-def _at(sweeps: pd.DataFrame, point: dict[str, float]) -> pd.Series | None:
+def row_at(sweeps: pd.DataFrame, point: dict[str, float]) -> pd.Series | None:
+    """The run's row at `point` (axis name -> value, to 1e-9), or None when off the grid."""
     mask = pd.Series(True, index=sweeps.index)
     for axis, value in point.items():
         mask &= np.isclose(sweeps[axis].astype(float), value, rtol=0, atol=1e-9)
@@ -102,7 +104,7 @@ def curve_stats(
 ) -> dict:
     """Statistics of one run's grid (see the module docstring); scores are fractions."""
     axis = activation_axis(sweeps)
-    best = sweeps.loc[sweeps.miou.astype(float).idxmax()]
+    best = best_row(sweeps)
     line = sweeps
     if is_2d(sweeps):
         line = sweeps[np.isclose(sweeps.sal_threshold.astype(float), best.sal_threshold)]
@@ -121,7 +123,7 @@ def curve_stats(
         auc = float(sweeps.miou.astype(float).mean())
     else:
         auc = float(np.sum((scores[1:] + scores[:-1]) / 2 * np.diff(values)) / span)
-    at = _at(sweeps, recommended) if recommended else None
+    at = row_at(sweeps, recommended) if recommended else None
     return {
         "axis": axis,
         "best_miou": float(best.miou),
@@ -253,9 +255,7 @@ def split_transfer(runs: pd.DataFrame, sweeps: pd.DataFrame) -> pd.DataFrame:
         if group.split.nunique() < 2:
             continue
         for _, source in group.iterrows():
-            chosen = sweeps[sweeps.run_id == source.run_id].sort_values("point")
-            pick = int(chosen.miou.astype(float).idxmax())
-            point = int(chosen.loc[pick, "point"])
+            point = int(best_row(sweeps[sweeps.run_id == source.run_id]).point)
             for _, target in group[group.split != source.split].iterrows():
                 scored = sweeps[sweeps.run_id == target.run_id].set_index("point")
                 rows.append(

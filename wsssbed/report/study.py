@@ -24,7 +24,7 @@ from wsssbed.report.sensitivity import (
     split_half_transfer,
     split_transfer,
 )
-from wsssbed.results import read_table
+from wsssbed.results import best_row, read_table
 
 
 @dataclass
@@ -116,7 +116,7 @@ def run_study(results: Path, out: Path, options: StudyOptions) -> Study:
         stats["ci_low"] = stats["ci_high"] = None
         if per_image is not None:
             per_images[run.run_id] = per_image
-            best = int(rows.loc[rows.miou.astype(float).idxmax(), "point"])
+            best = int(best_row(rows).point)
             low, high = bootstrap_interval(per_image, best, options.draws, options.seed)
             stats["ci_low"], stats["ci_high"] = low, high
             if options.halves:
@@ -125,7 +125,7 @@ def run_study(results: Path, out: Path, options: StudyOptions) -> Study:
         stats_rows.append(stats)
         axis = activation_axis(rows)
         if is_2d(rows):
-            best = rows.loc[rows.miou.astype(float).idxmax()]
+            best = best_row(rows)
             title = f"{label} on {run.dataset}/{run.split}"
             stem = out / f"heatmap_{run.run_id}"
             files += figures.save(figures.heatmap_figure(rows, title), stem)
@@ -169,7 +169,7 @@ def _compare(
                 f"{name}: run {run.run_id} has no per-image counts; sweep it with --per-image"
             )
         rows = sweeps[sweeps.run_id == run.run_id]
-        chosen.append((run, int(rows.loc[rows.miou.astype(float).idxmax(), "point"])))
+        chosen.append((run, int(best_row(rows).point)))
     (a, a_point), (b, b_point) = chosen
     result = paired_comparison(
         per_images[a.run_id], a_point, per_images[b.run_id], b_point, options.draws, options.seed
