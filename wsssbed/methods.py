@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from wsssbed.digest import FolderDigest, folder_digest
@@ -52,7 +52,6 @@ class ResolvedMethod:
     activation: UsedManifest
     saliency: UsedManifest | None = None
     pipeline_manifest: Manifest | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def used(self) -> list[UsedManifest]:
