@@ -93,7 +93,7 @@ def test_a_failed_render_keeps_the_old_site(store, site, tmp_path):
         (lambda t: t.replace('method = "Some paper"\n', ""), "missing ['method']"),
         (lambda t: t.replace('note = "Table 2"', "mIoU = 3"), "unknown ['mIoU']"),
         (lambda t: t.replace('"pseudo-label"', '"pseudo"'), "stage 'pseudo'"),
-        (lambda t: t + "[[[", "not valid TOML"),
+        (lambda t: t + "[[[", "not a valid TOML reported-numbers file"),
     ],
 )
 def test_reported_numbers_are_validated(tmp_path, edit, message):

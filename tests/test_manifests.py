@@ -114,7 +114,7 @@ def test_manifest_round_trips():
         (lambda t: t.replace('split = "train_aug"\n', ""), "`split` is missing"),
         (lambda t: t.replace('version = "1.0.0"\ndate', 'version = "0.9.0"\ndate'), "changelog"),
         (lambda t: t.replace("schema = 1", "schema = 7"), "schema"),
-        (lambda t: t + "\n[[[", "not valid TOML"),
+        (lambda t: t + "\n[[[", "not a valid TOML manifest"),
         (lambda t: t.replace('url = "https://', 'url = "file:///'), "http"),
     ],
 )

@@ -14,7 +14,6 @@ copy has been verified once (`wsssbed fetch`), then pins the files (see `digest.
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,11 +22,7 @@ import tomli_w
 from wsssbed.errors import InputError
 from wsssbed.grids import DEFAULT_ALPHAS, DEFAULT_SAL_THRESHOLDS, DEFAULT_THRESHOLDS
 from wsssbed.maps import ACTIVATION_FORMATS
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from wsssbed.tomlio import parse_toml, read_toml
 
 MANIFEST_SCHEMA = 1
 KINDS = ("activation", "saliency", "pipeline")
@@ -179,10 +174,11 @@ def _require_types(obj: object, where: Path, section: str) -> None:
 
 def parse_manifest(text: str, where: Path) -> Manifest:
     """Parse and validate a manifest's TOML text; errors name `where` and the field."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"not valid TOML: {exc}", where) from exc
+    return _manifest_from(parse_toml(text, where, "manifest"), where)
+
+
+def _manifest_from(data: dict, where: Path) -> Manifest:
+    """A validated manifest from parsed TOML (consumes `data`)."""
     schema = data.pop("schema", None)
     if schema != MANIFEST_SCHEMA:
         raise InputError(f"schema = {schema!r}; this wsssbed reads schema {MANIFEST_SCHEMA}", where)
@@ -288,13 +284,7 @@ def _validate_pipeline(manifest: Manifest, where: Path | str) -> None:
 
 def load_manifest(path: Path) -> Manifest:
     """Read and validate one manifest file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise InputError("manifest not found", path) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read manifest: {exc}", path) from exc
-    manifest = parse_manifest(text, path)
+    manifest = _manifest_from(read_toml(path, "manifest"), path)
     if path.stem != manifest.name:
         raise InputError(f"file is named {path.name} but holds manifest {manifest.name!r}", path)
     return manifest

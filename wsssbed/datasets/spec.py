@@ -6,18 +6,13 @@ built-in ones: `wsssbed sweep --dataset path/to/my_dataset.toml`.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from wsssbed.errors import InputError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+from wsssbed.tomlio import read_toml
 
 MAPPINGS = ("identity", "reduce-zero-label", "lookup")
 
@@ -125,12 +120,7 @@ def _strings(table: dict, key: str, where: Path) -> tuple[str, ...]:
 def load_spec(path: str | Path) -> DatasetSpec:
     """Read and validate a dataset spec TOML file; errors name the file and the field."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError("dataset spec not found", path) from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"not a valid TOML dataset spec: {exc}", path) from exc
+    data = read_toml(path, "dataset spec")
     for key in ("name", "classes", "has_background", "splits", "layout", "ground_truth"):
         if key not in data:
             raise InputError(f"dataset spec lacks `{key}`", path)

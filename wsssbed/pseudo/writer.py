@@ -9,7 +9,6 @@ mixed. When every image is done, the record gets the labels' count and digest.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +24,7 @@ from wsssbed.imageio import write_atomic
 from wsssbed.maps import write_label_map
 from wsssbed.provenance import git_commit
 from wsssbed.pseudo.generators import PseudoLabelGenerator
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from wsssbed.tomlio import read_toml
 
 RECORD = "wsssbed.toml"
 
@@ -92,10 +87,7 @@ def start(job: PseudoLabelJob) -> None:
     path = job.out / RECORD
     wanted = job.record()
     if path.exists():
-        try:
-            found = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"unreadable record: {exc}", path) from exc
+        found = read_toml(path, "pseudo-label record")
         if found.get("configuration") != wanted:
             raise InputError(
                 "this folder holds pseudo-labels of another configuration "

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,11 +42,7 @@ from wsssbed.report.sensitivity import (
     setting_key,
 )
 from wsssbed.results import best_row, read_table
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from wsssbed.tomlio import read_toml
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STAGE_TITLES = {
@@ -128,12 +123,7 @@ def _entry(
 
 def read_reported(path: Path) -> pd.DataFrame:
     """Numbers reported in papers (`[[reported]]` tables in a TOML file), validated."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError("reported-numbers file not found", path) from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"not valid TOML: {exc}", path) from exc
+    data = read_toml(path, "reported-numbers file")
     rows = data.get("reported", [])
     for number, row in enumerate(rows, start=1):
         missing = REPORTED_FIELDS - set(row)
