@@ -89,18 +89,21 @@ def served(tmp_path):
     server.shutdown()
 
 
+def _register_remote(name: str, url: str) -> None:
+    """A saliency manifest in the user registry with only a download address (unpinned)."""
+    changelog = [ChangelogEntry("1.0.0", "2026-11-23", "test")]
+    write_manifest(
+        Manifest(name, "1.0.0", "saliency", "voc2012", "train", source=Source(url=url),
+                 content=Content("png"), changelog=changelog)
+    )  # fmt: skip
+
+
 def test_fetch_downloads_extracts_pins_and_then_checks(sample_root, tmp_path, monkeypatch, served):
     monkeypatch.setenv("WSSSBED_HOME", str(tmp_path / "home"))
     root, base = served
     maps = sample_root / "saliency/sample-sal"
     shutil.make_archive(str(root / "sal"), "zip", maps.parent, maps.name)
-    write_manifest(
-        Manifest(
-            "test-sal", "1.0.0", "saliency", "voc2012", "train",
-            source=Source(url=f"{base}/sal.zip"), content=Content("png"),
-            changelog=[ChangelogEntry("1.0.0", "2026-11-23", "test")],
-        )
-    )  # fmt: skip
+    _register_remote("test-sal", f"{base}/sal.zip")
     (registered,) = fetch("test-sal")
     folder = local_folder(registered)
     assert folder == (tmp_path / "home/maps/test-sal/1.0.0/sample-sal").resolve()
@@ -120,13 +123,7 @@ def test_fetch_downloads_extracts_pins_and_then_checks(sample_root, tmp_path, mo
 def test_fetch_reports_a_failed_download(tmp_path, monkeypatch, served):
     monkeypatch.setenv("WSSSBED_HOME", str(tmp_path / "home"))
     _, base = served
-    write_manifest(
-        Manifest(
-            "gone", "1.0.0", "saliency", "voc2012", "train",
-            source=Source(url=f"{base}/missing.zip"), content=Content("png"),
-            changelog=[ChangelogEntry("1.0.0", "2026-11-23", "test")],
-        )
-    )  # fmt: skip
+    _register_remote("gone", f"{base}/missing.zip")
     with pytest.raises(InputError, match="download failed"):
         fetch("gone")
     assert not any(p.is_file() for p in (tmp_path / "home/maps").rglob("*"))
