@@ -4,6 +4,7 @@ when a worker dies mid-task; errors and cancellations leave nothing behind."""
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -172,13 +173,13 @@ def test_shard_ranges_cover_every_image_once():
 def test_pseudo_labels_on_ray_are_the_local_files(sample_root, tmp_path, monkeypatch, kill):
     from wsssbed.distributed import generate_ray
     from wsssbed.pseudo.generators import make_generator
-    from wsssbed.pseudo.writer import PseudoLabelJob, finish, generate, start
+    from wsssbed.pseudo.writer import GenerationJob, finish, generate, start
 
     def job(out):
-        return PseudoLabelJob(LocalDataset(VOC, sample_root, "train"),
-                              make_generator("saliency-rule"),
-                              sample_root / "activation/sample-cam/npz", "npz", out,
-                              sample_root / "saliency/sample-sal")  # fmt: skip
+        return GenerationJob(LocalDataset(VOC, sample_root, "train"),
+                             make_generator("saliency-rule"), out,
+                             sample_root / "activation/sample-cam/npz", "npz",
+                             sample_root / "saliency/sample-sal")  # fmt: skip
 
     local, distributed = job(tmp_path / "local"), job(tmp_path / "ray")
     for j in (local, distributed):
@@ -191,3 +192,29 @@ def test_pseudo_labels_on_ray_are_the_local_files(sample_root, tmp_path, monkeyp
     assert finish(local)["digest"] == finish(distributed)["digest"]
     for path in sorted(local.out.glob("*.png")):
         assert (distributed.out / path.name).read_bytes() == path.read_bytes()
+
+
+def test_sam_refinement_on_ray_ships_the_recipe_not_the_model(sample_root, tmp_path):
+    """Workers load the tiny SAM themselves (`ModelSlot` pickles without weights) and
+    write the local run's files."""
+    from foundation_fixtures import save_tiny_sam
+
+    from wsssbed.distributed import generate_ray
+    from wsssbed.foundation.sam import MaskSettings
+    from wsssbed.pseudo.foundation import SamOptions, SamRefineGenerator
+    from wsssbed.pseudo.generators import make_generator
+    from wsssbed.pseudo.writer import GenerationJob, finish, generate, start
+
+    sam = SamOptions(save_tiny_sam(tmp_path), masks=MaskSettings(4, -100.0, 0.0))
+    split = LocalDataset(VOC, sample_root, "train")
+    dataset = split.subset(split.ids[:12])
+    cam_label = make_generator("bg-threshold", threshold=0.25)
+    jobs = [GenerationJob(dataset, SamRefineGenerator(cam_label, sam), tmp_path / name,
+                          sample_root / "activation/sample-cam/npz", "npz", device="cpu")
+            for name in ("local", "ray")]  # fmt: skip
+    for job in jobs:
+        start(job)  # loads the model in this process
+    assert len(pickle.dumps(jobs[1].generator)) < 10_000  # weights stay behind
+    assert generate(jobs[0], dataset.ids) == (12, 0)
+    assert generate_ray(jobs[1], shard_images=4) == (12, 0)
+    assert finish(jobs[0])["digest"] == finish(jobs[1])["digest"]

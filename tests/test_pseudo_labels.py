@@ -18,7 +18,7 @@ from wsssbed.datasets.local import LocalDataset
 from wsssbed.errors import InputError
 from wsssbed.eval.sample import EvalSample
 from wsssbed.pseudo.generators import make_generator
-from wsssbed.pseudo.writer import RECORD, PseudoLabelJob, generate, start
+from wsssbed.pseudo.writer import RECORD, GenerationJob, generate, start
 
 VOC = get_dataset("voc2012")
 ADE = get_dataset("ade20k")
@@ -46,7 +46,7 @@ def test_saliency_rule_is_wsss_bed_run_py_pixel_for_pixel(
         gt, keys, cams, sal = random_image(rng, 21, True, height=19, width=23)
         expected = wsss_bed_labels(sal, keys, cams, 21, sal_threshold, atm_threshold, ignore,
                                    without)  # fmt: skip
-        got = generator.labels(_sample(gt, keys, cams, sal), VOC)
+        got = generator.produce(_sample(gt, keys, cams, sal), VOC)
         assert np.array_equal(got, expected)
 
 
@@ -57,11 +57,11 @@ def test_threshold_and_power_generators_are_irn_and_psa(spec):
         gt, keys, cams, sal = random_image(rng, spec.num_classes, spec.has_background)
         sample = _sample(gt, keys, cams, sal)
         for t in (0.0, 0.15, 0.5):
-            got = make_generator("bg-threshold", threshold=t).labels(sample, spec)
+            got = make_generator("bg-threshold", threshold=t).produce(sample, spec)
             assert np.array_equal(got, irn_labels(keys, cams, np.float32(t), spec.has_background,
                                                   gt.shape))  # fmt: skip
         for a in (1.0, 6.0):
-            got = make_generator("power-bg", alpha=a).labels(sample, spec)
+            got = make_generator("power-bg", alpha=a).produce(sample, spec)
             assert np.array_equal(got, psa_labels(keys, cams, a, spec.has_background, gt.shape))
 
 
@@ -102,8 +102,8 @@ def test_resumes_after_an_interruption_and_never_leaves_half_files(sample_root, 
     dataset = LocalDataset(VOC, sample_root, "train")
     generator = make_generator("saliency-rule")
     out = tmp_path / "labels"
-    job = PseudoLabelJob(dataset, generator, sample_root / "activation/sample-cam/irn-npy",
-                         "irn-npy", out, sample_root / "saliency/sample-sal")  # fmt: skip
+    job = GenerationJob(dataset, generator, out, sample_root / "activation/sample-cam/irn-npy",
+                        "irn-npy", sample_root / "saliency/sample-sal")  # fmt: skip
     start(job)
 
     def stop_after_ten(done, total):
@@ -116,7 +116,7 @@ def test_resumes_after_an_interruption_and_never_leaves_half_files(sample_root, 
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files
     (out / f"{dataset.ids[3]}.png").unlink()
     assert generate(job, dataset.ids) == (39, 9)
-    expected = generator.labels(job.inputs().load(dataset.ids[3]), VOC)
+    expected = generator.produce(job.inputs().load(dataset.ids[3]), VOC)
     assert np.array_equal(np.array(Image.open(out / f"{dataset.ids[3]}.png")), expected)
 
 

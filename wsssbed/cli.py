@@ -58,6 +58,22 @@ BACKEND_OPTION = typer.Option("local", help="local, or ray (shard images into Ra
 ADDRESS_OPTION = typer.Option(
     None, help="Ray cluster: auto, HOST:PORT; default: start a local one (--backend ray)."
 )
+LABELS_OPTION = typer.Option(
+    "masks", help="Image-level labels: `masks` or a label-list file (`image_id c1 c2 ...`)."
+)
+SAM_CHECKPOINT_OPTION = typer.Option(None, help="SAM weights (.pth); never downloaded.")
+SAM_MODEL_OPTION = typer.Option(
+    "auto", help="auto (read off the checkpoint), or vit_b, vit_l, vit_h to insist on one."
+)
+POINTS_PER_SIDE_OPTION = typer.Option(32, help="SAM automatic masks: prompt grid per side.")
+PRED_IOU_OPTION = typer.Option(0.88, help="SAM automatic masks: predicted-IoU filter.")
+STABILITY_OPTION = typer.Option(0.95, help="SAM automatic masks: stability-score filter.")
+CLIP_WEIGHTS_OPTION = typer.Option(
+    None, help="open_clip weights file (.bin, .pt, .safetensors); never downloaded."
+)
+CLIP_MODEL_OPTION = typer.Option(None, help="open_clip architecture, e.g. ViT-B-16.")
+CLIP_CONFIG_OPTION = typer.Option(None, help="open_clip model config (JSON), for other ViTs.")
+CLIP_TEMPLATE_OPTION = typer.Option("a photo of a {}.", help="Prompt template, one {}.")
 
 
 @contextmanager
@@ -278,9 +294,7 @@ def sweep(
     boundary_tolerance: str = typer.Option(
         str(DEFAULT_TOLERANCE), help="Fraction of the image diagonal, or pixels as `2px`."
     ),
-    labels: str = typer.Option(
-        "masks", help="Image-level labels: `masks` or a label-list file (`image_id c1 c2 ...`)."
-    ),
+    labels: str = LABELS_OPTION,
     allow_extra_maps: bool = typer.Option(False, help="Allow maps of images outside the split."),
     verify: bool = typer.Option(
         True, help="Verify --method maps against their digests (--no-verify is recorded)."
@@ -420,7 +434,12 @@ def pseudo_labels(
     dataset: str = typer.Option("voc2012", help="Dataset name or spec .toml."),
     data_root: Path = typer.Option(None, help="Dataset folder (default: the embedded sample)."),
     split: str = typer.Option(None, help="Split (default: the dataset's default)."),
-    generator: str = typer.Option(..., help="bg-threshold, power-bg or saliency-rule."),
+    generator: str = typer.Option(
+        ..., help="bg-threshold, power-bg, saliency-rule, sam-refine or sam-box."
+    ),
+    base: str = typer.Option(
+        "bg-threshold", help="sam-refine / sam-box: the classic generator of the CAM label."
+    ),
     activation: Path = typer.Option(None, help="Folder of activation maps."),
     activation_format: str = typer.Option("irn-npy", help="irn-npy, png-per-class or npz."),
     threshold: float = typer.Option(None, help="bg-threshold: background score."),
@@ -432,57 +451,199 @@ def pseudo_labels(
         True, help="saliency-rule: salient background becomes 255 (ignore)."
     ),
     without_saliency: bool = typer.Option(False, help="saliency-rule without saliency maps."),
-    labels: str = typer.Option(
-        "masks", help="Image-level labels: `masks` or a label-list file (`image_id c1 c2 ...`)."
+    boxes: Path = typer.Option(
+        None, help="sam-box: a detector's boxes (JSON: id -> [{box, label, score}])."
     ),
+    min_box_pixels: int = typer.Option(16, help="sam-box: smallest CAM region giving a box."),
+    sam_checkpoint: Path = SAM_CHECKPOINT_OPTION,
+    sam_model: str = SAM_MODEL_OPTION,
+    points_per_side: int = POINTS_PER_SIDE_OPTION,
+    pred_iou_thresh: float = PRED_IOU_OPTION,
+    stability_thresh: float = STABILITY_OPTION,
+    clip_weights: Path = CLIP_WEIGHTS_OPTION,
+    clip_model: str = CLIP_MODEL_OPTION,
+    clip_config: Path = CLIP_CONFIG_OPTION,
+    clip_template: str = CLIP_TEMPLATE_OPTION,
+    labels: str = LABELS_OPTION,
     device: str = DEVICE_OPTION,
     backend: str = BACKEND_OPTION,
     address: str = ADDRESS_OPTION,
 ) -> None:
     """Write pseudo-labels (palette PNGs, 255 = ignore); resumable, never half-written."""
-    from wsssbed.pseudo.generators import make_generator
-    from wsssbed.pseudo.writer import PseudoLabelJob, finish, generate, start
+    from wsssbed.pseudo.foundation import FOUNDATION, SamBoxGenerator, SamRefineGenerator
+    from wsssbed.pseudo.generators import CLASSIC, make_generator
 
     with reported_errors():
         if data_root is None:
             data_root = ensure_sample()
             dataset, split = "voc2012", split or "train"
-            activation = activation or data_root / "activation" / METHOD / activation_format
-            if generator == "saliency-rule" and not without_saliency:
+            if not (generator == "sam-box" and boxes is not None):
+                activation = activation or data_root / "activation" / METHOD / activation_format
+            if "saliency-rule" in (generator, base) and not without_saliency:
                 saliency = saliency or data_root / "saliency" / SALIENCY
-        if activation is None:
+        if generator not in CLASSIC + FOUNDATION:
+            raise WsssbedError(
+                f"--generator {generator!r}: use one of {', '.join(CLASSIC + FOUNDATION)}"
+            )
+        classic = None
+        if generator in CLASSIC or not (generator == "sam-box" and boxes is not None):
+            classic = make_generator(
+                generator if generator in CLASSIC else base,
+                threshold=threshold,
+                alpha=alpha,
+                sal_threshold=sal_threshold,
+                atm_threshold=atm_threshold,
+                ignore_label=ignore_label,
+                without_saliency=without_saliency,
+            )
+        made = classic
+        if generator == "sam-refine":
+            made = SamRefineGenerator(classic, _sam_options(
+                generator, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh,
+                stability_thresh))  # fmt: skip
+        elif generator == "sam-box":
+            sam = _sam_options(generator, sam_checkpoint, sam_model, points_per_side,
+                               pred_iou_thresh, stability_thresh)  # fmt: skip
+            clip = _clip_options(clip_weights, clip_model, clip_config, clip_template, None)
+            made = SamBoxGenerator(sam, boxes, None if boxes else classic, clip, min_box_pixels)
+        if made.rule.needs_maps and activation is None:
             raise WsssbedError("give --activation (the folder of activation maps)")
-        made = make_generator(
-            generator,
-            threshold=threshold,
-            alpha=alpha,
-            sal_threshold=sal_threshold,
-            atm_threshold=atm_threshold,
-            ignore_label=ignore_label,
-            without_saliency=without_saliency,
-        )
         if made.rule.needs_saliency and saliency is None:
             raise WsssbedError("saliency-rule needs --saliency (or --without-saliency)")
-        spec = get_dataset(dataset)
-        local = LocalDataset(spec, data_root, split or spec.default_split)
-        used_saliency = saliency if made.rule.needs_saliency else None
-        job = PseudoLabelJob(
-            local, made, activation, activation_format, out_dir, used_saliency, labels, device
-        )
-        start(job)
-        with progress_bar(f"pseudo-labels {spec.name}/{local.split}") as update:
-            if backend == "ray":
-                from wsssbed.distributed import generate_ray
+        job = _generation_job(
+            made, dataset, data_root, split, out_dir, labels, device,
+            activation=activation if made.rule.needs_maps else None,
+            activation_format=activation_format,
+            saliency=saliency if made.rule.needs_saliency else None,
+        )  # fmt: skip
+        _run_generation(job, backend, address, "pseudo-labels", "label maps")
 
-                written, skipped = generate_ray(job, address, update)
-            elif backend == "local":
-                written, skipped = generate(job, local.ids, update)
-            else:
-                raise WsssbedError(f"--backend {backend!r}: use local or ray")
-        record = finish(job)
+
+@app.command("clip-activations")
+def clip_activations(
+    out_dir: Path = typer.Option(..., "--out", help="Folder of the activation maps (npz)."),
+    clip_weights: Path = CLIP_WEIGHTS_OPTION,
+    clip_model: str = CLIP_MODEL_OPTION,
+    clip_config: Path = CLIP_CONFIG_OPTION,
+    clip_template: str = CLIP_TEMPLATE_OPTION,
+    dataset: str = typer.Option("voc2012", help="Dataset name or spec .toml."),
+    data_root: Path = typer.Option(None, help="Dataset folder (default: the embedded sample)."),
+    split: str = typer.Option(None, help="Split (default: the dataset's default)."),
+    labels: str = LABELS_OPTION,
+    device: str = DEVICE_OPTION,
+    backend: str = BACKEND_OPTION,
+    address: str = ADDRESS_OPTION,
+) -> None:
+    """CLIP Grad-CAM activation maps of each image's labels, as npz for `sweep`."""
+    from wsssbed.pseudo.foundation import ClipCamGenerator
+
+    with reported_errors():
+        clip = _clip_options(clip_weights, clip_model, clip_config, clip_template, "clip-cam")
+        job = _generation_job(ClipCamGenerator(clip), dataset, data_root, split, out_dir,
+                              labels, device)  # fmt: skip
+        _run_generation(job, backend, address, "CLIP activations", "activation maps")
+
+
+@app.command("saliency")
+def saliency_maps(
+    out_dir: Path = typer.Option(..., "--out", help="Folder of the saliency PNGs."),
+    generator: str = typer.Option("sam-clip", help="sam-clip (SAM masks x CLIP objectness)."),
+    sam_checkpoint: Path = SAM_CHECKPOINT_OPTION,
+    sam_model: str = SAM_MODEL_OPTION,
+    points_per_side: int = POINTS_PER_SIDE_OPTION,
+    pred_iou_thresh: float = PRED_IOU_OPTION,
+    stability_thresh: float = STABILITY_OPTION,
+    clip_weights: Path = CLIP_WEIGHTS_OPTION,
+    clip_model: str = CLIP_MODEL_OPTION,
+    clip_config: Path = CLIP_CONFIG_OPTION,
+    clip_template: str = CLIP_TEMPLATE_OPTION,
+    dataset: str = typer.Option("voc2012", help="Dataset name or spec .toml."),
+    data_root: Path = typer.Option(None, help="Dataset folder (default: the embedded sample)."),
+    split: str = typer.Option(None, help="Split (default: the dataset's default)."),
+    device: str = DEVICE_OPTION,
+    backend: str = BACKEND_OPTION,
+    address: str = ADDRESS_OPTION,
+) -> None:
+    """Training-free saliency maps (8-bit PNGs) to pair with any activation method."""
+    from wsssbed.saliency.sam_clip import SamClipSaliency
+
+    with reported_errors():
+        if generator != "sam-clip":
+            raise WsssbedError(f"--generator {generator!r}: use sam-clip")
+        sam = _sam_options(generator, sam_checkpoint, sam_model, points_per_side,
+                           pred_iou_thresh, stability_thresh)  # fmt: skip
+        clip = _clip_options(clip_weights, clip_model, clip_config, clip_template, generator)
+        job = _generation_job(SamClipSaliency(sam, clip), dataset, data_root, split, out_dir,
+                              "masks", device)  # fmt: skip
+        _run_generation(job, backend, address, "saliency", "saliency maps")
+
+
+def _sam_options(
+    generator: str, checkpoint: Path | None, model_type: str, points_per_side: int,
+    pred_iou_thresh: float, stability_thresh: float,
+):  # fmt: skip
+    from wsssbed.foundation.sam import SAM_MODEL_CHOICES, MaskSettings
+    from wsssbed.pseudo.foundation import SamOptions
+
+    if checkpoint is None:
+        raise WsssbedError(f"{generator} needs --sam-checkpoint (a local SAM .pth file)")
+    if model_type not in SAM_MODEL_CHOICES:
+        raise WsssbedError(f"--sam-model {model_type!r}: use one of {', '.join(SAM_MODEL_CHOICES)}")
+    if points_per_side < 1:
+        raise WsssbedError("--points-per-side must be at least 1")
+    return SamOptions(
+        checkpoint, model_type, MaskSettings(points_per_side, pred_iou_thresh, stability_thresh)
+    )
+
+
+def _clip_options(
+    weights: Path | None, model: str | None, config: Path | None, template: str,
+    needed_by: str | None,
+):  # fmt: skip
+    """CLIP options, or None when no weights are given and nothing needs them."""
+    from wsssbed.pseudo.foundation import ClipOptions
+
+    if weights is None:
+        if needed_by is not None:
+            raise WsssbedError(f"{needed_by} needs --clip-weights (a local open_clip file)")
+        if model is not None or config is not None:
+            raise WsssbedError("--clip-model / --clip-config need --clip-weights")
+        return None
+    return ClipOptions(weights, model, config, template)
+
+
+def _generation_job(
+    generator, dataset: str, data_root: Path | None, split: str | None, out_dir: Path,
+    labels: str, device: str, **inputs,
+):  # fmt: skip
+    from wsssbed.pseudo.writer import GenerationJob
+
+    if data_root is None:
+        data_root, dataset, split = ensure_sample(), "voc2012", split or "train"
+    spec = get_dataset(dataset)
+    local = LocalDataset(spec, data_root, split or spec.default_split)
+    return GenerationJob(local, generator, out_dir, labels=labels, device=device, **inputs)
+
+
+def _run_generation(job, backend: str, address: str | None, what: str, files: str) -> None:
+    """Check everything, generate with a progress bar (locally or on Ray), seal the folder."""
+    from wsssbed.pseudo.writer import finish, generate, start
+
+    if backend not in ("local", "ray"):
+        raise WsssbedError(f"--backend {backend!r}: use local or ray")
+    start(job)
+    local = job.dataset
+    with progress_bar(f"{what} {local.spec.name}/{local.split}") as update:
+        if backend == "ray":
+            from wsssbed.distributed import generate_ray
+
+            written, skipped = generate_ray(job, address, update)
+        else:
+            written, skipped = generate(job, local.ids, update)
+    record = finish(job)
     out.print(
-        f"{written:,} written, {skipped:,} already there; {record['files']:,} label maps in "
-        f"{out_dir} ({record['digest']})",
+        f"{written:,} written, {skipped:,} already there; {record['files']:,} {files} in "
+        f"{job.out} ({record['digest']})",
         soft_wrap=True,
     )
 

@@ -39,7 +39,7 @@ from wsssbed.eval.engine import (
     resolve_device,
     run_sweep,
 )
-from wsssbed.pseudo.writer import PseudoLabelJob, generate
+from wsssbed.pseudo.writer import GenerationJob, generate
 
 DEFAULT_SHARD_IMAGES = 64
 MAX_RETRIES = 3
@@ -86,7 +86,7 @@ def _sweep_shard(job: SweepJob, ids: list[str], fault_marker: str | None):
     return state, device
 
 
-def _pseudo_label_shard(job: PseudoLabelJob, ids: list[str], fault_marker: str | None):
+def _pseudo_label_shard(job: GenerationJob, ids: list[str], fault_marker: str | None):
     """One Ray task: write the pseudo-labels of `ids` (whole files only)."""
     _crash_once(fault_marker, lambda: generate(job, ids[: len(ids) // 2]))
     try:
@@ -174,7 +174,7 @@ def run_sweep_ray(
 
 
 def generate_ray(
-    job: PseudoLabelJob,
+    job: GenerationJob,
     address: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     shard_images: int = DEFAULT_SHARD_IMAGES,

@@ -27,6 +27,42 @@ def read_png_array(path: Path, *, gray: bool = False) -> np.ndarray:
     Raises:
         InputError: missing, corrupt, too large, or not a single-channel 8-bit image.
     """
+
+    def single_channel(image: Image.Image) -> np.ndarray:
+        if image.mode in ("L", "P"):
+            return np.asarray(image)
+        if gray and image.mode in ("RGB", "RGBA", "LA"):
+            return np.asarray(image.convert("L"))
+        raise InputError(f"expected a single-channel 8-bit image, found mode {image.mode!r}", path)
+
+    return _as_uint8(_decode(path, single_channel))
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode a picture (JPEG, PNG, ...) into a HxWx3 uint8 RGB array.
+
+    Raises:
+        InputError: missing, corrupt or too large.
+    """
+    return _as_uint8(_decode(path, lambda image: np.asarray(image.convert("RGB"))))
+
+
+def picture_size(path: Path) -> tuple[int, int]:
+    """(height, width) of a picture, read from its header only.
+
+    Raises:
+        InputError: missing or not a picture.
+    """
+    return _decode(path, lambda image: (image.height, image.width))
+
+
+def _as_uint8(array: np.ndarray) -> np.ndarray:
+    return np.array(array, dtype=np.uint8, order="C")  # a writable copy
+
+
+def _decode(path: Path, convert):
+    """`convert(opened PIL image)`, refusing files over `MAX_PIXELS` before decoding
+    and turning every decoding failure into an `InputError` naming the file."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -37,14 +73,7 @@ def read_png_array(path: Path, *, gray: bool = False) -> np.ndarray:
                     raise InputError(
                         f"image is {width}x{height}, above the {MAX_PIXELS:,}-pixel budget", path
                     )
-                if image.mode in ("L", "P"):
-                    array = np.asarray(image)
-                elif gray and image.mode in ("RGB", "RGBA", "LA"):
-                    array = np.asarray(image.convert("L"))
-                else:
-                    raise InputError(
-                        f"expected a single-channel 8-bit image, found mode {image.mode!r}", path
-                    )
+                return convert(image)
     except FileNotFoundError as exc:
         raise InputError("file not found", path) from exc
     except (
@@ -56,7 +85,6 @@ def read_png_array(path: Path, *, gray: bool = False) -> np.ndarray:
         Image.DecompressionBombWarning,
     ) as exc:
         raise InputError(f"cannot decode image: {exc}", path) from exc
-    return np.array(array, dtype=np.uint8, order="C")  # a writable copy
 
 
 def write_png_atomic(path: Path, array: np.ndarray, palette: list[int] | None = None) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from wsssbed.datasets.spec import DatasetSpec, GroundTruthSource
 from wsssbed.errors import InputError
-from wsssbed.imageio import read_png_array
+from wsssbed.imageio import picture_size, read_png_array, read_rgb
 
 UNKNOWN = -1
 
@@ -184,6 +184,21 @@ class LocalDataset:
         """Path of an image's RGB picture, when the copy has images."""
         folder = self.image_folder
         return None if folder is None else folder / f"{image_id}{self.spec.image_suffix}"
+
+    def read_image(self, image_id: str) -> np.ndarray:
+        """HxWx3 uint8 RGB picture of an image (for generators that look at pixels)."""
+        path = self.image_path(image_id)
+        if path is None:
+            tried = ", ".join(self._fill(t) for t in self.spec.images)
+            raise InputError(f"this copy has no images (tried {tried})", self.root)
+        return read_rgb(path)
+
+    def image_size(self, image_id: str) -> tuple[int, int]:
+        """(height, width) of an image's picture, from its header."""
+        path = self.image_path(image_id)
+        if path is None:
+            raise InputError("this copy has no images", self.root)
+        return picture_size(path)
 
     @cached_property
     def label_list_file(self) -> Path | None:

@@ -57,6 +57,7 @@ class SweepJob:
         allow_extra: maps for images outside the split are allowed (a larger split's maps).
         device: `auto`, `cpu` or `cuda`.
         workers: decoding processes (0 = in the main process).
+        images: also read each image's RGB picture (`EvalSample.image`).
         per_image: also keep each image's non-zero per-class counts at every point
             (for bootstrap intervals and split-half studies; see `SweepState.per_image`).
     """
@@ -73,6 +74,7 @@ class SweepJob:
     device: str = "auto"
     workers: int = 0
     per_image: bool = False
+    images: bool = False
 
 
 @dataclass
@@ -195,7 +197,7 @@ class SweepInputs(Dataset):
             _check_id_sets(
                 job.activation, set(self.keys), self.ids, "activation maps", job.allow_extra
             )
-        else:
+        elif job.rule.needs_predictions:
             if job.predictions is None:
                 raise InputError("no prediction folder given")
             _check_id_sets(
@@ -259,12 +261,14 @@ class SweepInputs(Dataset):
             validate_activation(maps, gt.shape, labels, spec, where)
             sample.class_ids = torch.from_numpy(maps.class_ids)
             sample.cams = torch.from_numpy(maps.cams)
-        else:
+        elif job.rule.needs_predictions:
             pred = read_label_map(job.predictions, image_id)
             _validate_label_map(
                 pred, gt.shape, spec.num_classes, job.predictions / f"{image_id}.png"
             )
             sample.pred = torch.from_numpy(pred)
+        else:
+            sample.class_ids = torch.tensor(labels, dtype=torch.int64)
         if job.rule.needs_saliency:
             saliency = read_saliency(job.saliency, image_id)
             if saliency.shape != gt.shape:
@@ -273,6 +277,14 @@ class SweepInputs(Dataset):
                     job.saliency / f"{image_id}.png",
                 )
             sample.saliency = torch.from_numpy(saliency)
+        if job.images:
+            image = job.dataset.read_image(image_id)
+            if image.shape[:2] != gt.shape:
+                raise InputError(
+                    f"image size {image.shape[:2]} differs from the ground truth's {gt.shape}",
+                    job.dataset.image_path(image_id),
+                )
+            sample.image = torch.from_numpy(image)
         return sample
 
 

@@ -71,6 +71,7 @@ class Rule:
 
     needs_saliency = False
     needs_maps = True
+    needs_predictions = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -227,11 +228,20 @@ class HardLabels(Rule):
     """A hard label map scored as it is: one grid point, every pixel 'foreground'."""
 
     needs_maps = False
+    needs_predictions = True
 
     def states(self, sample: EvalSample, none_class: int) -> PixelStates:
         pred = sample.pred.to(torch.int32)
         best_id = torch.where(pred == 255, torch.full_like(pred, none_class), pred)
         return PixelStates(best_id, (torch.ones_like(pred),))
+
+
+@dataclass(frozen=True)
+class PictureOnly(Rule):
+    """The inputs of generators that read only the picture and its image-level labels
+    (no activation maps, saliency or predictions); not sweepable."""
+
+    needs_maps = False
 
 
 def label_map(

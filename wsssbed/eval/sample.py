@@ -18,6 +18,7 @@ class EvalSample:
         cams: (K, H, W) float32 activation maps in [0, 1], or None for hard labels.
         saliency: (H, W) float32 saliency in [0, 1], or None.
         pred: (H, W) uint8 hard labels (255 = unlabelled), or None for activation maps.
+        image: (H, W, 3) uint8 RGB picture, when the generator looks at pixels.
     """
 
     image_id: str
@@ -26,6 +27,7 @@ class EvalSample:
     cams: torch.Tensor | None = None
     saliency: torch.Tensor | None = None
     pred: torch.Tensor | None = None
+    image: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> EvalSample:
         """The same sample on `device` (non-blocking copies)."""
@@ -40,6 +42,7 @@ class EvalSample:
             move(self.cams),
             move(self.saliency),
             move(self.pred),
+            move(self.image),
         )
 
 

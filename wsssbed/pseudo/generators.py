@@ -1,8 +1,10 @@
-"""Pseudo-label generators: one small interface, so new ones plug in.
+"""Generators: one small interface, so new ones plug in.
 
 A generator turns one image's inputs (`EvalSample`: ground-truth size, image-level
-label classes, activation maps, saliency) into an (H, W) uint8 label map, 255 =
-ignore. The classic generators are the sweep's own rules at a single grid point, so a
+label classes, activation maps, saliency, the picture) into one output file: an (H, W)
+uint8 label map (255 = ignore), a saliency map, or activation maps. The foundation-model
+generators live in `wsssbed.pseudo.foundation` and `wsssbed.saliency`. The classic
+generators are the sweep's own rules at a single grid point, so a
 pseudo-label is exactly the prediction the sweep counted at that point:
 
 - `bg-threshold` (IRN & co.): foreground iff the best map > `threshold`.
@@ -20,31 +22,49 @@ from typing import Protocol
 
 import numpy as np
 
+from wsssbed.datasets.local import LocalDataset
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.errors import InputError
 from wsssbed.eval.rules import Rule, label_map, make_rule
 from wsssbed.eval.sample import EvalSample
+from wsssbed.maps import ActivationMaps
 
 CLASSIC = ("bg-threshold", "power-bg", "saliency-rule")
 
 
-class PseudoLabelGenerator(Protocol):
+#: What a generator writes per image (see `wsssbed.pseudo.writer.OUTPUTS`).
+OUTPUT_KINDS = ("labels", "saliency", "activation")
+
+
+class Generator(Protocol):
     """What every generator offers.
 
     Attributes:
-        name: recorded with the labels.
+        name: recorded with its output.
+        output: `labels`, `saliency` or `activation` (one of `OUTPUT_KINDS`).
         rule: the sweep rule whose inputs it reads (activation maps, saliency), so the
-            engine's loader validates them the same way.
+            engine's loader validates them the same way (`PictureOnly` when it reads none).
+        needs_image: it looks at the RGB picture (`EvalSample.image`).
     """
 
     name: str
+    output: str
     rule: Rule
+    needs_image: bool
 
     def params(self) -> dict:
-        """Its settings, recorded with the labels it writes."""
+        """Its settings, recorded with what it writes."""
 
-    def labels(self, sample: EvalSample, spec: DatasetSpec) -> np.ndarray:
-        """(H, W) uint8 class ids of one image, 255 = ignore."""
+    def prepare(self, dataset: LocalDataset) -> None:
+        """Check everything it will need (checkpoints, prompts) before any image is done.
+
+        Raises:
+            InputError: naming the bad file or option.
+        """
+
+    def produce(self, sample: EvalSample, spec: DatasetSpec) -> np.ndarray | ActivationMaps:
+        """One image's output: (H, W) uint8 labels (255 = ignore) or saliency (0..255),
+        or its activation maps."""
 
 
 def _one_point_rule(name: str, s: dict) -> Rule:
@@ -69,6 +89,8 @@ class ClassicGenerator:
     name: str
     settings: dict = field(default_factory=dict)
     rule: Rule = field(init=False, repr=False, compare=False)
+    output = "labels"
+    needs_image = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rule", _one_point_rule(self.name, self.settings))
@@ -76,7 +98,10 @@ class ClassicGenerator:
     def params(self) -> dict:
         return dict(self.settings)
 
-    def labels(self, sample: EvalSample, spec: DatasetSpec) -> np.ndarray:
+    def prepare(self, dataset: LocalDataset) -> None:
+        """Nothing beyond the inputs the engine's loader checks."""
+
+    def produce(self, sample: EvalSample, spec: DatasetSpec) -> np.ndarray:
         return label_map(self.rule, sample, 0, spec.num_classes, spec.has_background).numpy()
 
 
@@ -89,8 +114,8 @@ def make_generator(
     atm_threshold: float = 0.1,
     ignore_label: bool = True,
     without_saliency: bool = False,
-) -> PseudoLabelGenerator:
-    """A generator from CLI-level options; refuses missing or inconsistent ones."""
+) -> ClassicGenerator:
+    """A classic generator from CLI-level options; refuses missing or inconsistent ones."""
     if name == "bg-threshold":
         if threshold is None:
             raise InputError("bg-threshold needs --threshold")

@@ -1,10 +1,11 @@
-"""Write a split's pseudo-labels: palette PNGs, resumable, never half-written.
+"""Write a generator's output for a split: resumable, never half-written.
 
-`OUT/<id>.png` is written beside its final name and renamed (`write_label_map`), so an
-interrupted run leaves only whole files and a second run skips them. `OUT/wsssbed.toml`
-records what produced the labels (generator and settings, inputs, wsssbed version and
-commit); a folder that holds labels of another configuration is refused rather than
-mixed. When every image is done, the record gets the labels' count and digest.
+Pseudo-labels are palette PNGs (255 = ignore), saliency maps 8-bit PNGs, activation
+maps `npz` files (`OUTPUTS`). Each `OUT/<id>.<ext>` is written beside its final name and
+renamed, so an interrupted run leaves only whole files and a second run skips them.
+`OUT/wsssbed.toml` records what produced them (generator and settings, inputs, wsssbed
+version and commit); a folder that holds output of another configuration is refused
+rather than mixed. When every image is done, the record gets the files' count and digest.
 """
 
 from __future__ import annotations
@@ -17,38 +18,55 @@ import tomli_w
 
 import wsssbed
 from wsssbed.datasets.local import LocalDataset
+from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.digest import folder_digest
 from wsssbed.errors import InputError
 from wsssbed.eval.engine import SweepInputs, SweepJob, resolve_device
 from wsssbed.imageio import write_atomic
-from wsssbed.maps import write_label_map
+from wsssbed.maps import write_activation, write_label_map, write_saliency
 from wsssbed.provenance import git_commit
-from wsssbed.pseudo.generators import PseudoLabelGenerator
+from wsssbed.pseudo.generators import Generator
 from wsssbed.tomlio import read_toml
 
 RECORD = "wsssbed.toml"
 
 
+@dataclass(frozen=True)
+class Output:
+    """How one kind of output is stored: file extension and writer."""
+
+    extension: str
+    write: Callable[[Path, str, object, DatasetSpec], None]
+
+
+OUTPUTS = {
+    "labels": Output("png", lambda out, i, v, spec: write_label_map(out, i, v, spec.palette())),
+    "saliency": Output("png", lambda out, i, v, spec: write_saliency(out, i, v)),
+    "activation": Output("npz", lambda out, i, v, spec: write_activation(out, i, "npz", spec, v)),
+}
+
+
 @dataclass
-class PseudoLabelJob:
+class GenerationJob:
     """What to generate.
 
     Attributes:
         dataset: the split (its ground truth gives each image's size and, with
             `labels="masks"`, its image-level labels).
-        generator: the pseudo-label generator.
-        activation: folder of activation maps; `activation_format` their format.
+        generator: the generator.
+        out: folder of the output.
+        activation: folder of activation maps, for generators that read them;
+            `activation_format` their format.
         saliency: folder of saliency PNGs, for generators that use them.
         labels: `masks` or a label-list file (`image_id c1 c2 ...`).
-        out: folder of the pseudo-labels.
         device: `auto`, `cpu` or `cuda`.
     """
 
     dataset: LocalDataset
-    generator: PseudoLabelGenerator
-    activation: Path
-    activation_format: str
+    generator: Generator
     out: Path
+    activation: Path | None = None
+    activation_format: str = "irn-npy"
     saliency: Path | None = None
     labels: str = "masks"
     device: str = "cpu"
@@ -64,6 +82,7 @@ class PseudoLabelJob:
             labels=self.labels,
             allow_extra=True,
             device=self.device,
+            images=self.generator.needs_image,
         )
         return SweepInputs(job, reduce_on_load=False)
 
@@ -74,23 +93,25 @@ class PseudoLabelJob:
             "split": self.dataset.split,
             "generator": self.generator.name,
             "settings": self.generator.params(),
-            "activation": str(self.activation.resolve()),
-            "activation_format": self.activation_format,
+            "activation": "" if self.activation is None else str(self.activation.resolve()),
+            "activation_format": "" if self.activation is None else self.activation_format,
             "saliency": "" if self.saliency is None else str(self.saliency.resolve()),
             "labels": self.labels,
         }
 
 
-def start(job: PseudoLabelJob) -> None:
-    """Check the inputs and the output folder; write the record of the configuration."""
+def start(job: GenerationJob) -> None:
+    """Check the inputs, the generator's models and prompts, and the output folder; write
+    the record of the configuration. Nothing is generated before all of it passes."""
     job.inputs()  # every input folder is checked against the split before any work
+    job.generator.prepare(job.dataset)
     path = job.out / RECORD
     wanted = job.record()
     if path.exists():
         found = read_toml(path, "pseudo-label record")
         if found.get("configuration") != wanted:
             raise InputError(
-                "this folder holds pseudo-labels of another configuration "
+                "this folder holds output of another configuration "
                 f"({found.get('configuration')}); use a new --out",
                 path,
             )
@@ -99,32 +120,32 @@ def start(job: PseudoLabelJob) -> None:
 
 
 def generate(
-    job: PseudoLabelJob, ids: list[str], progress: Callable[[int, int], None] | None = None
+    job: GenerationJob, ids: list[str], progress: Callable[[int, int], None] | None = None
 ) -> tuple[int, int]:
-    """Write the labels of `ids` that are not there yet; returns (written, skipped)."""
+    """Write the output of the `ids` that are not there yet; returns (written, skipped)."""
     inputs = job.inputs()
     device = resolve_device(job.device)
     spec = job.dataset.spec
-    palette = spec.palette()
+    output = OUTPUTS[job.generator.output]
     written = skipped = 0
     for done, image_id in enumerate(ids, start=1):
-        if (job.out / f"{image_id}.png").exists():
+        if (job.out / f"{image_id}.{output.extension}").exists():
             skipped += 1
         else:
             sample = inputs.load(image_id).to(device)
-            write_label_map(job.out, image_id, job.generator.labels(sample, spec), palette)
+            output.write(job.out, image_id, job.generator.produce(sample, spec), spec)
             written += 1
         if progress is not None:
             progress(done, len(ids))
     return written, skipped
 
 
-def finish(job: PseudoLabelJob) -> dict:
-    """Mark the folder complete with its labels' count and digest; returns the record."""
-    found = folder_digest(job.out, "png")
+def finish(job: GenerationJob) -> dict:
+    """Mark the folder complete with its files' count and digest; returns the record."""
+    found = folder_digest(job.out, OUTPUTS[job.generator.output].extension)
     if found.files != len(job.dataset.ids):
         raise InputError(
-            f"{found.files} label maps for {len(job.dataset.ids)} images; run again to finish",
+            f"{found.files} output files for {len(job.dataset.ids)} images; run again to finish",
             job.out,
         )
     record = {

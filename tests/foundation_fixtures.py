@@ -1,0 +1,76 @@
+"""Fixtures for the foundation-model generators: small, randomly initialised SAM and CLIP
+models built from the libraries' own classes and saved as the checkpoint files a user
+would pass (nothing is downloaded), and a VOC-layout copy of the real VOC pictures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+TINY_SAM = dict(
+    embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0, global_attn_indexes=(1,),
+    window_size=4, image_size=256, patch_size=16, prompt_dim=32, mask_in_chans=8,
+    decoder_depth=1, decoder_mlp_dim=64, iou_head_depth=2, iou_head_hidden_dim=32,
+)  # fmt: skip
+
+TINY_CLIP = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 32, "patch_size": 16,
+                   "head_width": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2,
+                 "layers": 2},
+}  # fmt: skip
+
+
+def save_tiny_sam(folder: Path, seed: int = 0) -> Path:
+    """A tiny SAM (segment_anything classes, random weights) saved as a state dict."""
+    from wsssbed.foundation.sam import SamArchitecture, build_sam
+
+    torch.manual_seed(seed)
+    path = folder / "tiny_sam.pth"
+    torch.save(build_sam(SamArchitecture(**TINY_SAM)).state_dict(), path)
+    return path
+
+
+def save_tiny_clip(
+    folder: Path, seed: int = 0, name: str = "wsssbed-tiny-vit"
+) -> tuple[Path, Path]:
+    """A tiny open_clip ViT (random weights): (config JSON, weights file)."""
+    import open_clip
+
+    config = folder / f"{name}.json"
+    config.write_text(json.dumps(TINY_CLIP))
+    open_clip.add_model_config(config)
+    torch.manual_seed(seed)
+    model = open_clip.create_model(name, pretrained=None)
+    weights = folder / f"{name}.pt"
+    torch.save(model.state_dict(), weights)
+    return config, weights
+
+
+def voc_figures_layout(figures: Path, root: Path, count: int) -> list[str]:
+    """Copy `count` of ../shared/data/voc2012-figures into a VOC layout under `root`
+    (JPEGImages, SegmentationClass with the colour-coded ground truth mapped back to class
+    ids, a `train` split); returns the image ids."""
+    from wsssbed.datasets import get_dataset
+
+    voc = root / "VOC2012"
+    for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (voc / folder).mkdir(parents=True, exist_ok=True)
+    palette = np.array(get_dataset("voc2012").palette()[: 256 * 3]).reshape(256, 3)
+    ids = sorted(p.stem for p in figures.glob("*.png") if not p.stem.endswith(("_gt", "_pred")))
+    ids = ids[:count]
+    for image_id in ids:
+        picture = Image.open(figures / f"{image_id}.png").convert("RGB")
+        picture.save(voc / "JPEGImages" / f"{image_id}.jpg", quality=95)
+        colours = np.array(Image.open(figures / f"{image_id}_gt.png").convert("RGB"))
+        gt = np.full(colours.shape[:2], 255, dtype=np.uint8)
+        for class_id in range(21):
+            gt[(colours == palette[class_id]).all(-1)] = class_id
+        Image.fromarray(gt).save(voc / "SegmentationClass" / f"{image_id}.png")
+    (voc / "ImageSets/Segmentation/train.txt").write_text("\n".join(ids) + "\n")
+    return ids
