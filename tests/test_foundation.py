@@ -308,6 +308,7 @@ def _refused(result, *phrases):
         assert phrase in result.stderr, result.stderr
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_bad_checkpoints_are_refused_before_any_work(sample_root, tmp_path, models):
     out = tmp_path / "labels"
     common = ("pseudo-labels", "--generator", "sam-refine", "--threshold", "0.25",
@@ -361,7 +362,7 @@ def test_bad_boxes_are_refused_before_any_work(sample_root, tmp_path, models):
     _refused(run([{"box": [0, 0, 10], "label": "dog"}]), "four finite numbers")
     _refused(run([{"box": [0, 0, 10, 10]}]), "no label", "--clip-weights")
     assert not out.exists()
-    with pytest.raises(InputError, match="not a JSON file"):
+    with pytest.raises(InputError, match="not a valid JSON box file"):
         bad = tmp_path / "bad.json"
         bad.write_text("{")
         read_boxes(bad, VOC)

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import tomli_w
 
+from wsssbed.configio import parse_toml, read_toml
 from wsssbed.errors import InputError
 from wsssbed.grids import DEFAULT_ALPHAS, DEFAULT_SAL_THRESHOLDS, DEFAULT_THRESHOLDS
 from wsssbed.maps import ACTIVATION_FORMATS
-from wsssbed.tomlio import parse_toml, read_toml
 
 MANIFEST_SCHEMA = 1
 KINDS = ("activation", "saliency", "pipeline")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wsssbed.configio import read_toml
 from wsssbed.errors import InputError
-from wsssbed.tomlio import read_toml
 
 MAPPINGS = ("identity", "reduce-zero-label", "lookup")
 

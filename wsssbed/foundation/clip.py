@@ -13,7 +13,6 @@ picture and divided by its maximum.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wsssbed.configio import read_json
 from wsssbed.errors import InputError
 from wsssbed.foundation.checkpoint import load_weights, read_state_dict
 
@@ -206,12 +206,7 @@ def _register_config(config: Path, model_name: str | None) -> str:
     """Add an open_clip config file to open_clip's registry; returns its model name."""
     import open_clip
 
-    try:
-        parsed = json.loads(config.read_text())
-    except FileNotFoundError as exc:
-        raise InputError("CLIP config not found", config) from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"not a JSON file: {exc}", config) from exc
+    parsed = read_json(config, "CLIP config")
     if not isinstance(parsed, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(parsed):
         raise InputError("not an open_clip model config (needs embed_dim, vision_cfg, text_cfg)",
                          config)  # fmt: skip

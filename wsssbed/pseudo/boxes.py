@@ -9,13 +9,13 @@ class name, or absent / null for boxes whose class CLIP should decide. `score` (
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from wsssbed.configio import read_json
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.errors import InputError
 
@@ -39,12 +39,7 @@ def read_boxes(path: Path, spec: DatasetSpec) -> dict[str, list[Box]]:
         InputError: unreadable JSON, a malformed entry, or a label the dataset lacks;
             the message names the image and the box.
     """
-    try:
-        parsed = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise InputError("box file not found", path) from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"not a JSON file: {exc}", path) from exc
+    parsed = read_json(path, "box file")
     if not isinstance(parsed, dict):
         raise InputError("expected an object of image id -> list of boxes", path)
     by_name = {name: i for i, name in enumerate(spec.classes) if i >= spec.first_foreground}

@@ -21,6 +21,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.datasets.spec import DatasetSpec
@@ -48,6 +49,14 @@ class SamOptions:
     def slot(self) -> ModelSlot:
         recipe = {"sam_checkpoint": str(self.checkpoint.resolve()), "sam_model": self.model_type}
         return ModelSlot(partial(load_sam, self.checkpoint, self.model_type), recipe)
+
+    def mask_params(self) -> dict:
+        """The automatic-mask filters, as recorded with generators that use them."""
+        return {
+            "points_per_side": self.masks.points_per_side,
+            "pred_iou_thresh": self.masks.pred_iou_thresh,
+            "stability_thresh": self.masks.stability_thresh,
+        }
 
 
 @dataclass(frozen=True)
@@ -136,18 +145,15 @@ class SamRefineGenerator:
         return self.base.rule
 
     def params(self) -> dict:
-        masks = self.sam.masks
         return {
             "base": self.base.name,
             **self.base.params(),
             **self.model.recipe,
-            "points_per_side": masks.points_per_side,
-            "pred_iou_thresh": masks.pred_iou_thresh,
-            "stability_thresh": masks.stability_thresh,
+            **self.sam.mask_params(),
         }
 
-    def prepare(self, dataset: LocalDataset) -> None:
-        self.model.get("cpu")
+    def prepare(self, dataset: LocalDataset, device: torch.device) -> None:
+        self.model.get(device)
 
     def produce(self, sample: EvalSample, spec: DatasetSpec) -> np.ndarray:
         labels = self.base.produce(sample, spec)
@@ -199,7 +205,7 @@ class SamBoxGenerator:
             found.update(self.clip_model.recipe)
         return found
 
-    def prepare(self, dataset: LocalDataset) -> None:
+    def prepare(self, dataset: LocalDataset, device: torch.device) -> None:
         if self.boxes_file is not None:
             self.boxes = read_boxes(self.boxes_file, dataset.spec)
             unlabelled = any(b.class_id is None for v in self.boxes.values() for b in v)
@@ -210,9 +216,9 @@ class SamBoxGenerator:
                 if self.boxes.get(image_id):
                     height, width = dataset.image_size(image_id)
                     check_inside(self.boxes[image_id], image_id, height, width, self.boxes_file)
-        self.model.get("cpu")
+        self.model.get(device)
         if self.clip_model is not None:
-            self.clip_model.get("cpu")
+            self.clip_model.get(device)
 
     def produce(self, sample: EvalSample, spec: DatasetSpec) -> np.ndarray:
         image = sample.image.cpu().numpy()
@@ -266,8 +272,8 @@ class ClipCamGenerator:
     def params(self) -> dict:
         return dict(self.model.recipe)
 
-    def prepare(self, dataset: LocalDataset) -> None:
-        self.model.get("cpu")
+    def prepare(self, dataset: LocalDataset, device: torch.device) -> None:
+        self.model.get(device)
 
     def produce(self, sample: EvalSample, spec: DatasetSpec) -> ActivationMaps:
         class_ids = np.sort(sample.class_ids.cpu().numpy()).astype(np.int64)

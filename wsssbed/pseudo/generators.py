@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.datasets.spec import DatasetSpec
@@ -55,8 +56,9 @@ class Generator(Protocol):
     def params(self) -> dict:
         """Its settings, recorded with what it writes."""
 
-    def prepare(self, dataset: LocalDataset) -> None:
-        """Check everything it will need (checkpoints, prompts) before any image is done.
+    def prepare(self, dataset: LocalDataset, device: torch.device) -> None:
+        """Check everything it will need before any image is done: load its models on
+        `device`, read its prompts.
 
         Raises:
             InputError: naming the bad file or option.
@@ -98,7 +100,7 @@ class ClassicGenerator:
     def params(self) -> dict:
         return dict(self.settings)
 
-    def prepare(self, dataset: LocalDataset) -> None:
+    def prepare(self, dataset: LocalDataset, device: torch.device) -> None:
         """Nothing beyond the inputs the engine's loader checks."""
 
     def produce(self, sample: EvalSample, spec: DatasetSpec) -> np.ndarray:

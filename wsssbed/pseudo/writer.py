@@ -17,6 +17,7 @@ from pathlib import Path
 import tomli_w
 
 import wsssbed
+from wsssbed.configio import read_toml
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.digest import folder_digest
@@ -26,7 +27,6 @@ from wsssbed.imageio import write_atomic
 from wsssbed.maps import write_activation, write_label_map, write_saliency
 from wsssbed.provenance import git_commit
 from wsssbed.pseudo.generators import Generator
-from wsssbed.tomlio import read_toml
 
 RECORD = "wsssbed.toml"
 
@@ -104,7 +104,7 @@ def start(job: GenerationJob) -> None:
     """Check the inputs, the generator's models and prompts, and the output folder; write
     the record of the configuration. Nothing is generated before all of it passes."""
     job.inputs()  # every input folder is checked against the split before any work
-    job.generator.prepare(job.dataset)
+    job.generator.prepare(job.dataset, resolve_device(job.device))
     path = job.out / RECORD
     wanted = job.record()
     if path.exists():

@@ -26,6 +26,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
+from wsssbed.configio import read_toml
 from wsssbed.datasets import get_dataset
 from wsssbed.errors import InputError
 from wsssbed.eval.metrics import BOUNDARY_METRICS, SUMMARY_METRICS
@@ -42,7 +43,6 @@ from wsssbed.report.sensitivity import (
     setting_key,
 )
 from wsssbed.results import best_row, read_table
-from wsssbed.tomlio import read_toml
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STAGE_TITLES = {

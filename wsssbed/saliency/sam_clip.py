@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.datasets.spec import DatasetSpec
@@ -63,19 +64,16 @@ class SamClipSaliency:
         self.rule = PictureOnly("sam-clip", ())
 
     def params(self) -> dict:
-        masks = self.sam.masks
         return {
             **self.sam_model.recipe,
             **self.clip_model.recipe,
-            "points_per_side": masks.points_per_side,
-            "pred_iou_thresh": masks.pred_iou_thresh,
-            "stability_thresh": masks.stability_thresh,
+            **self.sam.mask_params(),
             "stuff": list(STUFF_NAMES),
         }
 
-    def prepare(self, dataset: LocalDataset) -> None:
-        self.sam_model.get("cpu")
-        self.clip_model.get("cpu")
+    def prepare(self, dataset: LocalDataset, device: torch.device) -> None:
+        self.sam_model.get(device)
+        self.clip_model.get(device)
 
     def produce(self, sample: EvalSample, spec: DatasetSpec) -> np.ndarray:
         image = sample.image.cpu().numpy()

@@ -1,8 +1,10 @@
-"""Reading TOML (specs, manifests, records, reported numbers): one place for the
-`tomllib`/`tomli` choice and for errors that name the file."""
+"""Reading TOML and JSON files (specs, manifests, records, reported numbers, box prompts,
+model configs): one place for the `tomllib`/`tomli` choice and for errors that name the
+file."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -24,10 +26,21 @@ def parse_toml(text: str, where: Path | str, what: str) -> dict:
 
 def read_toml(path: Path, what: str) -> dict:
     """Read and parse a TOML file (`what` names it in errors: "dataset spec", ...)."""
+    return parse_toml(_read_text(path, what), path, what)
+
+
+def read_json(path: Path, what: str) -> object:
+    """Read and parse a JSON file (`what` names it in errors: "box file", ...)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return json.loads(_read_text(path, what))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not a valid JSON {what}: {exc}", path) from exc
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise InputError(f"{what} not found", path) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read the {what}: {exc}", path) from exc
-    return parse_toml(text, path, what)
