@@ -120,6 +120,44 @@ class BoundaryCounts:
         )
 
 
+@dataclass(frozen=True)
+class _Margin:
+    """Flat pixel indices of an (H, W) image inside a margin of `reach` pixels on every
+    side, so that a pixel plus any tolerance-disk offset stays inside the array: the
+    disk needs no bounds checks."""
+
+    height: int
+    width: int
+    reach: int
+
+    @property
+    def row_length(self) -> int:
+        return self.width + 2 * self.reach
+
+    @property
+    def size(self) -> int:
+        """Elements of one padded plane."""
+        return (self.height + 2 * self.reach) * self.row_length
+
+    def index(self, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        """Padded flat index of pixels (ys, xs), int32."""
+        return (ys + self.reach) * self.row_length + xs + self.reach
+
+    def every_pixel(self, device: torch.device) -> torch.Tensor:
+        """(H*W,) int32 padded flat index of each pixel in row-major order."""
+        ys = torch.arange(self.height, dtype=torch.int32, device=device)[:, None]
+        xs = torch.arange(self.width, dtype=torch.int32, device=device)[None]
+        return self.index(ys, xs).reshape(-1)
+
+    def offsets(self, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+        """(D,) int32 flat offsets of the disk."""
+        return dy * self.row_length + dx
+
+    def pad(self, plane: torch.Tensor, value: int) -> torch.Tensor:
+        """(H, W) -> flat padded plane, the margin filled with `value`."""
+        return F.pad(plane[None], (self.reach,) * 4, value=value).reshape(-1)
+
+
 def sweep_boundary_counts(
     best_id: torch.Tensor,
     buckets: torch.Tensor,
@@ -146,7 +184,6 @@ def sweep_boundary_counts(
     k, t = num_classes, num_points
     device = best_id.device
     height, width = best_id.shape
-    pixels = height * width
     best = best_id.to(torch.int32)
     bucket = buckets.to(torch.int32).clamp(max=t)
     # a pixel whose best class is the background label (a hard label map's background)
@@ -172,43 +209,44 @@ def sweep_boundary_counts(
     gt_class = gt_labels[gy.long(), gx.long()]
     gt_total = torch.bincount(gt_class, minlength=k)
     dy, dx = (o.to(device, torch.int32) for o in disk_offsets(theta))
-    local = torch.full((k + 1,), -1, dtype=torch.int32, device=device)
+    margin = _Margin(height, width, int(max(dy.abs().max().item(), dx.abs().max().item())))
+    offsets = margin.offsets(dy, dx)
+    centres = margin.index(gy, gx)
     present = torch.unique(gt_class)
-    local[present.long()] = torch.arange(present.numel(), dtype=torch.int32, device=device)
-    local = torch.where(local < 0, present.numel(), local)  # no gt boundary: all-false row
-    near = _near_map(
-        gy, gx, local.index_select(0, gt_class), dy, dx, present.numel() + 1, height, width
-    )
+    # plane of class c in the near map: one per class with a ground-truth boundary, and
+    # an all-false plane for every other class
+    plane_start = torch.full((k + 1,), present.numel(), dtype=torch.int32, device=device)
+    plane_start[present.long()] = torch.arange(present.numel(), dtype=torch.int32, device=device)
+    plane_start *= margin.size
+    near = torch.zeros((present.numel() + 1) * margin.size, dtype=torch.bool, device=device)
+    near[(centres + plane_start.index_select(0, gt_class))[:, None] + offsets[None]] = True
 
-    # Precision: difference arrays over each pixel's intervals (empty ones cancel); the
-    # matched counts are offset by one table so that one bincount serves both.
+    # Precision: difference arrays over each pixel's intervals (empty ones cancel). A
+    # pixel counts in one row, (its class, whether a ground-truth boundary of that class
+    # lies within theta); a class's total is the sum of its two rows.
     counted = torch.ones_like(border) if void_label is None else gt_labels != void_label
-    flat_pixel = torch.arange(pixels, dtype=torch.int32, device=device)
-    table = (k + 1) * (t + 1)
-    starts, ends = [], []
-    intervals = [(best, fg_low, bucket)]
+    every_pixel = margin.every_pixel(device)
+    size = 2 * (k + 1) * (t + 1)
+    diff = torch.zeros(size, dtype=torch.int64, device=device)
+    intervals = [(torch.where(counted & (best < k), best, k), fg_low, bucket)]
     if scores_background:
-        intervals.append((torch.full_like(best, background_label), bucket, bg_high))
-    for labels, low, high in intervals:
-        row = torch.where(counted & (labels < k), labels, k).reshape(-1)
-        is_near = near.index_select(0, local.index_select(0, row) * (pixels + 1) + flat_pixel)
-        matched = torch.where(is_near, row, k) * (t + 1) + table
-        row = row * (t + 1)
-        low, high = low.reshape(-1), high.reshape(-1)
-        starts += [row + low, matched + low]
-        ends += [row + high, matched + high]
-    diff = torch.bincount(torch.cat(starts), minlength=2 * table) - torch.bincount(
-        torch.cat(ends), minlength=2 * table
-    )
-    counts = diff.view(2, k + 1, t + 1)[:, :k].cumsum(2)[:, :, :t]
-    pred_total, pred_matched = counts[0], counts[1]
+        intervals.append((torch.where(counted, background_label, k), bucket, bg_high))
+    for row, low, high in intervals:
+        row = row.reshape(-1)
+        is_near = near.index_select(0, plane_start.index_select(0, row) + every_pixel)
+        cell = torch.add(row * (2 * (t + 1)), is_near, alpha=t + 1)
+        diff += torch.bincount(cell + low.reshape(-1), minlength=size)
+        diff -= torch.bincount(cell + high.reshape(-1), minlength=size)
+    counts = diff.view(k + 1, 2, t + 1)[:k].cumsum(2)[:, :, :t]
+    pred_total, pred_matched = counts.sum(1), counts[:, 1]
 
     # Recall: per ground-truth boundary pixel, the one interval of grid indices at which
     # its disk holds a matching predicted boundary pixel, summed per class as a
     # difference array over the grid.
-    fields = torch.stack([best, fg_low, bucket, bg_high])
+    planes = [margin.pad(plane, pad) for plane, pad in zip((best, fg_low, bucket, bg_high),
+                                                           (-1, t, t, 0))]  # fmt: skip
     low, high = _covered_intervals(
-        fields, gy, gx, gt_class, dy, dx, t, background_label if scores_background else -1
+        planes, centres, offsets, gt_class, background_label if scores_background else -1
     )
     row = gt_class * (t + 1)
     size = k * (t + 1)
@@ -223,38 +261,11 @@ def sweep_boundary_counts(
     )
 
 
-def _near_map(
-    ys: torch.Tensor,
-    xs: torch.Tensor,
-    rows: torch.Tensor,
-    dy: torch.Tensor,
-    dx: torch.Tensor,
-    num_rows: int,
-    height: int,
-    width: int,
-) -> torch.Tensor:
-    """Flat bool (num_rows * (H*W + 1)): row r, pixel p is within theta of a pixel of row r.
-
-    Column H*W of every row is a sink for offsets that leave the image.
-    """
-    pixels = height * width
-    y = ys[:, None] + dy[None, :]
-    x = xs[:, None] + dx[None, :]
-    inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
-    position = torch.where(inside, y * width + x, pixels) + (rows * (pixels + 1))[:, None]
-    near = torch.zeros(num_rows * (pixels + 1), dtype=torch.bool, device=ys.device)
-    near[position.reshape(-1).long()] = True
-    return near
-
-
 def _covered_intervals(
-    fields: torch.Tensor,
-    gy: torch.Tensor,
-    gx: torch.Tensor,
+    planes: list[torch.Tensor],
+    centres: torch.Tensor,
+    offsets: torch.Tensor,
     gt_class: torch.Tensor,
-    dy: torch.Tensor,
-    dx: torch.Tensor,
-    t: int,
     background_label: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N,) [low, high): the grid indices at which ground-truth boundary pixel n has a
@@ -271,30 +282,27 @@ def _covered_intervals(
     [min bucket, max bg_high).
 
     Args:
-        fields: (4, H, W) int32 per pixel: best class, fg low, bucket (= fg high and bg
-            low), bg high.
+        planes: four flat padded (`_Margin.pad`) int32 planes: best class, fg low,
+            bucket (= fg high and bg low), bg high; the margin holds values no reduction
+            picks (class -1, fg low T, bucket T, bg high 0).
+        centres: (N,) padded flat index of each ground-truth boundary pixel.
+        offsets: (D,) flat disk offsets in the padded geometry.
     """
-    n = gy.numel()
+    n = centres.numel()
     if n == 0:
-        empty = torch.zeros(0, dtype=torch.int32, device=gy.device)
+        empty = torch.zeros(0, dtype=torch.int32, device=centres.device)
         return empty, empty
-    reach = int(max(dy.abs().max().item(), dx.abs().max().item()))
-    # outside the image, a value that no reduction picks (min: t, max: 0, class: -1)
-    label, fg_low, bucket, bg_high = (
-        F.pad(plane[None], (reach,) * 4, value=pad)[0] for plane, pad in zip(fields, (-1, t, t, 0))
-    )
-    padded_width = label.shape[1]
-    offsets = (dy * padded_width + dx)[None]
+    label, fg_low, bucket, bg_high = planes
 
-    def near(which: torch.Tensor, *planes: torch.Tensor) -> list[torch.Tensor]:
+    def near(which: torch.Tensor, *values: torch.Tensor) -> list[torch.Tensor]:
         """(len(which), D) values of each plane in the disks of ground-truth pixels `which`."""
-        index = ((gy[which] + reach) * padded_width + gx[which] + reach)[:, None] + offsets
+        index = centres[which][:, None] + offsets[None]
         flat = index.reshape(-1)
-        return [p.reshape(-1).index_select(0, flat).view(index.shape) for p in planes]
+        return [v.index_select(0, flat).view(index.shape) for v in values]
 
     # each group gathers only the planes it needs (two for background, three otherwise)
     is_background = gt_class == background_label
-    low = torch.empty(n, dtype=torch.int32, device=gy.device)
+    low = torch.empty(n, dtype=torch.int32, device=centres.device)
     high = torch.empty_like(low)
     background = is_background.nonzero().squeeze(1)
     bucket_near, bg_high_near = near(background, bucket, bg_high)
