@@ -104,7 +104,8 @@ class ClassicGenerator:
         """Nothing beyond the inputs the engine's loader checks."""
 
     def produce(self, sample: EvalSample, spec: DatasetSpec) -> np.ndarray:
-        return label_map(self.rule, sample, 0, spec.num_classes, spec.has_background).numpy()
+        labels = label_map(self.rule, sample, 0, spec.num_classes, spec.has_background)
+        return labels.cpu().numpy()
 
 
 def make_generator(
