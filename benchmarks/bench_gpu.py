@@ -12,13 +12,10 @@ Usage: python benchmarks/bench_gpu.py --data-root DIR [--split val] [--limit N]
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
-import numpy as np
 import torch
-from synth import ensure_maps
+from synth import benchmark_parser, ensure_maps
 
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
@@ -54,18 +51,11 @@ def same_counts(a, b) -> bool:
         return False
     if a.boundary is None:
         return b.boundary is None
-    return all(
-        np.array_equal(getattr(a.boundary, f), getattr(b.boundary, f))
-        for f in ("pred_total", "pred_matched", "gt_total", "gt_matched")
-    )
+    return a.boundary.same_as(b.boundary)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/data/VOC2012"))
-    parser.add_argument("--split", default="val")
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--workers", type=int, default=2, help="processes synthesising maps")
     args = parser.parse_args()

@@ -9,7 +9,6 @@ Usage: python benchmarks/bench_memory.py [--sizes 1000,4000,10582] [--workers 2]
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -18,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from synth import ensure_maps
+from synth import benchmark_parser, ensure_maps
 
 
 def tree_rss_bytes(pid: int) -> int:
@@ -83,16 +82,13 @@ def measure(data_root: Path, maps: Path, ids: list[str], workers: int) -> tuple[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/data/VOC2012"))
+    parser = benchmark_parser(__doc__, "train_aug")
     parser.add_argument("--sizes", default="1000,4000,10582")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    maps, ids = ensure_maps(args.data_root, "train_aug", "png-per-class", max(sizes))
+    maps, ids = ensure_maps(args.data_root, args.split, "png-per-class", max(sizes))
     rows = []
     for size in sizes:
         peak, wall = measure(args.data_root, maps, ids[:size], args.workers)

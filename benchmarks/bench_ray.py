@@ -17,7 +17,6 @@ Usage: python benchmarks/bench_ray.py [--split val] [--limit N] [--repeats 2]
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import replace
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import ray
 import torch
-from synth import ensure_maps
+from synth import benchmark_parser, ensure_maps
 
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
@@ -46,11 +45,7 @@ def _best(repeats: int, run) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/data/VOC2012"))
-    parser.add_argument("--split", default="val")
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--limit", type=int)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path)

@@ -10,7 +10,6 @@ Usage: python benchmarks/bench_submit.py [--split train] [--workers 2]
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from synth import ensure_maps
+from synth import benchmark_parser, ensure_maps
 
 from wsssbed.digest import folder_digest
 
@@ -34,11 +33,7 @@ def wsssbed(*args: str, env: dict) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/data/VOC2012"))
-    parser.add_argument("--split", default="train")
+    parser = benchmark_parser(__doc__, "train")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

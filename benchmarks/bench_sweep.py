@@ -14,7 +14,6 @@ Usage: python benchmarks/bench_sweep.py [--split val] [--limit N] [--workers 2]
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from synth import ensure_maps
+from synth import benchmark_parser, ensure_maps
 
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
@@ -103,11 +102,7 @@ def time_naive(root, split, limit, folder, fmt, thresholds, workers) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/data/VOC2012"))
-    parser.add_argument("--split", default="val")
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--naive-limit", type=int, default=100)
     parser.add_argument("--format", default="irn-npy")

@@ -78,10 +78,19 @@ def ensure_maps(
     return folder, ids
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
+def benchmark_parser(doc: str, split: str = "val") -> argparse.ArgumentParser:
+    """An argument parser with the options every VOC benchmark takes: `--data-root`
+    (real VOC masks) and `--split`."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data/VOC2012"))
-    parser.add_argument("--split", default="val")
+    parser.add_argument("--split", default=split)
+    return parser
+
+
+if __name__ == "__main__":
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--format", default="irn-npy")
     parser.add_argument("--limit", type=int)
     args = parser.parse_args()

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from wsssbed.errors import InputError
+from wsssbed.eval.histogram import value_counts
 
 DEFAULT_TOLERANCE = 0.0075
 
@@ -110,6 +111,13 @@ class BoundaryCounts:
     pred_matched: np.ndarray
     gt_total: np.ndarray
     gt_matched: np.ndarray
+
+    def same_as(self, other: BoundaryCounts) -> bool:
+        """Every count equal (the arrays make `==` ambiguous)."""
+        return all(
+            np.array_equal(getattr(self, name), getattr(other, name))
+            for name in ("pred_total", "pred_matched", "gt_total", "gt_matched")
+        )
 
     def __add__(self, other: BoundaryCounts) -> BoundaryCounts:
         return BoundaryCounts(
@@ -207,9 +215,10 @@ def sweep_boundary_counts(
     gy, gx = torch.nonzero(_differs_from_neighbour(gt_labels) & (gt_labels < k), as_tuple=True)
     gy, gx = gy.to(torch.int32), gx.to(torch.int32)
     gt_class = gt_labels[gy.long(), gx.long()]
-    gt_total = torch.bincount(gt_class, minlength=k)
-    dy, dx = (o.to(device, torch.int32) for o in disk_offsets(theta))
-    margin = _Margin(height, width, int(max(dy.abs().max().item(), dx.abs().max().item())))
+    gt_total = value_counts(gt_class, k)
+    dy, dx = disk_offsets(theta)
+    margin = _Margin(height, width, int(dy.abs().max()))  # read on the host: no GPU sync
+    dy, dx = dy.to(device, torch.int32), dx.to(device, torch.int32)
     offsets = margin.offsets(dy, dx)
     centres = margin.index(gy, gx)
     present = torch.unique(gt_class)
@@ -235,8 +244,8 @@ def sweep_boundary_counts(
         row = row.reshape(-1)
         is_near = near.index_select(0, plane_start.index_select(0, row) + every_pixel)
         cell = torch.add(row * (2 * (t + 1)), is_near, alpha=t + 1)
-        diff += torch.bincount(cell + low.reshape(-1), minlength=size)
-        diff -= torch.bincount(cell + high.reshape(-1), minlength=size)
+        diff += value_counts(cell + low.reshape(-1), size)
+        diff -= value_counts(cell + high.reshape(-1), size)
     counts = diff.view(k + 1, 2, t + 1)[:k].cumsum(2)[:, :, :t]
     pred_total, pred_matched = counts.sum(1), counts[:, 1]
 
@@ -250,8 +259,8 @@ def sweep_boundary_counts(
     )
     row = gt_class * (t + 1)
     size = k * (t + 1)
-    starts = torch.bincount(row + low, minlength=size)
-    ends = torch.bincount(row + torch.maximum(low, high), minlength=size)  # empty: cancels
+    starts = value_counts(row + low, size)
+    ends = value_counts(row + torch.maximum(low, high), size)  # empty: cancels
     gt_matched = (starts - ends).view(k, t + 1).cumsum(1)[:, :t]
     return BoundaryCounts(
         pred_total.cpu().numpy(),

@@ -27,6 +27,22 @@ class PairCounts:
     hist: torch.Tensor
 
 
+def value_counts(values: torch.Tensor, size: int) -> torch.Tensor:
+    """(size,) int64: how often each of 0..size-1 occurs in the integer tensor `values`
+    (every value must lie in that range).
+
+    `torch.bincount` on the CPU. On CUDA a scatter-add into `size` zeros instead, since
+    bincount reads the maximum back to the host to size its output, a synchronisation
+    per call.
+    """
+    if values.is_cuda:
+        counts = torch.zeros(size, dtype=torch.int64, device=values.device)
+        return counts.index_add_(
+            0, values.reshape(-1), torch.ones_like(values.reshape(-1), dtype=torch.int64)
+        )
+    return torch.bincount(values, minlength=size)
+
+
 DENSE_LIMIT = 1 << 22  # histogram cells above which only occurring pairs get a row
 
 
@@ -58,16 +74,16 @@ def count_pairs(
         rows[ignore_index] = k
         gt_row = rows.index_select(0, gt.reshape(-1).to(torch.int32))
         key = (gt_row * (k + 1) + best) * cells + flat
-        hist = torch.bincount(key, minlength=pairs * cells).view(pairs, cells)[: k * (k + 1)]
+        hist = value_counts(key, pairs * cells).view(pairs, cells)[: k * (k + 1)]
         present = hist.sum(1).nonzero().squeeze(1)
         return PairCounts(present, hist.index_select(0, present).view(-1, *bucket_shape))
     valid = gt.reshape(-1) != ignore_index
     codes = gt.reshape(-1)[valid].long() * (k + 1) + best[valid].long()
     flat = flat[valid].long()
-    present = torch.bincount(codes, minlength=k * (k + 1)).nonzero().squeeze(1)
+    present = value_counts(codes, k * (k + 1)).nonzero().squeeze(1)
     slot = torch.full((k * (k + 1),), -1, dtype=torch.int64, device=gt.device)
     slot[present] = torch.arange(present.numel(), device=gt.device)
-    hist = torch.bincount(slot[codes] * cells + flat, minlength=present.numel() * cells)
+    hist = value_counts(slot[codes] * cells + flat, present.numel() * cells)
     return PairCounts(present, hist.view(present.numel(), *bucket_shape))
 
 

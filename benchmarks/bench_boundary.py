@@ -1,0 +1,114 @@
+"""Boundary F's per-image counting alone (`sweep_boundary_counts`), optionally A/B against
+another version of `wsssbed/eval/boundary.py`.
+
+The split's first images (real VOC masks, maps synthesised by `synth.py`) are decoded
+and reduced to the sweep's per-pixel states once, kept on the device, and then counted
+at 100 thresholds again and again. With `--compare OLD.py` the two versions alternate,
+the best repetition of each is reported with their ratio, and their counts must be
+identical. For example, against the code of an older commit:
+
+    git show aebba9b:wsssbed/eval/boundary.py > /tmp/boundary_old.py
+    python benchmarks/bench_boundary.py --compare /tmp/boundary_old.py
+
+Usage: python benchmarks/bench_boundary.py [--data-root DIR] [--split val] [--limit 150]
+       [--device cpu|cuda] [--threads 1] [--repeats 8] [--compare FILE]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import torch
+from synth import benchmark_parser, ensure_maps
+
+import wsssbed.eval.boundary as current
+from wsssbed.datasets import get_dataset
+from wsssbed.datasets.local import LocalDataset
+from wsssbed.eval.boundary import DEFAULT_TOLERANCE
+from wsssbed.eval.engine import SweepInputs, SweepJob
+from wsssbed.eval.rules import make_rule
+
+SPEC = get_dataset("voc2012")
+POINTS = 100
+
+
+def load_module(path: Path):
+    """Import another version of boundary.py under its own name."""
+    spec = importlib.util.spec_from_file_location("boundary_compared", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def states(data_root: Path, split: str, limit: int, device: torch.device) -> list:
+    """(best_id, buckets, gt) of the first `limit` images, on `device`."""
+    folder, _ = ensure_maps(data_root, split, "irn-npy", limit)
+    dataset = LocalDataset(SPEC, data_root, split)
+    dataset = dataset.subset(dataset.ids[:limit])
+    rule = make_rule("bg-threshold", thresholds=[i / POINTS for i in range(POINTS)])
+    job = SweepJob(dataset, rule, activation=folder, activation_format="irn-npy",
+                   allow_extra=True, device="cpu")  # fmt: skip
+    inputs = SweepInputs(job, reduce_on_load=False)
+    found = []
+    for image_id in dataset.ids:
+        sample = inputs.load(image_id)
+        pixel_states = rule.states(sample, none_class=SPEC.num_classes)
+        planes = (pixel_states.best_id, rule.line_buckets(pixel_states), sample.gt)
+        found.append(tuple(t.to(device) for t in planes))
+    return found
+
+
+def count_all(module, images: list, device: torch.device) -> tuple[float, list]:
+    """Seconds to count every image with `module.sweep_boundary_counts`, and the counts."""
+    started = time.perf_counter()
+    found = []
+    for best_id, buckets, gt in images:
+        height, width = gt.shape
+        found.append(module.sweep_boundary_counts(
+            best_id, buckets, gt, num_points=POINTS, num_classes=SPEC.num_classes,
+            background_label=0, theta=DEFAULT_TOLERANCE * (height**2 + width**2) ** 0.5,
+        ))  # fmt: skip
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - started, found
+
+
+def main() -> None:
+    parser = benchmark_parser(__doc__)
+    parser.add_argument("--limit", type=int, default=150)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--compare", type=Path, help="another version of boundary.py")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    images = states(args.data_root, args.split, args.limit, device)
+    versions = {"current": current}
+    if args.compare is not None:
+        versions["compared"] = load_module(args.compare)
+    best = dict.fromkeys(versions, float("inf"))
+    results = {}
+    for module in versions.values():
+        count_all(module, images[:10], device)  # warm-up
+    for _ in range(args.repeats):
+        for name, module in versions.items():
+            seconds, results[name] = count_all(module, images, device)
+            best[name] = min(best[name], seconds)
+    n = len(images)
+    print(f"{n} images of VOC2012 {args.split}, {POINTS} thresholds, {device}, "
+          f"{args.threads} threads, best of {args.repeats}")  # fmt: skip
+    for name, seconds in best.items():
+        print(f"  {name:9s} {seconds / n * 1e3:7.2f} ms/image")
+    if args.compare is not None:
+        same = all(a.same_as(b) for a, b in zip(results["current"], results["compared"]))
+        print(f"  current / compared {best['current'] / best['compared']:.3f}; counts "
+              f"{'identical' if same else 'DIFFER'}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
