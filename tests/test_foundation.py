@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -397,3 +398,14 @@ def test_every_generator_runs_on_real_voc_pictures(shared_data, tmp_path, models
             assert Image.open(out / f"{image_id}.png").size == picture.size
     assert all(read_saliency_u8(sal, i).shape[::-1] == Image.open(figures / f"{i}.png").size
                for i in ids)  # fmt: skip
+
+
+def test_a_missing_optional_package_names_the_extra(sample_root, tmp_path, models, monkeypatch):
+    monkeypatch.setitem(sys.modules, "segment_anything", None)  # import fails
+    result = run_cli("pseudo-labels", "--generator", "sam-refine", "--threshold", "0.25",
+                     "--sam-checkpoint", models["sam"], "--out", tmp_path / "out")  # fmt: skip
+    _refused(result, "segment_anything is not installed", "wsssbed[sam]")  # no rich markup
+    monkeypatch.setitem(sys.modules, "open_clip", None)
+    result = run_cli("clip-activations", *_clip_args(models), "--out", tmp_path / "out")
+    _refused(result, "open_clip is not installed", "wsssbed[clip]")
+    assert not (tmp_path / "out").exists()

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from wsssbed.configio import read_json
 from wsssbed.errors import InputError
+from wsssbed.foundation import require
 from wsssbed.foundation.checkpoint import load_weights, read_state_dict
 
 DEFAULT_TEMPLATE = "a photo of a {}."
@@ -160,8 +161,7 @@ def load_clip(
         InputError: unknown architecture, bad config, missing or mismatched weights, a
             non-ViT vision tower, or a template without `{}`.
     """
-    import open_clip
-
+    open_clip = require("open_clip", "clip")
     if template.count("{}") != 1:
         raise InputError(f"--clip-template {template!r} needs exactly one {{}} for the class name")
     if config is not None:
@@ -204,8 +204,7 @@ def load_clip(
 
 def _register_config(config: Path, model_name: str | None) -> str:
     """Add an open_clip config file to open_clip's registry; returns its model name."""
-    import open_clip
-
+    open_clip = require("open_clip", "clip")
     parsed = read_json(config, "CLIP config")
     if not isinstance(parsed, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(parsed):
         raise InputError("not an open_clip model config (needs embed_dim, vision_cfg, text_cfg)",

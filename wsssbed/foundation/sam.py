@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from wsssbed.errors import InputError
+from wsssbed.foundation import require
 from wsssbed.foundation.checkpoint import load_weights, read_state_dict
 
 #: The published SAM image encoders: model type -> (ViT width, depth).
@@ -97,17 +98,10 @@ def infer_architecture(state: dict[str, torch.Tensor], path: Path) -> SamArchite
 
 def build_sam(arch: SamArchitecture) -> torch.nn.Module:
     """A randomly initialised SAM of `arch`, from segment-anything's classes, in eval mode."""
-    from segment_anything.modeling import (
-        ImageEncoderViT,
-        MaskDecoder,
-        PromptEncoder,
-        Sam,
-        TwoWayTransformer,
-    )
-
+    modeling = require("segment_anything", "sam").modeling
     grid = arch.image_size // arch.patch_size
-    sam = Sam(
-        image_encoder=ImageEncoderViT(
+    sam = modeling.Sam(
+        image_encoder=modeling.ImageEncoderViT(
             depth=arch.depth,
             embed_dim=arch.embed_dim,
             img_size=arch.image_size,
@@ -121,15 +115,15 @@ def build_sam(arch: SamArchitecture) -> torch.nn.Module:
             window_size=arch.window_size,
             out_chans=arch.prompt_dim,
         ),
-        prompt_encoder=PromptEncoder(
+        prompt_encoder=modeling.PromptEncoder(
             embed_dim=arch.prompt_dim,
             image_embedding_size=(grid, grid),
             input_image_size=(arch.image_size, arch.image_size),
             mask_in_chans=arch.mask_in_chans,
         ),
-        mask_decoder=MaskDecoder(
+        mask_decoder=modeling.MaskDecoder(
             num_multimask_outputs=3,
-            transformer=TwoWayTransformer(
+            transformer=modeling.TwoWayTransformer(
                 depth=arch.decoder_depth,
                 embedding_dim=arch.prompt_dim,
                 mlp_dim=arch.decoder_mlp_dim,
@@ -197,9 +191,7 @@ def automatic_masks(
     Returns:
         (mask (H, W) bool, predicted IoU) pairs, by decreasing area; none empty.
     """
-    from segment_anything import SamAutomaticMaskGenerator
-
-    generator = SamAutomaticMaskGenerator(
+    generator = require("segment_anything", "sam").SamAutomaticMaskGenerator(
         sam,
         points_per_side=settings.points_per_side,
         pred_iou_thresh=settings.pred_iou_thresh,
@@ -221,12 +213,10 @@ def box_masks(sam: torch.nn.Module, image: np.ndarray, boxes: np.ndarray) -> np.
     Returns:
         (N, H, W) bool masks (one per box, SAM's single-mask output).
     """
-    from segment_anything import SamPredictor
-
     height, width = image.shape[:2]
     if len(boxes) == 0:
         return np.zeros((0, height, width), dtype=bool)
-    predictor = SamPredictor(sam)
+    predictor = require("segment_anything", "sam").SamPredictor(sam)
     predictor.set_image(image)
     prompts = torch.as_tensor(boxes, dtype=torch.float32, device=predictor.device)
     prompts = predictor.transform.apply_boxes_torch(prompts, (height, width))

@@ -33,16 +33,13 @@ from wsssbed.maps import ActivationMaps
 CLASSIC = ("bg-threshold", "power-bg", "saliency-rule")
 
 
-#: What a generator writes per image (see `wsssbed.pseudo.writer.OUTPUTS`).
-OUTPUT_KINDS = ("labels", "saliency", "activation")
-
-
 class Generator(Protocol):
     """What every generator offers.
 
     Attributes:
         name: recorded with its output.
-        output: `labels`, `saliency` or `activation` (one of `OUTPUT_KINDS`).
+        output: what it writes per image: `labels`, `saliency` or `activation` (the keys
+            of `wsssbed.pseudo.writer.OUTPUTS`).
         rule: the sweep rule whose inputs it reads (activation maps, saliency), so the
             engine's loader validates them the same way (`PictureOnly` when it reads none).
         needs_image: it looks at the RGB picture (`EvalSample.image`).
