@@ -22,14 +22,11 @@ import time
 from pathlib import Path
 
 import torch
-from synth import benchmark_parser, ensure_maps
+from synth import benchmark_parser, ensure_maps, preload, threshold_job, voc_subset
 
 import wsssbed.eval.boundary as current
 from wsssbed.datasets import get_dataset
-from wsssbed.datasets.local import LocalDataset
 from wsssbed.eval.boundary import DEFAULT_TOLERANCE
-from wsssbed.eval.engine import SweepInputs, SweepJob
-from wsssbed.eval.rules import make_rule
 
 SPEC = get_dataset("voc2012")
 POINTS = 100
@@ -47,17 +44,12 @@ def load_module(path: Path):
 def states(data_root: Path, split: str, limit: int, device: torch.device) -> list:
     """(best_id, buckets, gt) of the first `limit` images, on `device`."""
     folder, _ = ensure_maps(data_root, split, "irn-npy", limit)
-    dataset = LocalDataset(SPEC, data_root, split)
-    dataset = dataset.subset(dataset.ids[:limit])
-    rule = make_rule("bg-threshold", thresholds=[i / POINTS for i in range(POINTS)])
-    job = SweepJob(dataset, rule, activation=folder, activation_format="irn-npy",
-                   allow_extra=True, device="cpu")  # fmt: skip
-    inputs = SweepInputs(job, reduce_on_load=False)
+    job = threshold_job(voc_subset(data_root, split, limit), folder, "irn-npy",
+                        [i / POINTS for i in range(POINTS)])  # fmt: skip
     found = []
-    for image_id in dataset.ids:
-        sample = inputs.load(image_id)
-        pixel_states = rule.states(sample, none_class=SPEC.num_classes)
-        planes = (pixel_states.best_id, rule.line_buckets(pixel_states), sample.gt)
+    for sample in preload(job):
+        pixel_states = job.rule.states(sample, none_class=SPEC.num_classes)
+        planes = (pixel_states.best_id, job.rule.line_buckets(pixel_states), sample.gt)
         found.append(tuple(t.to(device) for t in planes))
     return found
 

@@ -19,15 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from foundation_fixtures import voc_figures_layout
+from synth import ensure_maps
 
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
-from wsssbed.maps import ActivationMaps, write_activation
 from wsssbed.pseudo.foundation import (
     ClipCamGenerator,
     ClipOptions,
@@ -55,16 +54,6 @@ def save_models(folder: Path) -> tuple[Path, Path]:
     return sam, clip
 
 
-def synth_cams(dataset: LocalDataset, folder: Path) -> None:
-    """npz maps from the masks (a blurred class indicator), as a CAM method would give."""
-    for image_id in dataset.ids:
-        gt = dataset.read_gt(image_id)
-        classes = np.array(sorted(set(np.unique(gt).tolist()) - {0, 255}), dtype=np.int64)
-        planes = torch.from_numpy(np.stack([gt == c for c in classes]).astype(np.float32))
-        blurred = torch.nn.functional.avg_pool2d(planes[None], 31, stride=1, padding=15)[0]
-        write_activation(folder, image_id, "npz", VOC, ActivationMaps(classes, blurred.numpy()))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -79,8 +68,7 @@ def main() -> None:
         root = Path(scratch)
         voc_figures_layout(args.figures, root, args.images)
         dataset = LocalDataset(VOC, root, "train")
-        cams = root / "cams"
-        synth_cams(dataset, cams)
+        cams, _ = ensure_maps(root, "train", "npz", subdir="voc-figures-npz")
         sam_path, clip_path = save_models(root)
         sam = SamOptions(sam_path, "vit_b")
         clip = ClipOptions(clip_path, "ViT-B-16")

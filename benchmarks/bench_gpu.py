@@ -15,12 +15,11 @@ from __future__ import annotations
 import time
 
 import torch
-from synth import benchmark_parser, ensure_maps
+from synth import benchmark_parser, ensure_maps, preload, threshold_job, voc_subset
 
 from wsssbed.datasets import get_dataset
-from wsssbed.datasets.local import LocalDataset
-from wsssbed.eval.boundary import Tolerance
-from wsssbed.eval.engine import SweepInputs, SweepJob, reduce_image
+from wsssbed.eval.boundary import DEFAULT_TOLERANCE, Tolerance
+from wsssbed.eval.engine import reduce_image
 from wsssbed.eval.rules import make_rule
 
 SPEC = get_dataset("voc2012")
@@ -62,20 +61,14 @@ def main() -> None:
     if not torch.cuda.is_available():
         parser.error("torch sees no CUDA device")
     folder, _ = ensure_maps(args.data_root, args.split, "irn-npy", args.limit, args.workers)
-    dataset = LocalDataset(SPEC, args.data_root, args.split)
-    dataset = dataset.subset(dataset.ids[: args.limit] if args.limit else dataset.ids)
-    loaded = None
+    dataset = voc_subset(args.data_root, args.split, args.limit)
+    loaded = preload(threshold_job(dataset, folder, "irn-npy", [0.5]))
     print(f"{len(dataset.ids)} images of VOC2012 {args.split}, irn-npy, preloaded; "
           f"{torch.cuda.get_device_name()}, CPU {torch.get_num_threads()} threads")  # fmt: skip
     print(f"{'configuration':24s} {'cuda img/s':>11s} {'cpu img/s':>10s} {'ratio':>7s} counts")
     for name, (points, boundary) in CONFIGS.items():
         rule = make_rule("bg-threshold", thresholds=[i / points for i in range(points)])
-        job = SweepJob(dataset, rule, activation=folder, activation_format="irn-npy",
-                       allow_extra=True, device="cpu")  # fmt: skip
-        if loaded is None:
-            inputs = SweepInputs(job, reduce_on_load=False)
-            loaded = [inputs.load(i) for i in dataset.ids]
-        tolerance = Tolerance(0.0075) if boundary else None
+        tolerance = Tolerance(DEFAULT_TOLERANCE) if boundary else None
         gpu_s, gpu = reduce_all(loaded, rule, tolerance, torch.device("cuda"))
         cpu_s, cpu = reduce_all(loaded, rule, tolerance, torch.device("cpu"))
         equal = all(same_counts(a, b) for a, b in zip(gpu, cpu))

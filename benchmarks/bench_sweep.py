@@ -21,36 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from synth import benchmark_parser, ensure_maps
+from synth import benchmark_parser, ensure_maps, threshold_job, voc_subset
 
 from wsssbed.datasets import get_dataset
-from wsssbed.datasets.local import LocalDataset
-from wsssbed.eval.boundary import Tolerance
 from wsssbed.eval.engine import SweepInputs, SweepJob, run_sweep
-from wsssbed.eval.rules import make_rule
 from wsssbed.maps import read_activation
 
 SPEC = get_dataset("voc2012")
-
-
-def _subset(root: Path, split: str, limit: int | None) -> LocalDataset:
-    """The split's first `limit` images (all when None)."""
-    dataset = LocalDataset(SPEC, root, split)
-    return dataset.subset(dataset.ids[:limit] if limit else dataset.ids)
-
-
-def _job(dataset, folder, fmt, thresholds, workers, boundary=False):
-    rule = make_rule("bg-threshold", thresholds=thresholds)
-    return SweepJob(
-        dataset,
-        rule,
-        activation=folder,
-        activation_format=fmt,
-        boundary=Tolerance(0.0075) if boundary else None,
-        allow_extra=True,
-        device="cpu",
-        workers=workers,
-    )
 
 
 def time_decode(job: SweepJob) -> float:
@@ -78,7 +55,7 @@ def _naive_threshold(args) -> np.ndarray:
     """One threshold of the peers' loop: re-read every map and ground truth, score."""
     root, split, limit, folder, fmt, threshold = args
     torch.set_num_threads(1)
-    dataset = _subset(Path(root), split, limit)
+    dataset = voc_subset(Path(root), split, limit)
     total = np.zeros((21, 22), dtype=np.int64)
     for image_id in dataset.ids:
         gt = dataset.read_gt(image_id)
@@ -111,24 +88,25 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     folder, _ = ensure_maps(args.data_root, args.split, args.format, args.limit)
-    dataset = _subset(args.data_root, args.split, args.limit)
+    dataset = voc_subset(args.data_root, args.split, args.limit)
     t100 = [round(i / 100, 2) for i in range(100)]
     t61 = [round(i / 100, 2) for i in range(61)]
     timings = {}
-    time_decode(_job(dataset, folder, args.format, [0.1], args.workers))  # warm page cache
-    timings["decode"] = time_decode(_job(dataset, folder, args.format, [0.1], args.workers))
+    decode_job = threshold_job(dataset, folder, args.format, [0.1], args.workers)
+    time_decode(decode_job)  # warm the page cache
+    timings["decode"] = time_decode(decode_job)
     for name, thresholds, boundary in (
         ("sweep-1", [0.15], False),
         ("sweep-100", t100, False),
         ("sweep-100+bf", t100, True),
     ):
         _, wall, _ = run_sweep(
-            _job(dataset, folder, args.format, thresholds, args.workers, boundary)
+            threshold_job(dataset, folder, args.format, thresholds, args.workers, boundary)
         )
         timings[name] = wall
-    subset = _subset(args.data_root, args.split, args.naive_limit)
+    subset = voc_subset(args.data_root, args.split, args.naive_limit)
     _, timings["sweep-61-subset"], _ = run_sweep(
-        _job(subset, folder, args.format, t61, args.workers)
+        threshold_job(subset, folder, args.format, t61, args.workers)
     )
     timings["naive-61-subset"] = time_naive(
         args.data_root, args.split, args.naive_limit, folder, args.format, t61, args.workers

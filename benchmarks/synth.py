@@ -18,6 +18,10 @@ import torch.nn.functional as F
 
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset, labels_from_mask
+from wsssbed.eval.boundary import DEFAULT_TOLERANCE, Tolerance
+from wsssbed.eval.engine import SweepInputs, SweepJob
+from wsssbed.eval.rules import make_rule
+from wsssbed.eval.sample import EvalSample
 from wsssbed.imageio import read_png_array
 from wsssbed.maps import ActivationMaps, activation_file, write_activation
 
@@ -76,6 +80,40 @@ def ensure_maps(
             list(pool.map(_write_one, jobs, chunksize=32))
         marker.write_text("")
     return folder, ids
+
+
+def voc_subset(data_root: Path, split: str, limit: int | None = None) -> LocalDataset:
+    """The split's first `limit` images (all when None)."""
+    dataset = LocalDataset(get_dataset("voc2012"), data_root, split)
+    return dataset.subset(dataset.ids[:limit] if limit else dataset.ids)
+
+
+def threshold_job(
+    dataset: LocalDataset,
+    folder: Path,
+    fmt: str,
+    thresholds: list[float],
+    workers: int = 0,
+    boundary: bool = False,
+) -> SweepJob:
+    """A CPU background-threshold sweep of the maps in `folder` (boundary F at the
+    default tolerance when `boundary`)."""
+    return SweepJob(
+        dataset,
+        make_rule("bg-threshold", thresholds=thresholds),
+        activation=folder,
+        activation_format=fmt,
+        boundary=Tolerance(DEFAULT_TOLERANCE) if boundary else None,
+        allow_extra=True,
+        device="cpu",
+        workers=workers,
+    )
+
+
+def preload(job: SweepJob) -> list[EvalSample]:
+    """Every input of the job's images, read and decoded once (on the CPU)."""
+    inputs = SweepInputs(job, reduce_on_load=False)
+    return [inputs.load(image_id) for image_id in job.dataset.ids]
 
 
 def benchmark_parser(doc: str, split: str = "val") -> argparse.ArgumentParser:

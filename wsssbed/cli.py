@@ -336,13 +336,11 @@ def sweep(
             settings = resolved.pipeline or settings
             extra = resolved.provenance()
         elif data_root is None:
-            root = ensure_sample()
-            data_root = root
-            dataset, split = "voc2012", split or "train"
+            dataset, data_root, split = _default_to_sample(dataset, data_root, split)
             allow_extra_maps = True  # the sample's maps cover train and val
-            activation = activation or root / "activation" / METHOD / activation_format
+            activation = activation or data_root / "activation" / METHOD / activation_format
             if generator == "saliency-rule" and not without_saliency:
-                saliency = saliency or str(root / "saliency" / SALIENCY)
+                saliency = saliency or str(data_root / "saliency" / SALIENCY)
         if activation is None:
             raise WsssbedError("give --activation (the folder of activation maps) or --method")
         spec = get_dataset(dataset)
@@ -475,10 +473,10 @@ def pseudo_labels(
     from wsssbed.pseudo.generators import CLASSIC, make_generator
 
     with reported_errors():
+        uses_cams = not (generator == "sam-box" and boxes is not None)
         if data_root is None:
-            data_root = ensure_sample()
-            dataset, split = "voc2012", split or "train"
-            if not (generator == "sam-box" and boxes is not None):
+            dataset, data_root, split = _default_to_sample(dataset, data_root, split)
+            if uses_cams:
                 activation = activation or data_root / "activation" / METHOD / activation_format
             if "saliency-rule" in (generator, base) and not without_saliency:
                 saliency = saliency or data_root / "saliency" / SALIENCY
@@ -487,7 +485,7 @@ def pseudo_labels(
                 f"--generator {generator!r}: use one of {', '.join(CLASSIC + FOUNDATION)}"
             )
         classic = None
-        if generator in CLASSIC or not (generator == "sam-box" and boxes is not None):
+        if uses_cams:
             classic = make_generator(
                 generator if generator in CLASSIC else base,
                 threshold=threshold,
@@ -613,14 +611,23 @@ def _clip_options(
     return ClipOptions(weights, model, config, template)
 
 
+def _default_to_sample(
+    dataset: str, data_root: Path | None, split: str | None
+) -> tuple[str, Path, str | None]:
+    """(dataset, data root, split); without --data-root, the embedded sample (VOC 2012,
+    split train unless one is given)."""
+    if data_root is None:
+        return "voc2012", ensure_sample(), split or "train"
+    return dataset, data_root, split
+
+
 def _generation_job(
     generator, dataset: str, data_root: Path | None, split: str | None, out_dir: Path,
     labels: str, device: str, **inputs,
 ):  # fmt: skip
     from wsssbed.pseudo.writer import GenerationJob
 
-    if data_root is None:
-        data_root, dataset, split = ensure_sample(), "voc2012", split or "train"
+    dataset, data_root, split = _default_to_sample(dataset, data_root, split)
     spec = get_dataset(dataset)
     local = LocalDataset(spec, data_root, split or spec.default_split)
     return GenerationJob(local, generator, out_dir, labels=labels, device=device, **inputs)

@@ -187,18 +187,19 @@ class LocalDataset:
 
     def read_image(self, image_id: str) -> np.ndarray:
         """HxWx3 uint8 RGB picture of an image (for generators that look at pixels)."""
+        return read_rgb(self._picture(image_id))
+
+    def image_size(self, image_id: str) -> tuple[int, int]:
+        """(height, width) of an image's picture, from its header."""
+        return picture_size(self._picture(image_id))
+
+    def _picture(self, image_id: str) -> Path:
+        """`image_path`, or an error when the copy has no image folder."""
         path = self.image_path(image_id)
         if path is None:
             tried = ", ".join(self._fill(t) for t in self.spec.images)
             raise InputError(f"this copy has no images (tried {tried})", self.root)
-        return read_rgb(path)
-
-    def image_size(self, image_id: str) -> tuple[int, int]:
-        """(height, width) of an image's picture, from its header."""
-        path = self.image_path(image_id)
-        if path is None:
-            raise InputError("this copy has no images", self.root)
-        return picture_size(path)
+        return path
 
     @cached_property
     def label_list_file(self) -> Path | None:

@@ -36,10 +36,9 @@ def value_counts(values: torch.Tensor, size: int) -> torch.Tensor:
     per call.
     """
     if values.is_cuda:
+        flat = values.reshape(-1)
         counts = torch.zeros(size, dtype=torch.int64, device=values.device)
-        return counts.index_add_(
-            0, values.reshape(-1), torch.ones_like(values.reshape(-1), dtype=torch.int64)
-        )
+        return counts.index_add_(0, flat, torch.ones_like(flat, dtype=torch.int64))
     return torch.bincount(values, minlength=size)
 
 
