@@ -25,16 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from foundation_fixtures import voc_figures_layout
 from synth import ensure_maps
 
+from wsssbed.activation.clip_cam import ClipCamGenerator
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
-from wsssbed.pseudo.foundation import (
-    ClipCamGenerator,
-    ClipOptions,
-    SamBoxGenerator,
-    SamOptions,
-    SamRefineGenerator,
-)
+from wsssbed.models.options import ClipOptions, SamOptions
 from wsssbed.pseudo.generators import make_generator
+from wsssbed.pseudo.sam_box import SamBoxGenerator
+from wsssbed.pseudo.sam_refine import SamRefineGenerator
 from wsssbed.pseudo.writer import GenerationJob, generate, start
 from wsssbed.saliency.sam_clip import SamClipSaliency
 

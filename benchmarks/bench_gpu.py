@@ -19,7 +19,7 @@ from synth import benchmark_parser, ensure_maps, preload, threshold_job, voc_sub
 
 from wsssbed.datasets import get_dataset
 from wsssbed.eval.boundary import DEFAULT_TOLERANCE, Tolerance
-from wsssbed.eval.engine import reduce_image
+from wsssbed.eval.reduce import reduce_image
 from wsssbed.eval.rules import make_rule
 
 SPEC = get_dataset("voc2012")
@@ -67,7 +67,7 @@ def main() -> None:
           f"{torch.cuda.get_device_name()}, CPU {torch.get_num_threads()} threads")  # fmt: skip
     print(f"{'configuration':24s} {'cuda img/s':>11s} {'cpu img/s':>10s} {'ratio':>7s} counts")
     for name, (points, boundary) in CONFIGS.items():
-        rule = make_rule("bg-threshold", thresholds=[i / points for i in range(points)])
+        rule = make_rule("bg-threshold", {"threshold": [i / points for i in range(points)]})
         tolerance = Tolerance(DEFAULT_TOLERANCE) if boundary else None
         gpu_s, gpu = reduce_all(loaded, rule, tolerance, torch.device("cuda"))
         cpu_s, cpu = reduce_all(loaded, rule, tolerance, torch.device("cpu"))

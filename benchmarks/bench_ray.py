@@ -30,7 +30,8 @@ from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.distributed import run_sweep_ray
 from wsssbed.eval.boundary import Tolerance
-from wsssbed.eval.engine import SweepJob, run_sweep
+from wsssbed.eval.job import SweepJob
+from wsssbed.eval.loop import run_sweep
 from wsssbed.eval.rules import make_rule
 
 
@@ -53,10 +54,10 @@ def main() -> None:
     torch.set_num_threads(1)
     folder, ids = ensure_maps(args.data_root, args.split, "irn-npy", args.limit)
     dataset = LocalDataset(get_dataset("voc2012"), args.data_root, args.split).subset(ids)
-    rule = make_rule("bg-threshold", thresholds=[i / 100 for i in range(100)])
+    rule = make_rule("bg-threshold", {"threshold": [i / 100 for i in range(100)]})
     job = SweepJob(dataset, rule, activation=folder, activation_format="irn-npy",
                    boundary=Tolerance(0.0075), allow_extra=True, device="cpu")  # fmt: skip
-    cheap = replace(job, rule=make_rule("bg-threshold", thresholds=[0.2]), boundary=None,
+    cheap = replace(job, rule=make_rule("bg-threshold", {"threshold": [0.2]}), boundary=None,
                     dataset=dataset.subset(ids[:200]))  # fmt: skip
     run_sweep(replace(job, boundary=None))  # read every file once: a warm page cache for all
     timings = {"local-1": _best(args.repeats, lambda: run_sweep(job))}

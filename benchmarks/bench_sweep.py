@@ -23,9 +23,11 @@ import numpy as np
 import torch
 from synth import benchmark_parser, ensure_maps, threshold_job, voc_subset
 
+from wsssbed.activation import read_activation
 from wsssbed.datasets import get_dataset
-from wsssbed.eval.engine import SweepInputs, SweepJob, run_sweep
-from wsssbed.maps import read_activation
+from wsssbed.eval.inputs import SweepInputs
+from wsssbed.eval.job import SweepJob
+from wsssbed.eval.loop import run_sweep
 
 SPEC = get_dataset("voc2012")
 

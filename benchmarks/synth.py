@@ -16,14 +16,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wsssbed.activation import ActivationMaps, map_format, write_activation
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset, labels_from_mask
 from wsssbed.eval.boundary import DEFAULT_TOLERANCE, Tolerance
-from wsssbed.eval.engine import SweepInputs, SweepJob
+from wsssbed.eval.inputs import SweepInputs
+from wsssbed.eval.job import SweepJob
 from wsssbed.eval.rules import make_rule
 from wsssbed.eval.sample import EvalSample
 from wsssbed.imageio import read_png_array
-from wsssbed.maps import ActivationMaps, activation_file, write_activation
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 
@@ -49,7 +50,7 @@ def _write_one(args: tuple[str, str, str, str]) -> None:
     gt_path, image_id, fmt, target = args
     spec = get_dataset("voc2012")
     folder = Path(target)
-    if fmt != "png-per-class" and activation_file(folder, image_id, fmt).exists():
+    if fmt != "png-per-class" and map_format(fmt).where(folder, image_id).exists():
         return
     gt = read_png_array(Path(gt_path))
     labels = labels_from_mask(gt, spec)
@@ -100,7 +101,7 @@ def threshold_job(
     default tolerance when `boundary`)."""
     return SweepJob(
         dataset,
-        make_rule("bg-threshold", thresholds=thresholds),
+        make_rule("bg-threshold", {"threshold": thresholds}),
         activation=folder,
         activation_format=fmt,
         boundary=Tolerance(DEFAULT_TOLERANCE) if boundary else None,

@@ -28,7 +28,7 @@ TINY_CLIP = {
 
 def save_tiny_sam(folder: Path, seed: int = 0) -> Path:
     """A tiny SAM (segment_anything classes, random weights) saved as a state dict."""
-    from wsssbed.foundation.sam import SamArchitecture, build_sam
+    from wsssbed.models.sam import SamArchitecture, build_sam
 
     torch.manual_seed(seed)
     path = folder / "tiny_sam.pth"

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from wsssbed.archive import extract
+from wsssbed.catalogue import local_folder, resolve, write_manifest
 from wsssbed.errors import InputError
 from wsssbed.fetch import fetch
 from wsssbed.manifest import ChangelogEntry, Content, Manifest, Source
-from wsssbed.registry import local_folder, resolve, write_manifest
 from wsssbed.results import SCHEMA_VERSION, append_run, read_table
 
 

@@ -11,9 +11,10 @@ import pytest
 from conftest import run_cli
 from reference import CLASS_COUNTS, confusion, irn_labels, metrics
 
+from wsssbed.activation import read_activation
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
-from wsssbed.maps import read_activation, write_label_map
+from wsssbed.maps import write_label_map
 
 
 def _sweep(sample_root, out, *extra, fmt="irn-npy"):
@@ -60,7 +61,7 @@ def test_datasets_table_and_check(sample_root, tmp_path):
 
 
 def test_default_sweep_runs_on_the_sample(tmp_path, monkeypatch, sample_root):
-    monkeypatch.setattr("wsssbed.cli.ensure_sample", lambda path=None: sample_root)
+    monkeypatch.setattr("wsssbed.datasets.embedded.ensure_sample", lambda path=None: sample_root)
     result = run_cli("sweep", "--out", tmp_path / "r")
     assert result.exit_code == 0, result.stderr
     assert "best point" in result.stdout and "miou" in result.stdout

@@ -3,24 +3,27 @@ when a worker dies mid-task; errors and cancellations leave nothing behind."""
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import ray
 from conftest import run_cli
 
-from wsssbed.datasets import get_dataset
-from wsssbed.datasets.local import LocalDataset
-from wsssbed.distributed import run_sweep_ray, shard_ranges
-from wsssbed.errors import InputError
-from wsssbed.eval.boundary import Tolerance
-from wsssbed.eval.engine import SweepJob, run_sweep
-from wsssbed.eval.rules import HardLabels, make_rule
-from wsssbed.pipeline import run_and_store
+ray = pytest.importorskip("ray")
+
+from ray_faults import killing  # noqa: E402
+
+from wsssbed.datasets import get_dataset  # noqa: E402
+from wsssbed.datasets.local import LocalDataset  # noqa: E402
+from wsssbed.distributed import run_sweep_ray, shard_ranges  # noqa: E402
+from wsssbed.errors import InputError  # noqa: E402
+from wsssbed.eval.boundary import Tolerance  # noqa: E402
+from wsssbed.eval.job import SweepJob  # noqa: E402
+from wsssbed.eval.loop import run_sweep  # noqa: E402
+from wsssbed.eval.rules import HardLabels, make_rule  # noqa: E402
+from wsssbed.runs import compute_run  # noqa: E402
 
 VOC = get_dataset("voc2012")
 
@@ -63,11 +66,12 @@ def _assert_identical(local, distributed):
 @pytest.mark.parametrize(
     "rule,extra",
     [
-        (make_rule("bg-threshold", thresholds=[0.6, 0.05, 0.3, 0.0]),
+        (make_rule("bg-threshold", {"threshold": [0.6, 0.05, 0.3, 0.0]}),
          {"boundary": Tolerance(0.0075)}),
-        (make_rule("power-bg", alphas=[1.0, 4.0, 16.0]), {"boundary": Tolerance(2, True)}),
-        (make_rule("saliency-rule", thresholds=[0.0, 0.2], sal_thresholds=[0.1, 0.3],
-                   ignore_label=True), {"saliency": "saliency/sample-sal"}),
+        (make_rule("power-bg", {"alpha": [1.0, 4.0, 16.0]}), {"boundary": Tolerance(2, True)}),
+        (make_rule("saliency-rule", {"threshold": [0.0, 0.2], "sal_threshold": [0.1, 0.3]},
+                   ignore_label=True),
+         {"saliency": "saliency/sample-sal"}),
     ],
     ids=["bg-threshold", "power-bg", "saliency-2d"],
 )  # fmt: skip
@@ -83,7 +87,7 @@ def test_ray_equals_local_bit_for_bit(sample_root, rule, extra):
 
 
 def test_label_maps_through_ray(sample_root):
-    rule = HardLabels("hard-labels", make_rule("bg-threshold", thresholds=[0.0]).axes)
+    rule = HardLabels("hard-labels", make_rule("bg-threshold", {"threshold": [0.0]}).axes)
     labels = sample_root / "VOC2012/SegmentationClass"
     job = _job(sample_root, rule, split="val", activation=None, predictions=labels,
                boundary=Tolerance(0.0075))  # fmt: skip
@@ -92,21 +96,21 @@ def test_label_maps_through_ray(sample_root):
     _assert_identical(local, distributed)
 
 
-def test_a_worker_killed_mid_task_is_retried_and_counts_stay_exact(
-    sample_root, tmp_path, monkeypatch
-):
+def test_a_worker_killed_mid_task_is_retried_and_counts_stay_exact(sample_root, tmp_path):
+    from dataclasses import replace
+
     marker = tmp_path / "killed"
-    monkeypatch.setenv("WSSSBED_FAULT_INJECT", str(marker))
-    job = _job(sample_root, make_rule("bg-threshold", thresholds=[0.1, 0.4]),
+    job = _job(sample_root, make_rule("bg-threshold", {"threshold": [0.1, 0.4]}),
                boundary=Tolerance(0.0075))  # fmt: skip
-    distributed, _, _ = run_sweep_ray(job, shard_images=8)
+    distributed, _, _ = run_sweep_ray(
+        replace(job, dataset=killing(job.dataset, marker)), shard_images=8
+    )
     assert marker.exists()  # a worker process really died mid-shard
     killed = int(marker.read_text())
     assert (
         not Path(f"/proc/{killed}").exists()
         or "zombie" in Path(f"/proc/{killed}/status").read_text()
     )
-    monkeypatch.delenv("WSSSBED_FAULT_INJECT")
     local, _, _ = run_sweep(job)
     _assert_identical(local, distributed)
 
@@ -121,9 +125,9 @@ def test_a_bad_map_in_a_shard_names_the_file_and_writes_nothing(sample_root, tmp
     cams[0, 3, 3] = np.nan
     np.savez(maps / "sample_0030.npz", keys=keys, cams=cams)
     out = tmp_path / "results"
-    job = _job(sample_root, make_rule("bg-threshold", thresholds=[0.1]), activation=maps)
+    job = _job(sample_root, make_rule("bg-threshold", {"threshold": [0.1]}), activation=maps)
     with pytest.raises(InputError, match="NaN") as info:
-        run_and_store(job, out, backend="ray")
+        compute_run(job, backend="ray").save(out)
     assert "sample_0030" in str(info.value)
     assert not out.exists() or not any(out.glob("*.parquet"))
 
@@ -134,9 +138,9 @@ def test_a_cancelled_run_stores_nothing(sample_root, tmp_path):
     def interrupt(done, total):
         raise KeyboardInterrupt
 
-    job = _job(sample_root, make_rule("bg-threshold", thresholds=[0.1]))
+    job = _job(sample_root, make_rule("bg-threshold", {"threshold": [0.1]}))
     with pytest.raises(KeyboardInterrupt):
-        run_and_store(job, out, progress=interrupt, backend="ray")
+        compute_run(job, progress=interrupt, backend="ray").save(out)
     assert not out.exists() or not any(out.glob("*.parquet"))
 
 
@@ -163,27 +167,27 @@ def test_shard_ranges_cover_every_image_once():
     assert shard_ranges(3, 64) == [(0, 3)]
     covered = [i for a, b in shard_ranges(1449, 64) for i in range(a, b)]
     assert covered == list(range(1449))
-    assert os.environ.get("WSSSBED_FAULT_INJECT") is None
 
 
 @pytest.mark.parametrize("kill", [False, True], ids=["plain", "worker-killed"])
-def test_pseudo_labels_on_ray_are_the_local_files(sample_root, tmp_path, monkeypatch, kill):
+def test_pseudo_labels_on_ray_are_the_local_files(sample_root, tmp_path, kill):
     from wsssbed.distributed import generate_ray
     from wsssbed.pseudo.generators import make_generator
     from wsssbed.pseudo.writer import GenerationJob, finish, generate, start
 
-    def job(out):
-        return GenerationJob(LocalDataset(VOC, sample_root, "train"),
+    def job(out, dataset=LocalDataset(VOC, sample_root, "train")):
+        return GenerationJob(dataset,
                              make_generator("saliency-rule"), out,
                              sample_root / "activation/sample-cam/npz", "npz",
                              sample_root / "saliency/sample-sal")  # fmt: skip
 
-    local, distributed = job(tmp_path / "local"), job(tmp_path / "ray")
+    local = job(tmp_path / "local")
+    distributed = job(tmp_path / "ray")
+    if kill:
+        distributed = job(tmp_path / "ray", killing(local.dataset, tmp_path / "killed"))
     for j in (local, distributed):
         start(j)
     assert generate(local, local.dataset.ids) == (48, 0)
-    if kill:
-        monkeypatch.setenv("WSSSBED_FAULT_INJECT", str(tmp_path / "killed"))
     written, skipped = generate_ray(distributed, shard_images=8)
     assert (written + skipped, tmp_path.joinpath("killed").exists()) == (48, kill)
     assert finish(local)["digest"] == finish(distributed)["digest"]
@@ -197,9 +201,10 @@ def test_sam_refinement_on_ray_ships_the_recipe_not_the_model(sample_root, tmp_p
     from foundation_fixtures import save_tiny_sam
 
     from wsssbed.distributed import generate_ray
-    from wsssbed.foundation.sam import MaskSettings
-    from wsssbed.pseudo.foundation import SamOptions, SamRefineGenerator
+    from wsssbed.models.options import SamOptions
+    from wsssbed.models.sam import MaskSettings
     from wsssbed.pseudo.generators import make_generator
+    from wsssbed.pseudo.sam_refine import SamRefineGenerator
     from wsssbed.pseudo.writer import GenerationJob, finish, generate, start
 
     sam = SamOptions(save_tiny_sam(tmp_path), masks=MaskSettings(4, -100.0, 0.0))

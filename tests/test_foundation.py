@@ -22,11 +22,13 @@ from foundation_fixtures import (
 )
 from PIL import Image
 
+from wsssbed.activation import read_activation
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.errors import InputError
-from wsssbed.foundation.clip import load_clip
-from wsssbed.foundation.sam import (
+from wsssbed.maps import read_saliency_u8
+from wsssbed.models.clip import load_clip
+from wsssbed.models.sam import (
     MaskSettings,
     SamArchitecture,
     automatic_masks,
@@ -34,10 +36,10 @@ from wsssbed.foundation.sam import (
     infer_architecture,
     load_sam,
 )
-from wsssbed.maps import read_activation, read_saliency_u8
 from wsssbed.pseudo.boxes import Box, component_boxes, read_boxes
-from wsssbed.pseudo.foundation import paint_boxes, refine_with_masks
 from wsssbed.pseudo.generators import make_generator
+from wsssbed.pseudo.sam_box import paint_boxes
+from wsssbed.pseudo.sam_refine import refine_with_masks
 from wsssbed.pseudo.writer import RECORD
 from wsssbed.saliency.sam_clip import STUFF_NAMES, masked_crop, saliency_from_masks
 

@@ -5,20 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wsssbed.datasets import get_dataset
-from wsssbed.errors import InputError
-from wsssbed.maps import (
-    ACTIVATION_FORMATS,
+from wsssbed.activation import (
+    FORMATS,
     ActivationMaps,
     list_activation_ids,
     read_activation,
-    read_label_map,
-    read_saliency,
     validate_activation,
     write_activation,
-    write_label_map,
-    write_saliency,
 )
+from wsssbed.datasets import get_dataset
+from wsssbed.errors import InputError
+from wsssbed.maps import read_label_map, read_saliency, write_label_map, write_saliency
 from wsssbed.safe_pickle import load_npy
 
 VOC = get_dataset("voc2012")
@@ -29,7 +26,7 @@ def _maps(rng, classes=(4, 15)):
     return ActivationMaps(np.array(classes, dtype=np.int64), cams)
 
 
-@pytest.mark.parametrize("fmt", ACTIVATION_FORMATS)
+@pytest.mark.parametrize("fmt", FORMATS.names())
 def test_activation_round_trip(tmp_path, fmt):
     maps = _maps(np.random.default_rng(0))
     write_activation(tmp_path, "2007_000032", fmt, VOC, maps)

@@ -20,8 +20,8 @@ from scipy import ndimage
 from wsssbed.datasets import get_dataset
 from wsssbed.eval import EvalSample, Tolerance, accumulate, class_counts, make_rule
 from wsssbed.eval.boundary import disk_offsets
-from wsssbed.eval.metrics import summary_metrics
 from wsssbed.eval.rules import HardLabels, label_map
+from wsssbed.eval.summary import summary_metrics
 from wsssbed.eval.tables import sweep_tables
 
 VOC = get_dataset("voc2012")
@@ -71,7 +71,7 @@ def _assert_counts_equal(counts, point, expected):
 )
 def test_bg_threshold_matches_irn_loop(spec, thresholds):
     images = _images(1, spec)
-    rule = make_rule("bg-threshold", thresholds=thresholds)
+    rule = make_rule("bg-threshold", {"threshold": thresholds})
     counts, _ = _engine_confusions(images, rule, spec)
     engine_metrics = summary_metrics(counts)
     for point, t in enumerate(thresholds):
@@ -91,7 +91,7 @@ def test_bg_threshold_matches_irn_loop(spec, thresholds):
 def test_ties_at_threshold_go_to_background():
     gt = np.array([[1, 1, 0]], dtype=np.uint8)
     cams = np.array([[[0.5, 0.25, 0.5]]], dtype=np.float32)
-    rule = make_rule("bg-threshold", thresholds=[0.25, 0.5])
+    rule = make_rule("bg-threshold", {"threshold": [0.25, 0.5]})
     counts, _ = _engine_confusions([(gt, np.array([1]), cams, np.zeros_like(gt))], rule, VOC)
     # t=0.25: pixel 2 (score 0.25) is a tie -> background; t=0.5: all background.
     assert counts.tp[0, 1] == 1 and counts.pred[0, 1] == 2
@@ -101,7 +101,7 @@ def test_ties_at_threshold_go_to_background():
 def test_first_maximal_class_wins_ties():
     gt = np.array([[2, 3]], dtype=np.uint8)
     cams = np.array([[[0.7, 0.7]], [[0.7, 0.7]]], dtype=np.float32)
-    rule = make_rule("bg-threshold", thresholds=[0.1])
+    rule = make_rule("bg-threshold", {"threshold": [0.1]})
     counts, _ = _engine_confusions([(gt, np.array([2, 3]), cams, np.zeros_like(gt))], rule, VOC)
     assert counts.pred[0, 2] == 2 and counts.pred[0, 3] == 0
 
@@ -110,7 +110,7 @@ def test_first_maximal_class_wins_ties():
 def test_power_background_matches_psa_loop(spec):
     images = _images(2, spec, quantised=False)
     alphas = [4.0, 1.0, 0.0, 16.0, 8.0, 2.5, 32.0]
-    rule = make_rule("power-bg", alphas=alphas)
+    rule = make_rule("power-bg", {"alpha": alphas})
     counts, _ = _engine_confusions(images, rule, spec)
     for point, alpha in enumerate(alphas):
         expected = sum(
@@ -129,8 +129,7 @@ def test_saliency_rule_matches_wsss_bed_transcription(ignore_label):
     atm_thresholds = [0.0, 0.1, 0.3, 0.5, 1.0]
     rule = make_rule(
         "saliency-rule",
-        thresholds=atm_thresholds,
-        sal_thresholds=sal_thresholds,
+        {"threshold": atm_thresholds, "sal_threshold": sal_thresholds},
         ignore_label=ignore_label,
     )
     counts, _ = _engine_confusions(images, rule, VOC)
@@ -148,7 +147,7 @@ def test_saliency_rule_matches_wsss_bed_transcription(ignore_label):
 def test_saliency_rule_without_saliency_is_the_threshold_rule():
     images = _images(4, VOC)
     thresholds = [0.0, 0.1, 0.35]
-    rule = make_rule("saliency-rule", thresholds=thresholds, with_saliency=False)
+    rule = make_rule("saliency-rule", {"threshold": thresholds}, with_saliency=False)
     counts, _ = _engine_confusions(images, rule, VOC)
     for point, a in enumerate(thresholds):
         expected = sum(
@@ -162,14 +161,14 @@ def test_saliency_rule_refuses_zero_saliency_threshold():
     from wsssbed.errors import InputError
 
     with pytest.raises(InputError, match="> 0"):
-        make_rule("saliency-rule", thresholds=[0.1], sal_thresholds=[0.0, 0.2])
+        make_rule("saliency-rule", {"threshold": [0.1], "sal_threshold": [0.0, 0.2]})
 
 
 @pytest.mark.parametrize("spec", [VOC, ADE], ids=["with-background", "no-background"])
 def test_boundary_sweep_matches_per_threshold_reference(spec):
     images = _images(5, spec, count=6, height=29, width=31)
     thresholds = [0.6, 0.0, 0.25, 0.45, 0.9]
-    rule = make_rule("bg-threshold", thresholds=thresholds)
+    rule = make_rule("bg-threshold", {"threshold": thresholds})
     tolerance = Tolerance(2.5, in_pixels=True)
     state = accumulate(_samples(images), rule, spec, boundary=tolerance)
     sweeps, _ = sweep_tables(state, rule, spec, "run")
@@ -208,7 +207,7 @@ def _reference_boundary_counts(pred, gt, num_classes, theta):
 def test_boundary_counts_equal_brute_force_per_class(spec, theta, quantised):
     images = _images(11, spec, count=8, height=23, width=27, quantised=quantised)
     thresholds = sorted({0.0, 0.05, 0.3, 0.5, 0.55, 0.95})
-    rule = make_rule("bg-threshold", thresholds=thresholds)
+    rule = make_rule("bg-threshold", {"threshold": thresholds})
     scored = spec.num_classes
     for gt, keys, cams, sal in images:
         state = accumulate(
@@ -227,7 +226,7 @@ def test_boundary_counts_equal_brute_force_per_class(spec, theta, quantised):
 def test_boundary_uses_more_than_62_thresholds_exactly():
     images = _images(6, VOC, count=3, height=21, width=21)
     thresholds = [round(0.01 * i, 2) for i in range(101)]
-    rule = make_rule("bg-threshold", thresholds=thresholds)
+    rule = make_rule("bg-threshold", {"threshold": thresholds})
     state = accumulate(_samples(images), rule, VOC, boundary=Tolerance(2, in_pixels=True))
     sweeps, _ = sweep_tables(state, rule, VOC, "run")
     for point in (0, 61, 62, 63, 100):
@@ -249,7 +248,7 @@ def test_disk_is_strictly_inside_theta():
 
 def test_per_class_table_recomputes_every_convention():
     images = _images(7, VOC)
-    rule = make_rule("bg-threshold", thresholds=[0.1, 0.3])
+    rule = make_rule("bg-threshold", {"threshold": [0.1, 0.3]})
     state = accumulate(_samples(images), rule, VOC)
     sweeps, per_class = sweep_tables(state, rule, VOC, "run")
     for point in range(2):
@@ -262,7 +261,7 @@ def test_per_class_table_recomputes_every_convention():
 
 
 def test_memory_state_is_independent_of_image_count():
-    rule = make_rule("bg-threshold", thresholds=[0.1, 0.2])
+    rule = make_rule("bg-threshold", {"threshold": [0.1, 0.2]})
     few = accumulate(_samples(_images(8, VOC, count=3)), rule, VOC)
     many = accumulate(_samples(_images(8, VOC, count=60)), rule, VOC)
     assert many.pairs.result().hist.shape[1:] == few.pairs.result().hist.shape[1:]
@@ -272,7 +271,7 @@ def test_memory_state_is_independent_of_image_count():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_counts_equal_cpu_counts():
     images = _images(9, VOC, quantised=False)
-    rule = make_rule("bg-threshold", thresholds=[round(0.01 * i, 2) for i in range(61)])
+    rule = make_rule("bg-threshold", {"threshold": [round(0.01 * i, 2) for i in range(61)]})
     tolerance = Tolerance(0.0075)
     cpu = accumulate(_samples(images), rule, VOC, boundary=tolerance, device="cpu")
     gpu = accumulate(_samples(images), rule, VOC, boundary=tolerance, device="cuda")
@@ -285,16 +284,15 @@ def test_cuda_counts_equal_cpu_counts():
 @pytest.mark.parametrize(
     "generator,options",
     [
-        ("bg-threshold", {"thresholds": [0.55, 0.1, 0.95, 0.0]}),
-        ("power-bg", {"alphas": [8.0, 1.0, 4.0]}),
-        ("saliency-rule", {"thresholds": [0.3, 0.0], "sal_thresholds": [0.5, 0.2],
-                           "ignore_label": True}),
+        ("bg-threshold", {"threshold": [0.55, 0.1, 0.95, 0.0]}),
+        ("power-bg", {"alpha": [8.0, 1.0, 4.0]}),
+        ("saliency-rule", {"threshold": [0.3, 0.0], "sal_threshold": [0.5, 0.2]}),
     ],
 )  # fmt: skip
 @pytest.mark.parametrize("spec", [VOC, ADE], ids=["with-background", "no-background"])
 def test_label_maps_at_a_point_agree_with_the_counts(spec, generator, options):
     images = _images(21, spec, count=6)
-    rule = make_rule(generator, **options)
+    rule = make_rule(generator, options, ignore_label=generator == "saliency-rule")
     counts, _ = _engine_confusions(images, rule, spec)
     for point in range(int(np.prod(rule.shape))):
         expected = sum(
@@ -313,7 +311,7 @@ def test_hard_label_boundary_matches_reference(spec):
     """Label maps with predicted background (and unlabelled pixels) score as the scipy
     reference does, background class included."""
     images = _images(9, spec, count=8, height=26, width=30)
-    rule = HardLabels("hard-labels", make_rule("bg-threshold", thresholds=[0.0]).axes)
+    rule = HardLabels("hard-labels", make_rule("bg-threshold", {"threshold": [0.0]}).axes)
     samples, expected = [], []
     for index, (gt, keys, cams, _) in enumerate(images):
         pred = irn_labels(keys, cams, np.float32(0.4), spec.has_background, gt.shape)

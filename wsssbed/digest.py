@@ -10,7 +10,6 @@ submitted folder could use one to point outside itself.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,18 +18,19 @@ from pathlib import Path
 from wsssbed.errors import InputError
 
 CHUNK = 1 << 20
-_PER_CLASS = re.compile(r"^.+_\d+\.png$")
+
+
+SALIENCY_FORMAT = "png"  # saliency folders: `<id>.png`
 
 
 def is_map_file(name: str, fmt: str) -> bool:
-    """Whether a file name belongs to a map folder of format `fmt` (or saliency `png`)."""
-    if fmt == "irn-npy":
-        return name.endswith(".npy")
-    if fmt == "npz":
-        return name.endswith(".npz")
-    if fmt == "png-per-class":
-        return _PER_CLASS.match(name) is not None
-    return name.endswith(".png")
+    """Whether a file name belongs to a map folder of activation format `fmt` (each
+    format's own rule), or of saliency maps (`png`)."""
+    if fmt == SALIENCY_FORMAT:
+        return name.endswith(".png")
+    from wsssbed.activation import map_format
+
+    return map_format(fmt).is_map_file(name)
 
 
 def map_files(folder: Path, fmt: str) -> list[Path]:

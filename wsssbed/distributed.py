@@ -14,31 +14,21 @@ shards finish.
   only counted once it is complete, so counts stay exact.
 - A validation error in a shard comes back as a value and stops the run with the
   file's name; an interrupted run cancels its tasks and stores nothing.
-- `WSSSBED_FAULT_INJECT=<marker file>` (on the driver) makes the first task that finds
-  no marker create it and kill its own worker process halfway through its shard: the
-  fault-tolerance test's way to lose a worker for real.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
 from wsssbed.errors import InputError, WsssbedError
-from wsssbed.eval.engine import (
-    SweepInputs,
-    SweepJob,
-    SweepState,
-    check_boundary,
-    resolve_device,
-    run_sweep,
-)
+from wsssbed.eval.inputs import SweepInputs
+from wsssbed.eval.job import SweepJob, resolve_device
+from wsssbed.eval.loop import check_boundary, run_sweep
+from wsssbed.eval.reduce import SweepState
 from wsssbed.pseudo.writer import GenerationJob, generate
 
 DEFAULT_SHARD_IMAGES = 64
@@ -66,19 +56,9 @@ def connect(address: str | None) -> None:
         raise WsssbedError(f"cannot reach the Ray cluster at {address!r}: {exc}") from exc
 
 
-def _crash_once(fault_marker: str | None, work: Callable[[], object]) -> None:
-    """Fault injection: the first task to find no marker does `work`, then dies."""
-    if fault_marker is not None and not os.path.exists(fault_marker):
-        Path(fault_marker).write_text(str(os.getpid()))
-        work()
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _sweep_shard(job: SweepJob, ids: list[str], fault_marker: str | None):
+def _sweep_shard(job: SweepJob, ids: list[str]):
     """One Ray task: the local sweep of `ids`; an `InputError` is returned, not raised."""
     shard = replace(job, dataset=job.dataset.subset(ids), allow_extra=True, workers=0)
-    half = replace(shard, dataset=shard.dataset.subset(ids[: len(ids) // 2]))
-    _crash_once(fault_marker, lambda: run_sweep(half))
     try:
         state, _, device = run_sweep(shard, shard=True)
     except InputError as error:
@@ -86,9 +66,8 @@ def _sweep_shard(job: SweepJob, ids: list[str], fault_marker: str | None):
     return state, device
 
 
-def _pseudo_label_shard(job: GenerationJob, ids: list[str], fault_marker: str | None):
+def _pseudo_label_shard(job: GenerationJob, ids: list[str]):
     """One Ray task: write the pseudo-labels of `ids` (whole files only)."""
-    _crash_once(fault_marker, lambda: generate(job, ids[: len(ids) // 2]))
     try:
         return generate(job, ids)
     except InputError as error:
@@ -110,7 +89,7 @@ def _run_tasks(
     gpus: bool,
     progress: Callable[[int, int], None] | None,
 ) -> list:
-    """`function(first, shard_ids, fault_marker)` as Ray tasks over contiguous shards.
+    """`function(first, shard_ids)` as Ray tasks over contiguous shards.
 
     Returns the tasks' results in shard order. A returned `InputError` stops the run;
     an interruption or failure cancels the outstanding tasks.
@@ -120,8 +99,7 @@ def _run_tasks(
     use_gpu = gpus and ray.cluster_resources().get("GPU", 0) > 0
     task = ray.remote(max_retries=MAX_RETRIES, num_cpus=1, num_gpus=1 if use_gpu else 0)(function)
     ranges = shard_ranges(len(ids), shard_images)
-    fault = os.environ.get("WSSSBED_FAULT_INJECT")
-    pending = {task.remote(first, ids[a:b], fault): index for index, (a, b) in enumerate(ranges)}
+    pending = {task.remote(first, ids[a:b]): index for index, (a, b) in enumerate(ranges)}
     results: dict[int, object] = {}
     try:
         while pending:

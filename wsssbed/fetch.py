@@ -17,12 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from wsssbed.archive import extract, single_folder
+from wsssbed.catalogue import resolve, write_manifest
 from wsssbed.digest import folder_digest
 from wsssbed.errors import InputError
 from wsssbed.home import home
 from wsssbed.manifest import Content, Manifest
 from wsssbed.methods import check_digest
-from wsssbed.registry import resolve, write_manifest
 
 Progress = Callable[[int, int], None]
 

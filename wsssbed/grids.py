@@ -6,10 +6,6 @@ from decimal import Decimal, InvalidOperation
 
 from wsssbed.errors import InputError
 
-DEFAULT_THRESHOLDS = "0:0.6:0.01"
-DEFAULT_SAL_THRESHOLDS = "0.2"
-DEFAULT_ALPHAS = "1:32:1"
-
 
 def parse_grid(text: str, *, name: str = "grid") -> list[float]:
     """Parse a grid specification into a list of floats, in the order given.

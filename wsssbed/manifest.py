@@ -20,13 +20,11 @@ from pathlib import Path
 import tomli_w
 
 from wsssbed.configio import parse_toml, read_toml
+from wsssbed.digest import SALIENCY_FORMAT
 from wsssbed.errors import InputError
-from wsssbed.grids import DEFAULT_ALPHAS, DEFAULT_SAL_THRESHOLDS, DEFAULT_THRESHOLDS
-from wsssbed.maps import ACTIVATION_FORMATS
 
 MANIFEST_SCHEMA = 1
 KINDS = ("activation", "saliency", "pipeline")
-SALIENCY_FORMAT = "png"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 SEMVER_PATTERN = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -61,7 +59,9 @@ class Content:
 class PipelineSpec:
     """A full pseudo-label pipeline: sources, generator, grid and recommended point.
 
-    Grids use the CLI's syntax (`start:stop:step` with stop included, or a comma list).
+    Grids use the CLI's syntax (`start:stop:step` with stop included, or a comma list);
+    a grid left out is the default (`wsssbed.eval.axes`). `wsssbed.protocol.build_protocol`
+    applies it below options given explicitly.
     """
 
     activation: str
@@ -69,9 +69,9 @@ class PipelineSpec:
     saliency: str = ""
     with_saliency: bool = True
     ignore_label: bool = False
-    thresholds: str = DEFAULT_THRESHOLDS
-    sal_thresholds: str = DEFAULT_SAL_THRESHOLDS
-    alphas: str = DEFAULT_ALPHAS
+    thresholds: str | None = None
+    sal_thresholds: str | None = None
+    alphas: str | None = None
     recommended_threshold: float | None = None
     recommended_sal_threshold: float | None = None
 
@@ -163,6 +163,7 @@ def _require_types(obj: object, where: Path, section: str) -> None:
             "int": int,
             "bool": bool,
             "float | None": (int, float),
+            "str | None": str,
         }.get(expected)
         if kinds is not None and (
             not isinstance(value, kinds) or (kinds is int and isinstance(value, bool))
@@ -245,10 +246,13 @@ def validate(manifest: Manifest) -> None:
 def _validate_maps(manifest: Manifest, where: Path | str) -> None:
     if manifest.pipeline is not None:
         raise InputError(f"a {manifest.kind} manifest has no [pipeline] table", where)
-    allowed = ACTIVATION_FORMATS if manifest.kind == "activation" else (SALIENCY_FORMAT,)
+    from wsssbed.activation import FORMATS
+
+    allowed = FORMATS.names() if manifest.kind == "activation" else (SALIENCY_FORMAT,)
     if manifest.content.format not in allowed:
         raise InputError(
-            f"content.format {manifest.content.format!r} is not one of {allowed}", where
+            f"content.format {manifest.content.format!r} is not one of {', '.join(allowed)}",
+            where,
         )
     if manifest.content.digest and not DIGEST_PATTERN.match(manifest.content.digest):
         raise InputError("content.digest must be `sha256:` and 64 hex digits, or empty", where)
@@ -261,8 +265,9 @@ def _validate_maps(manifest: Manifest, where: Path | str) -> None:
 
 
 def _validate_pipeline(manifest: Manifest, where: Path | str) -> None:
-    from wsssbed.eval.rules import GENERATORS
+    from wsssbed.eval.rules import RULES
     from wsssbed.grids import parse_grid
+    from wsssbed.registry import unknown_name
 
     spec = manifest.pipeline
     if spec is None:
@@ -271,11 +276,13 @@ def _validate_pipeline(manifest: Manifest, where: Path | str) -> None:
     check_name(spec.activation, where)
     if spec.saliency:
         check_name(spec.saliency, where)
-    if spec.generator not in GENERATORS:
-        raise InputError(f"pipeline.generator {spec.generator!r} is not one of {GENERATORS}", where)
+    if spec.generator not in RULES:
+        raise InputError(unknown_name(spec.generator, RULES.names(), "pipeline.generator"), where)
     if spec.generator == "saliency-rule" and spec.with_saliency and not spec.saliency:
         raise InputError("a saliency-rule pipeline with saliency names pipeline.saliency", where)
     for name in ("thresholds", "sal_thresholds", "alphas"):
+        if getattr(spec, name) is None:
+            continue
         try:
             parse_grid(getattr(spec, name), name=f"pipeline.{name}")
         except InputError as exc:

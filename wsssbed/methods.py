@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from wsssbed.catalogue import local_folder, resolve
 from wsssbed.digest import FolderDigest, folder_digest
 from wsssbed.errors import InputError
 from wsssbed.manifest import Manifest, PipelineSpec
-from wsssbed.registry import local_folder, resolve
 
 Progress = Callable[[int, int], None]
 

@@ -1,103 +1,87 @@
-"""Where manifests live, and how a name resolves to one.
+"""Registries of named plugins (map formats, sweep rules, generators), with did-you-mean.
 
-Two places are searched, in this order:
+A plugin registers itself with a decorator in its own module, and a registry imports
+every module of its package on the first lookup, so adding a format or a generator is
+one new file (plus its test):
 
-1. the user's registry, `$WSSSBED_HOME/manifests/<dataset>/<kind>/<name>.toml`
-   (`WSSSBED_HOME` defaults to `~/.wsssbed`): manifests written by `wsssbed submit` and
-   copies registered or verified by `wsssbed fetch` (with their local path and digest);
-2. the catalogue shipped with wsssbed (`wsssbed/catalogue/`, same layout).
+    FORMATS = Registry("activation format", "wsssbed.activation")
 
-A name is unique within each place. Paths in a manifest cannot leave their root: a
-relative `source.path` resolves inside `$WSSSBED_HOME`, and no name can contain a
-separator.
+    @FORMATS.register("npz")
+    class Npz(MapFormat): ...
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import difflib
+import importlib
+import pkgutil
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from wsssbed.errors import InputError
-from wsssbed.home import home
-from wsssbed.imageio import write_atomic
-from wsssbed.manifest import Manifest, check_name, load_manifest
 
-CATALOGUE = Path(__file__).resolve().parent / "catalogue"
+T = TypeVar("T")
 
 
-def user_registry() -> Path:
-    """Folder of the user's manifests."""
-    return home() / "manifests"
+class Registry(Generic[T]):
+    """Name -> plugin for one kind of plugin.
 
-
-def _index(root: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    if not root.is_dir():
-        return found
-    for path in sorted(root.glob("*/*/*.toml")):
-        if path.stem in found:
-            raise InputError(
-                f"two manifests named {path.stem!r}: {found[path.stem]} and {path}", root
-            )
-        found[path.stem] = path
-    return found
-
-
-def all_manifests() -> dict[str, Manifest]:
-    """Every manifest by name; a user's copy shadows the catalogue's."""
-    merged = {**_index(CATALOGUE), **_index(user_registry())}
-    return {name: load_manifest(path) for name, path in sorted(merged.items())}
-
-
-def resolve(name: str, kind: str | tuple[str, ...] | None = None) -> Manifest:
-    """The manifest called `name` (user registry first), optionally of a given kind."""
-    check_name(name)
-    for root in (user_registry(), CATALOGUE):
-        path = _index(root).get(name)
-        if path is None:
-            continue
-        manifest = load_manifest(path)
-        kinds = (kind,) if isinstance(kind, str) else kind
-        if kinds is not None and manifest.kind not in kinds:
-            raise InputError(f"{name} is a {manifest.kind} manifest, not {' or '.join(kinds)}")
-        return manifest
-    raise InputError(
-        f"no manifest named {name!r} (searched {user_registry()} and the catalogue); "
-        "`wsssbed fetch --list` shows the names"
-    )
-
-
-def local_folder(manifest: Manifest) -> Path | None:
-    """The manifest's local copy, resolved (None when it has none).
-
-    Raises:
-        InputError: a relative path that leaves `$WSSSBED_HOME`.
+    Args:
+        kind: what the plugins are, for messages (`activation format`).
+        package: the package whose modules hold the plugins (imported on first lookup).
     """
-    if not manifest.source.path:
-        return None
-    path = Path(manifest.source.path).expanduser()
-    if path.is_absolute():
-        return path
-    root = home().resolve()
-    resolved = (root / path).resolve()
-    if not resolved.is_relative_to(root):
-        raise InputError(
-            f"source.path {manifest.source.path!r} leaves the registry root {root}",
-            manifest.path,
-        )
-    return resolved
+
+    def __init__(self, kind: str, package: str) -> None:
+        self.kind = kind
+        self.package = package
+        self._items: dict[str, T] = {}
+        self._loaded = False
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: register the decorated object under `name` (unique)."""
+
+        def add(item: T) -> T:
+            if name in self._items and self._items[name] is not item:
+                raise ValueError(f"two {self.kind}s named {name!r}")
+            self._items[name] = item
+            return item
+
+        return add
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        package = importlib.import_module(self.package)
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{self.package}.{module.name}")
+
+    def names(self) -> tuple[str, ...]:
+        """Every registered name, sorted."""
+        self._load()
+        return tuple(sorted(self._items))
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return name in self._items
+
+    def get(self, name: str, parameter: str | None = None) -> T:
+        """The plugin called `name`.
+
+        Args:
+            parameter: the parameter the name came from, for the message (`generator`).
+
+        Raises:
+            InputError: no such name; says which names exist and the closest one.
+        """
+        self._load()
+        if name in self._items:
+            return self._items[name]
+        raise InputError(unknown_name(name, self.names(), parameter or self.kind))
 
 
-def manifest_path(manifest: Manifest) -> Path:
-    """Where the user's copy of `manifest` is (or would be) written."""
-    for part in (manifest.dataset, manifest.kind, manifest.name):
-        check_name(part.lower())
-    return user_registry() / manifest.dataset / manifest.kind / f"{manifest.name}.toml"
-
-
-def write_manifest(manifest: Manifest) -> Path:
-    """Write `manifest` into the user registry, atomically; returns its path."""
-    path = manifest_path(manifest)
-    text = manifest.to_toml()
-    write_atomic(path, lambda stream: stream.write(text.encode()))
-    manifest.path = path
-    return path
+def unknown_name(name: object, choices: tuple[str, ...] | list[str], what: str) -> str:
+    """`unknown <what> 'x'; did you mean 'y'? (choices: a, b, c)`."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown {what} {name!r}{hint} (choices: {', '.join(choices)})"

@@ -1,7 +1,8 @@
 """The results store: three Parquet tables in one folder, appended atomically.
 
-Schema version 2 (documented in docs/results.md; version 1 lacked the provenance
-columns `method`, `manifests`, `verified` and `seed`, which read as null for old runs):
+Schema version 3 (documented in docs/results.md; version 1 lacked the provenance
+columns `method`, `manifests`, `verified` and `seed`, version 2 lacked `protocol`; they
+read as null for old runs):
 
 - `runs.parquet`: one row per run (provenance); written last, so it is the commit record.
 - `sweeps.parquet`: one row per (run, grid point) with every summary metric.
@@ -27,10 +28,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wsssbed.errors import InputError
-from wsssbed.eval.metrics import BOUNDARY_METRICS, SUMMARY_METRICS
+from wsssbed.eval.summary import BOUNDARY_METRICS, SUMMARY_METRICS
 from wsssbed.imageio import write_atomic
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 TABLES = ("per_image", "per_class", "sweeps", "runs")
 OPTIONAL_TABLES = ("per_image",)
 
@@ -67,6 +68,7 @@ SCHEMAS = {
             ("manifests", _TEXT),
             ("verified", _BOOL),
             ("seed", _INT),
+            ("protocol", _TEXT),
         ]
     ),
     "sweeps": pa.schema(

@@ -21,9 +21,10 @@ from datetime import date
 from pathlib import Path
 
 from wsssbed.archive import extract, single_folder
+from wsssbed.catalogue import manifest_path, resolve, write_manifest
 from wsssbed.digest import folder_digest
 from wsssbed.errors import InputError
-from wsssbed.eval.engine import SweepJob
+from wsssbed.eval.job import SweepJob
 from wsssbed.home import home
 from wsssbed.manifest import (
     ChangelogEntry,
@@ -35,8 +36,7 @@ from wsssbed.manifest import (
     version_key,
 )
 from wsssbed.methods import ResolvedMethod, UsedManifest
-from wsssbed.pipeline import RunSummary, compute_run, store_run
-from wsssbed.registry import manifest_path, resolve, write_manifest
+from wsssbed.runs import SweepResult, compute_run
 
 Progress = Callable[[int, int], None]
 
@@ -79,7 +79,7 @@ def submit(
     submission: Submission,
     out: Path,
     progress: Progress | None = None,
-) -> tuple[Manifest, RunSummary]:
+) -> tuple[Manifest, SweepResult]:
     """Validate, digest, pin and sweep a folder (or archive) of activation maps.
 
     Args:
@@ -135,5 +135,5 @@ def submit(
             shutil.rmtree(extracted, ignore_errors=True)
         raise
     write_manifest(manifest)
-    store_run(summary, out)
+    summary.save(out)
     return manifest, summary

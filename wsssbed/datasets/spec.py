@@ -52,7 +52,6 @@ class DatasetSpec:
             data root, tried in order (`{split}` is substituted).
         ground_truth: mask storage candidates, tried in order.
         category_ids: COCO category id of each foreground class (COCO 2014 only).
-        palette_name: `voc` (the bit-interleaved VOC colour map).
     """
 
     name: str
@@ -69,7 +68,6 @@ class DatasetSpec:
     label_lists: tuple[str, ...]
     ground_truth: tuple[GroundTruthSource, ...]
     category_ids: tuple[int, ...] = ()
-    palette_name: str = "voc"
     source: str = field(default="", compare=False)
 
     @property
@@ -81,6 +79,11 @@ class DatasetSpec:
     def first_foreground(self) -> int:
         """Class id of the first foreground class: 1 with background, else 0."""
         return 1 if self.has_background else 0
+
+    @property
+    def foreground_names(self) -> tuple[str, ...]:
+        """The foreground class names, in class-id order."""
+        return self.classes[self.first_foreground :]
 
     def palette(self) -> list[int]:
         """Flat 768-entry RGB palette for palette-mode PNGs (index 255 stays as given)."""
@@ -149,6 +152,8 @@ def load_spec(path: str | Path) -> DatasetSpec:
     ignore_index = int(data.get("ignore_index", 255))
     if ignore_index != 255:
         raise InputError("ignore_index must be 255 (wsssbed stores labels as uint8)", path)
+    if data.get("palette", "voc") != "voc":
+        raise InputError("palette: label maps are written with the VOC colour map only", path)
     category_ids = tuple(int(v) for v in data.get("category_ids", []))
     if category_ids and len(category_ids) != len(classes) - int(bool(data["has_background"])):
         raise InputError("category_ids must give one id per foreground class", path)
@@ -167,6 +172,5 @@ def load_spec(path: str | Path) -> DatasetSpec:
         label_lists=_strings(layout, "label_lists", path),
         ground_truth=tuple(sources),
         category_ids=category_ids,
-        palette_name=str(data.get("palette", "voc")),
         source=str(path),
     )

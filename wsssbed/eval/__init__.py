@@ -1,33 +1,38 @@
-"""The evaluator: exact single-pass threshold sweeps, mIoU conventions, boundary F-score."""
+"""The evaluator: exact single-pass threshold sweeps, mIoU conventions, boundary F-score.
 
-from wsssbed.eval.boundary import Tolerance, bfscore
-from wsssbed.eval.confusion import ClassCounts, class_counts, grid_points
-from wsssbed.eval.engine import SweepJob, SweepState, accumulate, run_sweep
-from wsssbed.eval.metrics import summary_metrics
-from wsssbed.eval.rules import (
-    BackgroundThreshold,
-    HardLabels,
-    PowerBackground,
-    SaliencyRule,
-    make_rule,
-)
-from wsssbed.eval.sample import EvalSample
+Modules, in data-path order: `job` (what to evaluate), `inputs` (read and check one
+image), `rules/` (a generator's per-pixel buckets), `histogram` and `boundary` (one image
+to integer counts), `reduce` (the additive state), `loop` (stream a split), `confusion`,
+`summary` and `tables` (counts to metrics and rows). `axes` names the grid axes.
 
-__all__ = [
-    "BackgroundThreshold",
-    "ClassCounts",
-    "EvalSample",
-    "HardLabels",
-    "PowerBackground",
-    "SaliencyRule",
-    "SweepJob",
-    "SweepState",
-    "Tolerance",
-    "accumulate",
-    "bfscore",
-    "class_counts",
-    "grid_points",
-    "make_rule",
-    "run_sweep",
-    "summary_metrics",
-]
+The names below are imported on first use, so importing `wsssbed.eval.axes` (as the CLI
+does for its help) does not load torch.
+"""
+
+from importlib import import_module
+
+_LAZY = {
+    "RULES": "wsssbed.eval.rules",
+    "HardLabels": "wsssbed.eval.rules",
+    "make_rule": "wsssbed.eval.rules",
+    "ClassCounts": "wsssbed.eval.confusion",
+    "class_counts": "wsssbed.eval.confusion",
+    "grid_points": "wsssbed.eval.confusion",
+    "EvalSample": "wsssbed.eval.sample",
+    "SweepJob": "wsssbed.eval.job",
+    "SweepState": "wsssbed.eval.reduce",
+    "Tolerance": "wsssbed.eval.boundary",
+    "bfscore": "wsssbed.eval.boundary",
+    "accumulate": "wsssbed.eval.loop",
+    "run_sweep": "wsssbed.eval.loop",
+    "summary_metrics": "wsssbed.eval.summary",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'wsssbed.eval' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

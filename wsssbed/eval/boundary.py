@@ -1,6 +1,6 @@
 """Boundary F-score (per class, per image), for hard labels and for whole threshold sweeps.
 
-Convention (DESIGN.md): a class's boundary is its mask minus the mask's 4-connected
+Convention (docs/architecture.md): a class's boundary is its mask minus the mask's 4-connected
 erosion, the image border counting as outside; a boundary pixel matches when a boundary
 pixel of the same class on the other side lies at Euclidean distance < theta. Predicted
 boundary pixels on ground-truth void are not counted for precision.
@@ -13,7 +13,7 @@ image border, else the neighbours' largest b). Precision counts come from differ
 arrays over these intervals. For recall, the grid indices at which a ground-truth
 boundary pixel has a match form one interval, found by a min and a max over its
 tolerance disk (`_covered_intervals` gives the argument), so recall needs no bitmask
-dilation (DESIGN.md's sketch) and is exact. Every count is an integer, so CPU and GPU
+dilation and is exact. Every count is an integer, so CPU and GPU
 agree.
 """
 

@@ -6,12 +6,11 @@ import numpy as np
 import pandas as pd
 
 from wsssbed.datasets.spec import DatasetSpec
+from wsssbed.eval.axes import AXIS_COLUMNS
 from wsssbed.eval.confusion import ClassCounts, class_counts, grid_points
-from wsssbed.eval.engine import SweepState
-from wsssbed.eval.metrics import per_class_iou, summary_metrics
+from wsssbed.eval.reduce import SweepState
 from wsssbed.eval.rules import Rule
-
-AXIS_COLUMNS = ("threshold", "alpha", "sal_threshold")
+from wsssbed.eval.summary import per_class_iou, summary_metrics
 
 
 def sweep_tables(

@@ -3,9 +3,10 @@
 A generator turns one image's inputs (`EvalSample`: ground-truth size, image-level
 label classes, activation maps, saliency, the picture) into one output file: an (H, W)
 uint8 label map (255 = ignore), a saliency map, or activation maps. The foundation-model
-generators live in `wsssbed.pseudo.foundation` and `wsssbed.saliency`. The classic
-generators are the sweep's own rules at a single grid point, so a
-pseudo-label is exactly the prediction the sweep counted at that point:
+generators are `pseudo/sam_refine.py`, `pseudo/sam_box.py`, `activation/clip_cam.py` and
+`saliency/sam_clip.py`. The classic generators are the sweep's own rules (any registered
+in `wsssbed.eval.rules.RULES`) at a single grid point, so a pseudo-label is exactly the
+prediction the sweep counted at that point:
 
 - `bg-threshold` (IRN & co.): foreground iff the best map > `threshold`.
 - `power-bg` (PSA): background (1 - best) ** `alpha`.
@@ -23,14 +24,12 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from wsssbed.activation import ActivationMaps
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.errors import InputError
-from wsssbed.eval.rules import Rule, label_map, make_rule
+from wsssbed.eval.rules import RULES, Rule, label_map, make_rule
 from wsssbed.eval.sample import EvalSample
-from wsssbed.maps import ActivationMaps
-
-CLASSIC = ("bg-threshold", "power-bg", "saliency-rule")
 
 
 class Generator(Protocol):
@@ -67,16 +66,18 @@ class Generator(Protocol):
 
 
 def _one_point_rule(name: str, s: dict) -> Rule:
-    if name == "bg-threshold":
-        return make_rule(name, thresholds=[s["threshold"]])
-    if name == "power-bg":
-        return make_rule(name, alphas=[s["alpha"]])
+    """The rule `name` with one value per axis: `threshold` (the saliency rule's
+    `atm_threshold`), `alpha`, `sal_threshold`."""
+    values = {
+        "threshold": s.get("threshold", s.get("atm_threshold")),
+        "alpha": s.get("alpha"),
+        "sal_threshold": s.get("sal_threshold"),
+    }
     return make_rule(
         name,
-        thresholds=[s["atm_threshold"]],
-        sal_thresholds=[s["sal_threshold"]],
-        ignore_label=s["ignore_label"],
-        with_saliency=not s["without_saliency"],
+        {axis: [v] for axis, v in values.items() if v is not None},
+        ignore_label=s.get("ignore_label", False),
+        with_saliency=not s.get("without_saliency", False),
     )
 
 
@@ -132,5 +133,6 @@ def make_generator(
             "without_saliency": without_saliency,
         }
     else:
-        raise InputError(f"unknown generator {name!r}; use one of {CLASSIC}")
+        RULES.get(name, "generator")  # an unknown name: the error lists the choices
+        raise InputError(f"generator {name} has no single-point pseudo-label settings")
     return ClassicGenerator(name, settings)

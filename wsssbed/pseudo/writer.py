@@ -17,14 +17,16 @@ from pathlib import Path
 import tomli_w
 
 import wsssbed
+from wsssbed.activation import write_activation
 from wsssbed.configio import read_toml
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.digest import folder_digest
 from wsssbed.errors import InputError
-from wsssbed.eval.engine import SweepInputs, SweepJob, resolve_device
+from wsssbed.eval.inputs import SweepInputs
+from wsssbed.eval.job import SweepJob, resolve_device
 from wsssbed.imageio import write_atomic
-from wsssbed.maps import write_activation, write_label_map, write_saliency
+from wsssbed.maps import write_label_map, write_saliency
 from wsssbed.provenance import git_commit
 from wsssbed.pseudo.generators import Generator
 

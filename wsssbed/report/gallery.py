@@ -20,7 +20,8 @@ from PIL import Image
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.errors import WsssbedError
-from wsssbed.eval.engine import SweepInputs, SweepJob
+from wsssbed.eval.inputs import SweepInputs
+from wsssbed.eval.job import SweepJob
 from wsssbed.eval.rules import Rule, label_map, make_rule
 
 TILE_WIDTH = 240
@@ -42,9 +43,7 @@ def rule_of(run: pd.Series) -> Rule:
     grid = json.loads(run.grid)
     return make_rule(
         run.generator,
-        thresholds=grid.get("threshold"),
-        alphas=grid.get("alpha"),
-        sal_thresholds=grid.get("sal_threshold"),
+        grid,
         ignore_label=bool(run.ignore_label),
         with_saliency="sal_threshold" in grid,
     )

@@ -29,7 +29,7 @@ import pandas as pd
 from wsssbed.configio import read_toml
 from wsssbed.datasets import get_dataset
 from wsssbed.errors import InputError
-from wsssbed.eval.metrics import BOUNDARY_METRICS, SUMMARY_METRICS
+from wsssbed.eval.summary import BOUNDARY_METRICS, SUMMARY_METRICS
 from wsssbed.report import figures
 from wsssbed.report.gallery import gallery
 from wsssbed.report.sensitivity import (

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from wsssbed.activation import FORMATS
 from wsssbed.errors import InputError
 from wsssbed.eval.confusion import ClassCounts
-from wsssbed.eval.metrics import summary_metrics
-from wsssbed.maps import ACTIVATION_FORMATS
+from wsssbed.eval.summary import summary_metrics
 from wsssbed.results import best_row
 
 ACTIVATION_AXES = ("threshold", "alpha")
@@ -61,7 +61,7 @@ def run_label(run: pd.Series) -> str:
             name = run.run_id
         else:  # `maps/<method>/<format>` names the method one level up
             path = PurePath(str(source))
-            name = path.parent.name if path.name in ACTIVATION_FORMATS else path.name
+            name = path.parent.name if path.name in FORMATS.names() else path.name
     parts = [str(name)]
     if pd.notna(run.saliency):
         parts.append(f"+ {PurePath(str(run.saliency)).name}")
@@ -77,7 +77,7 @@ def recommended_point(run: pd.Series) -> dict[str, float]:
     records = json.loads(run.manifests)
     if not records or records[0].get("kind") != "pipeline":
         return {}
-    from wsssbed.registry import resolve
+    from wsssbed.catalogue import resolve
 
     try:
         spec = resolve(records[0]["name"], "pipeline").pipeline

@@ -20,9 +20,9 @@ from wsssbed.datasets.local import LocalDataset
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.eval.rules import PictureOnly
 from wsssbed.eval.sample import EvalSample
-from wsssbed.foundation.clip import ClipModel
-from wsssbed.foundation.sam import automatic_masks
-from wsssbed.pseudo.foundation import ClipOptions, SamOptions, foreground_names
+from wsssbed.models.clip import ClipModel
+from wsssbed.models.options import ClipOptions, SamOptions
+from wsssbed.models.sam import automatic_masks
 
 #: Prompts for what is not an object: the background's competitors in the softmax.
 STUFF_NAMES = ("sky", "ground", "grass", "water", "road", "wall", "floor", "tree", "building")
@@ -79,7 +79,7 @@ class SamClipSaliency:
         image = sample.image.cpu().numpy()
         masks = [m for m, _ in automatic_masks(self.sam_model.get(sample.gt.device), image,
                                                self.sam.masks)]  # fmt: skip
-        foreground = foreground_names(spec)
+        foreground = spec.foreground_names
         clip: ClipModel = self.clip_model.get(sample.gt.device)
         probs = clip.classify([masked_crop(image, m) for m in masks], foreground + STUFF_NAMES)
         objectness = probs[:, : len(foreground)].sum(axis=1)

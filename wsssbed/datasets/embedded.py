@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from wsssbed.activation import FORMATS, ActivationMaps, write_activation
 from wsssbed.datasets import get_dataset
 from wsssbed.home import home
-from wsssbed.maps import ACTIVATION_FORMATS, ActivationMaps, write_activation, write_saliency
+from wsssbed.maps import write_saliency
 
 SAMPLE_VERSION = "v1"
 HEIGHT, WIDTH = 120, 160
@@ -137,7 +138,7 @@ def _write_scene(root: Path, spec, image_id: str, scene: Scene) -> None:
     mask.save(voc / "SegmentationClass" / f"{image_id}.png")
     class_ids = np.array(sorted(scene.cams), dtype=np.int64)
     maps = ActivationMaps(class_ids, np.stack([scene.cams[c] for c in class_ids]))
-    for fmt in ACTIVATION_FORMATS:
+    for fmt in FORMATS.names():
         write_activation(root / "activation" / METHOD / fmt, image_id, fmt, spec, maps)
     write_saliency(root / "saliency" / SALIENCY, image_id, scene.saliency)
 

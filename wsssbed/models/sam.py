@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from wsssbed.errors import InputError
-from wsssbed.foundation import require
-from wsssbed.foundation.checkpoint import load_weights, read_state_dict
+from wsssbed.models import require
+from wsssbed.models.checkpoint import load_weights, read_state_dict
 
 #: The published SAM image encoders: model type -> (ViT width, depth).
 SAM_TYPES = {"vit_b": (768, 12), "vit_l": (1024, 24), "vit_h": (1280, 32)}

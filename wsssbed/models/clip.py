@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from wsssbed.configio import read_json
 from wsssbed.errors import InputError
-from wsssbed.foundation import require
-from wsssbed.foundation.checkpoint import load_weights, read_state_dict
+from wsssbed.models import require
+from wsssbed.models.checkpoint import load_weights, read_state_dict
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 

@@ -1,48 +1,88 @@
-"""Run a sweep or an evaluation end to end and store it: the library behind the CLI."""
+"""Run a sweep job and turn its state into rows: the `SweepResult` behind the API and CLI."""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 import wsssbed
 from wsssbed.errors import InputError
-from wsssbed.eval.engine import SweepJob, SweepState, run_sweep
-from wsssbed.eval.tables import AXIS_COLUMNS, per_image_table, sweep_tables
+from wsssbed.eval.axes import AXIS_COLUMNS
+from wsssbed.eval.job import SweepJob
+from wsssbed.eval.loop import run_sweep
+from wsssbed.eval.reduce import SweepState
+from wsssbed.eval.tables import per_image_table, sweep_tables
 from wsssbed.provenance import git_commit, new_run_id, package_versions, utc_now
 from wsssbed.results import SCHEMA_VERSION, append_run, best_row
 
 STAGES = ("activation", "pseudo-label", "final")
+BACKENDS = ("local", "ray")
+Progress = Callable[[int, int], None]
 
 
 @dataclass
-class RunSummary:
-    """A stored run: its id, its tables and its best grid point."""
+class SweepResult:
+    """One computed run: its grid points, per-class counts and provenance.
+
+    Attributes:
+        run_id: the run's id (also in every row).
+        points: one row per grid point, the columns of `sweeps.parquet`.
+        per_class: one row per (grid point, class), the columns of `per_class.parquet`.
+        per_image: non-zero per-image counts (empty unless the run kept them).
+        runs: the one-row provenance table (`runs.parquet`'s columns).
+    """
 
     run_id: str
-    run: pd.DataFrame
-    sweeps: pd.DataFrame
+    points: pd.DataFrame
     per_class: pd.DataFrame
     per_image: pd.DataFrame
+    runs: pd.DataFrame
+    saved_to: list[Path] = field(default_factory=list, repr=False)
+
+    @property
+    def run(self) -> pd.Series:
+        """The provenance row."""
+        return self.runs.iloc[0]
 
     @property
     def best(self) -> pd.Series:
-        """The grid point with the highest mIoU (first on ties)."""
-        return best_row(self.sweeps)
+        """The grid point with the highest mIoU (the first on ties)."""
+        return best_row(self.points)
 
-    def as_json(self, results: Path) -> dict:
+    def save(self, out: str | Path) -> Path:
+        """Append this run to the results folder `out` (atomically), as the CLI does.
+
+        Raises:
+            InputError: `out` is a file, or this run is already stored there.
+        """
+        folder = Path(out)
+        if folder.exists() and not folder.is_dir():
+            raise InputError("the results location is a file, not a folder", folder)
+        if folder.resolve() in self.saved_to:
+            raise InputError(f"run {self.run_id} is already stored here", folder)
+        tables = {
+            "runs": self.runs,
+            "sweeps": self.points,
+            "per_class": self.per_class,
+            "per_image": self.per_image,
+        }
+        append_run(folder, tables)
+        self.saved_to.append(folder.resolve())
+        return folder
+
+    def as_json(self) -> dict:
         """Machine-readable summary (scores as fractions in [0, 1])."""
         best = self.best
-        run = self.run.iloc[0]
+        run = self.run
         point = {c: float(best[c]) for c in AXIS_COLUMNS if pd.notna(best[c])}
         metrics = {
             c: (None if pd.isna(best[c]) else float(best[c]))
-            for c in self.sweeps.columns
+            for c in self.points.columns
             if c not in ("run_id", "point", "n_images", *AXIS_COLUMNS)
         }
         return {
@@ -52,21 +92,18 @@ class RunSummary:
             "generator": run.generator,
             "stage": run.stage,
             "n_images": int(run.n_images),
-            "grid_points": len(self.sweeps),
+            "grid_points": len(self.points),
             "best_point": point,
             "best": metrics,
             "wall_time_s": float(run.wall_time_s),
             "device": run.device,
-            "results": str(results),
+            "results": [str(p) for p in self.saved_to],
         }
-
-
-BACKENDS = ("local", "ray")
 
 
 def execute(
     job: SweepJob,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     backend: str = "local",
     address: str | None = None,
 ) -> tuple[SweepState, float, str]:
@@ -77,24 +114,26 @@ def execute(
         from wsssbed.distributed import run_sweep_ray
 
         return run_sweep_ray(job, address, progress)
-    raise InputError(f"--backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    raise InputError(f"backend {backend!r}: use one of {', '.join(BACKENDS)}")
 
 
 def compute_run(
     job: SweepJob,
     *,
     stage: str = "activation",
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     extra: dict | None = None,
     backend: str = "local",
     address: str | None = None,
-) -> RunSummary:
+) -> SweepResult:
     """Run `job` and build its rows (nothing is written).
 
     Args:
         extra: further `runs` columns (the method and manifests a run used).
         backend: `local` or `ray` (`address`: the cluster; None starts a local one).
     """
+    if stage not in STAGES:
+        raise InputError(f"stage {stage!r}: use one of {', '.join(STAGES)}")
     state, wall_time, device = execute(job, progress, backend, address)
     run_id = new_run_id()
     spec = job.dataset.spec
@@ -126,35 +165,7 @@ def compute_run(
         "git_commit": git_commit(),
         "packages": package_versions(),
         "command": json.dumps(sys.argv),
+        "protocol": None if job.protocol is None else job.protocol.to_json(),
         **(extra or {}),
     }
-    return RunSummary(run_id, pd.DataFrame([record]), sweeps, per_class, per_image)
-
-
-def store_run(summary: RunSummary, out: Path) -> None:
-    """Append a computed run to the results store in `out` (atomically)."""
-    tables = {
-        "runs": summary.run,
-        "sweeps": summary.sweeps,
-        "per_class": summary.per_class,
-        "per_image": summary.per_image,
-    }
-    append_run(out, tables)
-
-
-def run_and_store(
-    job: SweepJob,
-    out: Path,
-    *,
-    stage: str = "activation",
-    progress: Callable[[int, int], None] | None = None,
-    extra: dict | None = None,
-    backend: str = "local",
-    address: str | None = None,
-) -> RunSummary:
-    """Run `job`, then append its rows to the store in `out` (nothing is written on error)."""
-    summary = compute_run(
-        job, stage=stage, progress=progress, extra=extra, backend=backend, address=address
-    )
-    store_run(summary, out)
-    return summary
+    return SweepResult(run_id, sweeps, per_class, per_image, pd.DataFrame([record]))

@@ -1,6 +1,6 @@
 """Segmentation metrics from per-class counts, under every named convention.
 
-Conventions (DESIGN.md):
+Conventions (docs/architecture.md, "Conventions"):
 - `miou` (nanmean): mean IoU over classes with a non-zero union (IRN/chainercv, mmseg,
   torchmetrics >= 1.0).
 - `miou_zero`: a class with zero union counts as IoU 0 (SEAM, PuzzleCAM).

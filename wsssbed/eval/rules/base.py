@@ -1,4 +1,4 @@
-"""Pseudo-label rules as the sweep engine sees them.
+"""The base of sweep rules: how a rule buckets pixels and turns histograms into outcomes.
 
 A rule turns a pixel's (best class, best score, saliency) into bucket indices along its
 grid axes, in an internal order in which the pixel's outcome is monotone: along every
@@ -6,20 +6,15 @@ axis the pixel is foreground for grid indices below its bucket and not after. A 
 sum over buckets then gives, for every grid point at once, how many pixels of each
 (ground truth, best class) pair are foreground, and how many are ignored.
 
-The conventions (all named in DESIGN.md):
-
-- `bg-threshold` (IRN, SEAM, PuzzleCAM, CLIP-ES): foreground iff best score > t, in float32.
-- `power-bg` (PSA): background score (1 - best) ** alpha; foreground iff best > that.
-  1 - best is taken in float32 as PSA does; the power is taken in float64 and rounded to
-  float32 so that CPU and GPU agree.
-- `saliency-rule` (WSSS-BED `run.py`): salient iff saliency > s (float32, s > 0);
-  foreground iff salient and best >= a and best > 0; with `ignore_label`, salient pixels
-  that end as background are unlabelled (255). Without saliency it is `bg-threshold`.
-- `hard-labels`: a label map evaluated as it is (one grid point).
+The rules themselves are one module each in this package (`bg_threshold.py`,
+`power_bg.py`, `saliency_rule.py`), registered by name in `RULES`; their conventions
+are in docs/architecture.md. `HardLabels` (a label map scored as it is) and
+`PictureOnly` (generators that read no maps) live here and are not sweepable.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -27,10 +22,9 @@ import numpy as np
 import torch
 
 from wsssbed.errors import InputError
+from wsssbed.eval.axes import AXES
 from wsssbed.eval.bucketize import Bucketizer
-from wsssbed.eval.sample import EvalSample, best_class
-
-GENERATORS = ("bg-threshold", "power-bg", "saliency-rule")
+from wsssbed.eval.sample import EvalSample
 
 
 @dataclass(frozen=True)
@@ -72,6 +66,29 @@ class Rule:
     needs_saliency = False
     needs_maps = True
     needs_predictions = False
+    AXES: tuple[str, ...] = ()  # names of the axes a registered rule sweeps (eval/axes.py)
+
+    @classmethod
+    def grid_axes(cls, with_saliency: bool = True) -> tuple[str, ...]:
+        """The axes this rule sweeps (outermost first), given whether saliency is used."""
+        return cls.AXES
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        grids: Mapping[str, Sequence[float]],
+        ignore_label: bool = False,
+        with_saliency: bool = True,
+    ) -> Rule:
+        """The rule with one grid per axis of `grid_axes`, refusing bad combinations.
+
+        Args:
+            grids: axis name -> values (as the user gave them).
+        """
+        if ignore_label:
+            raise InputError(f"`ignore_label` applies to the saliency rule, not to {name}")
+        return cls(name, _axes(name, cls.grid_axes(with_saliency), grids))
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -150,80 +167,6 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class BackgroundThreshold(Rule):
-    """Constant background score t; foreground iff best > t (ties to background)."""
-
-    def states(self, sample: EvalSample, none_class: int) -> PixelStates:
-        score, best_id = best_class(sample, none_class)
-        return PixelStates(best_id, (self.bucketizers[0].count_below(score),))
-
-
-@dataclass(frozen=True)
-class PowerBackground(Rule):
-    """PSA: background (1 - best) ** alpha; foreground iff best > background.
-
-    Internal order is alpha descending (foreground grows with alpha), found per pixel by
-    a binary search over the sorted alphas.
-    """
-
-    def order(self, axis: int) -> np.ndarray:
-        return super().order(axis)[::-1].copy()
-
-    def states(self, sample: EvalSample, none_class: int) -> PixelStates:
-        score, best_id = best_class(sample, none_class)
-        alphas = self.internal_values(0).to(score.device, torch.float64)
-        base = (torch.ones((), dtype=torch.float32, device=score.device) - score).double()
-        low = torch.zeros(score.shape, dtype=torch.int32, device=score.device)
-        high = torch.full_like(low, len(alphas))
-        for _ in range(int(np.ceil(np.log2(len(alphas) + 1)))):
-            active = low < high
-            middle = (low + high) // 2
-            alpha = alphas[middle.clamp(max=len(alphas) - 1).long()]
-            background = torch.pow(base, alpha).float()
-            foreground = score > background
-            low = torch.where(active & foreground, middle + 1, low)
-            high = torch.where(active & ~foreground, middle, high)
-        return PixelStates(best_id, (low,))
-
-
-@dataclass(frozen=True)
-class SaliencyRule(Rule):
-    """WSSS-BED: axes (sal_threshold, threshold); see the module docstring."""
-
-    needs_saliency = True
-
-    def states(self, sample: EvalSample, none_class: int) -> PixelStates:
-        if sample.saliency is None:
-            raise InputError(f"image {sample.image_id}: the saliency rule needs a saliency map")
-        score, best_id = best_class(sample, none_class)
-        salient = self.bucketizers[0].count_below(sample.saliency)
-        active = self.bucketizers[1].count_below(score, inclusive=True)
-        active = torch.where(score > 0, active, torch.zeros_like(active))
-        return PixelStates(best_id, (salient, active))
-
-    @property
-    def supports_boundary(self) -> bool:
-        return self.shape[0] == 1 and not self.ignore_label
-
-    def line_buckets(self, states: PixelStates) -> torch.Tensor:
-        salient, active = states.buckets
-        return torch.where(salient > 0, active, torch.zeros_like(active))
-
-    def outcome_at(self, states: PixelStates, point: int) -> tuple[torch.Tensor, torch.Tensor]:
-        foreground, ignored = super().outcome_at(states, point)
-        if self.ignore_label:
-            ignored = (states.buckets[0] > self.internal_point(point)[0]) & ~foreground
-        return foreground, ignored
-
-    def outcomes(self, hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        foreground, _ = super().outcomes(hist)
-        if not self.ignore_label:
-            return foreground, torch.zeros_like(foreground)
-        salient = hist.sum(dim=2).flip(1).cumsum(1).flip(1)[:, 1:]  # (P, S)
-        return foreground, salient.unsqueeze(2) - foreground
-
-
-@dataclass(frozen=True)
 class HardLabels(Rule):
     """A hard label map scored as it is: one grid point, every pixel 'foreground'."""
 
@@ -259,39 +202,12 @@ def label_map(
     return torch.where(ignored, 255, labels).to(torch.uint8)
 
 
-def make_rule(
-    generator: str,
-    *,
-    thresholds: list[float] | None = None,
-    alphas: list[float] | None = None,
-    sal_thresholds: list[float] | None = None,
-    ignore_label: bool = False,
-    with_saliency: bool = True,
-) -> Rule:
-    """Build a rule from CLI-level parameters, refusing inconsistent combinations."""
-    if generator == "bg-threshold" or (generator == "saliency-rule" and not with_saliency):
-        if not thresholds:
-            raise InputError(f"{generator} needs --thresholds")
-        if generator == "saliency-rule" and ignore_label:
-            raise InputError("--ignore-label has no effect without saliency (as in WSSS-BED)")
-        return BackgroundThreshold(generator, (Axis("threshold", tuple(thresholds)),))
-    if generator == "power-bg":
-        if not alphas:
-            raise InputError("power-bg needs --alphas")
-        if min(alphas) < 0:
-            raise InputError("power-bg alphas must be >= 0")
-        return PowerBackground(generator, (Axis("alpha", tuple(alphas)),))
-    if generator == "saliency-rule":
-        if not thresholds or not sal_thresholds:
-            raise InputError("saliency-rule needs --thresholds and --sal-thresholds")
-        if min(sal_thresholds) <= 0:
-            raise InputError(
-                "saliency thresholds must be > 0: WSSS-BED binarises saliency only "
-                "for a threshold above 0 (0 selects a continuous cue)"
-            )
-        return SaliencyRule(
-            generator,
-            (Axis("sal_threshold", tuple(sal_thresholds)), Axis("threshold", tuple(thresholds))),
-            ignore_label,
-        )
-    raise InputError(f"unknown generator {generator!r}; use one of {GENERATORS}")
+def _axes(name: str, wanted: tuple[str, ...], grids: Mapping[str, Sequence[float]]) -> tuple:
+    """`Axis` objects of `wanted`, in order, each with a non-empty grid from `grids`."""
+    axes = []
+    for axis in wanted:
+        values = tuple(float(v) for v in grids.get(axis) or ())
+        if not values:
+            raise InputError(f"{name} needs a grid: `{AXES[axis].grid}`")
+        axes.append(Axis(axis, values))
+    return tuple(axes)

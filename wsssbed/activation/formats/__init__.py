@@ -1,0 +1,1 @@
+"""Activation-map formats, one module each; each registers itself in `FORMATS`."""

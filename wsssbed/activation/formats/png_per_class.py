@@ -1,0 +1,56 @@
+"""`png-per-class`: `<id>_<key>.png` per foreground class, 8-bit, value / 255 (WSSS-BED)."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from wsssbed.activation.base import FORMATS, MapFormat
+from wsssbed.errors import InputError
+from wsssbed.imageio import read_png_array, write_png_atomic
+
+_NAME = re.compile(r"^(?P<id>.+)_(?P<key>[0-9]+)\.png$")
+
+
+@FORMATS.register("png-per-class")
+class PngPerClass(MapFormat):
+    name = "png-per-class"
+    pattern = "<id>_<class>.png"
+
+    def list_ids(self, folder: Path) -> dict[str, tuple[int, ...] | None]:
+        if not folder.is_dir():
+            raise InputError("activation folder not found", folder)
+        keys: dict[str, list[int]] = defaultdict(list)
+        for entry in folder.iterdir():
+            match = _NAME.match(entry.name)
+            if match:
+                keys[match["id"]].append(int(match["key"]))
+        return {image_id: tuple(sorted(k)) for image_id, k in keys.items()}
+
+    def is_map_file(self, name: str) -> bool:
+        return _NAME.match(name) is not None
+
+    def where(self, folder: Path, image_id: str) -> Path:
+        return folder / image_id
+
+    def read_raw(
+        self, folder: Path, image_id: str, keys: tuple[int, ...] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if not keys:
+            raise InputError(f"no activation maps `{image_id}_<class>.png`", folder)
+        planes = [read_png_array(folder / f"{image_id}_{k}.png") for k in keys]
+        shapes = {p.shape for p in planes}
+        if len(shapes) != 1:
+            raise InputError(
+                f"per-class maps of {image_id} differ in size: {sorted(shapes)}", folder
+            )
+        cams = np.stack(planes).astype(np.float32) / np.float32(255.0)
+        return np.asarray(keys, dtype=np.int64), cams
+
+    def write(self, folder: Path, image_id: str, keys: np.ndarray, cams: np.ndarray) -> None:
+        for key, plane in zip(keys.tolist(), cams):
+            quantised = np.rint(np.clip(plane, 0.0, 1.0) * 255.0).astype(np.uint8)
+            write_png_atomic(folder / f"{image_id}_{key}.png", quantised)

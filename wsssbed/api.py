@@ -1,0 +1,248 @@
+"""The Python API: `sweep`, `evaluate` and `read_results`, the library behind the CLI.
+
+Keyword names are the CLI's options with underscores; paths may be `str` or `Path`;
+grids may be strings (`0:0.6:0.01`, `0.1,0.2`) or sequences of numbers. A value left
+at None takes the pipeline manifest's setting (with `method`), else the default:
+generator `bg-threshold`, thresholds `0:0.6:0.01`, saliency thresholds `0.2`, alphas
+`1:32:1`, no ignore label. Without `data_root` the embedded sample is used (VOC 2012
+layout, split train), as a bare `wsssbed sweep` does.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from wsssbed.errors import InputError
+from wsssbed.protocol import DEFAULT_TOLERANCE, HARD_LABELS, Protocol, build_protocol
+from wsssbed.runs import Progress, SweepResult, compute_run
+
+SAMPLE_DATASET = "voc2012"  # the embedded sample's layout
+
+PathLike = str | Path
+Grid = str | Sequence[float]
+
+
+def sweep(
+    dataset: str | None = None,
+    data_root: PathLike | None = None,
+    split: str | None = None,
+    activation: PathLike | None = None,
+    activation_format: str = "irn-npy",
+    generator: str | None = None,
+    thresholds: Grid | None = None,
+    saliency: PathLike | None = None,
+    sal_thresholds: Grid | None = None,
+    alphas: Grid | None = None,
+    ignore_label: bool | None = None,
+    boundary: bool = True,
+    device: str = "auto",
+    workers: int | None = None,
+    method: str | None = None,
+    out: PathLike | None = None,
+    *,
+    without_saliency: bool | None = None,
+    boundary_tolerance: str | None = None,
+    labels: PathLike = "masks",
+    allow_extra_maps: bool = False,
+    verify: bool = True,
+    per_image: bool = False,
+    backend: str = "local",
+    address: str | None = None,
+    progress: Progress | None = None,
+) -> SweepResult:
+    """Sweep a generator over its grid in one pass and return every point.
+
+    Args:
+        dataset: built-in name (`voc2012`, `coco2014`, ...) or a spec `.toml` path.
+        data_root: the dataset's folder; None: the embedded sample (voc2012 only).
+        split: split name (None: the dataset's default, or the method's split).
+        activation: folder of activation maps in `activation_format`.
+        generator: a registered rule (`bg-threshold`, `power-bg`, `saliency-rule`).
+        saliency: folder of saliency PNGs; with `method`, a saliency manifest name.
+        boundary: boundary F at every point (1-D grids; silently off for 2-D grids
+            unless `boundary_tolerance` is given).
+        device: `auto`, `cpu` or `cuda`; workers: decoding processes (None: by size).
+        method: a pipeline or activation manifest (`wsssbed manifests`), verified
+            against its digest; its pipeline sets generator and grids unless given.
+        out: a results folder to append the run to (None: nothing is written).
+        labels: image-level labels, `masks` or a label-list file.
+        progress: called as `progress(done, total)` after each image.
+
+    Raises:
+        InputError: bad parameters or bad input files (the message names the file).
+    """
+    pipeline, extra = None, {}
+    if method is not None:
+        if data_root is None:
+            raise InputError("`method` needs `data_root` (the dataset's ground truth)")
+        if activation is not None:
+            raise InputError("give `method` or `activation`, not both")
+        from wsssbed.methods import resolve_method
+
+        resolved = resolve_method(method, None if saliency is None else str(saliency), verify)
+        if not verify:
+            warnings.warn(
+                "verify=False: the maps are NOT checked against their manifests' digests; "
+                "this run is recorded as unverified",
+                stacklevel=2,
+            )
+        if dataset not in (None, resolved.dataset):
+            raise InputError(f"method {method} is for {resolved.dataset}, not {dataset}")
+        dataset, split = resolved.dataset, split or resolved.split
+        allow_extra_maps = allow_extra_maps or split != resolved.split
+        activation = resolved.activation.folder
+        activation_format = resolved.activation.manifest.content.format
+        saliency = None if resolved.saliency is None else resolved.saliency.folder
+        pipeline, extra = resolved.pipeline, resolved.provenance()
+    protocol = build_protocol(
+        dataset=dataset or SAMPLE_DATASET,
+        split=split,
+        generator=generator,
+        thresholds=thresholds,
+        sal_thresholds=sal_thresholds,
+        alphas=alphas,
+        ignore_label=ignore_label,
+        with_saliency=None if without_saliency is None else not without_saliency,
+        boundary=boundary,
+        boundary_tolerance=boundary_tolerance,
+        labels=str(labels),
+        pipeline=pipeline,
+    )
+    if data_root is None:
+        data_root, protocol = _sample_root(dataset, protocol)
+        allow_extra_maps = True  # the sample's maps cover train and val
+        activation = activation or _sample_maps(data_root, "activation", activation_format)
+        if protocol.rule.needs_saliency:
+            saliency = saliency or _sample_maps(data_root, "saliency")
+    rule = protocol.rule
+    if rule.needs_maps and activation is None:
+        raise InputError("give `activation` (the folder of activation maps) or `method`")
+    if rule.needs_saliency and saliency is None:
+        raise InputError(
+            f"{rule.name} needs `saliency` (a folder of saliency PNGs), or `without_saliency`"
+        )
+    job, protocol = _job(
+        protocol,
+        data_root,
+        activation=None if activation is None else Path(activation),
+        activation_format=activation_format,
+        saliency=Path(saliency) if rule.needs_saliency else None,
+        allow_extra=allow_extra_maps,
+        device=device,
+        workers=workers,
+        per_image=per_image,
+    )
+    result = compute_run(
+        job, stage="activation", progress=progress, extra=extra, backend=backend, address=address
+    )
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def evaluate(
+    pred: PathLike,
+    dataset: str | None = None,
+    data_root: PathLike | None = None,
+    split: str | None = None,
+    *,
+    stage: str = "pseudo-label",
+    name: str | None = None,
+    boundary: bool = True,
+    boundary_tolerance: str | None = None,
+    allow_extra_maps: bool = False,
+    device: str = "auto",
+    workers: int | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    out: PathLike | None = None,
+    progress: Progress | None = None,
+) -> SweepResult:
+    """Score hard label maps (`<id>.png`, 255 = unlabelled) with the sweep's metrics.
+
+    Args:
+        pred: folder of label maps (pseudo-labels or a segmenter's output).
+        stage: `pseudo-label` or `final` (or `activation`).
+        name: the method name stored with the run (default: the folder's name).
+        The others as in `sweep`.
+    """
+    protocol = Protocol(
+        dataset=dataset or SAMPLE_DATASET,
+        split=split,
+        generator=HARD_LABELS,
+        boundary_tolerance=(boundary_tolerance or DEFAULT_TOLERANCE) if boundary else None,
+    )
+    protocol.tolerance  # noqa: B018  (a bad tolerance fails before any work)
+    if data_root is None:
+        data_root, protocol = _sample_root(dataset, protocol)
+    job, _ = _job(
+        protocol,
+        data_root,
+        predictions=Path(pred),
+        allow_extra=allow_extra_maps,
+        device=device,
+        workers=workers,
+    )
+    extra = {"method": name or Path(pred).name}
+    result = compute_run(
+        job, stage=stage, progress=progress, extra=extra, backend=backend, address=address
+    )
+    if out is not None:
+        result.save(out)
+    return result
+
+
+@dataclass
+class Results:
+    """The tables of a results folder, committed rows only (see docs/results.md)."""
+
+    runs: pd.DataFrame
+    sweeps: pd.DataFrame
+    per_class: pd.DataFrame
+    per_image: pd.DataFrame
+
+
+def read_results(folder: PathLike) -> Results:
+    """Read a results folder's tables as DataFrames."""
+    from wsssbed.results import read_table
+
+    path = Path(folder)
+    return Results(*(read_table(path, t) for t in ("runs", "sweeps", "per_class", "per_image")))
+
+
+def _sample_root(dataset: str | None, protocol: Protocol) -> tuple[Path, Protocol]:
+    """The embedded sample's root, and the protocol on its default split (train)."""
+    if dataset not in (None, SAMPLE_DATASET):
+        raise InputError(
+            f"dataset {dataset!r} needs `data_root` (the folder holding it); only "
+            f"{SAMPLE_DATASET} has an embedded sample"
+        )
+    from wsssbed.datasets.embedded import ensure_sample
+
+    return ensure_sample(), replace(protocol, split=protocol.split or "train")
+
+
+def _sample_maps(root: Path, kind: str, fmt: str | None = None) -> Path:
+    from wsssbed.datasets.embedded import METHOD, SALIENCY
+
+    if kind == "saliency":
+        return root / "saliency" / SALIENCY
+    return root / "activation" / METHOD / fmt
+
+
+def _job(protocol: Protocol, data_root: PathLike, *, workers: int | None, **inputs):
+    """The job of `protocol` on the split below `data_root`; the protocol with its split."""
+    from wsssbed.datasets import get_dataset
+    from wsssbed.datasets.local import LocalDataset
+    from wsssbed.eval.job import SweepJob, default_workers
+
+    spec = get_dataset(protocol.dataset)
+    local = LocalDataset(spec, Path(data_root), protocol.split or spec.default_split)
+    protocol = replace(protocol, split=local.split)
+    workers = default_workers(len(local.ids)) if workers is None else workers
+    return SweepJob.from_protocol(protocol, local, workers=workers, **inputs), protocol

@@ -1,0 +1,170 @@
+"""`wsssbed manifests`, `fetch`, `verify` and `submit`: the pinned catalogue."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from wsssbed.cli.app import app
+from wsssbed.cli.common import (
+    DEVICE_OPTION,
+    JSON_OPTION,
+    JSON_SUMMARY_OPTION,
+    RESULTS_OPTION,
+    WORKERS_OPTION,
+    out,
+    progress_bar,
+    reported_errors,
+)
+from wsssbed.cli.sweep import finish
+from wsssbed.errors import WsssbedError
+
+
+@app.command()
+def manifests(
+    kind: str = typer.Option(None, help="activation, saliency or pipeline."),
+    dataset: str = typer.Option(None, help="Only this dataset."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List the manifests: the catalogue and your own (submitted or registered)."""
+    from wsssbed.catalogue import all_manifests
+
+    with reported_errors():
+        found = [
+            m
+            for m in all_manifests().values()
+            if (kind is None or m.kind == kind) and (dataset is None or m.dataset == dataset)
+        ]
+    if as_json:
+        rows = [
+            {
+                "name": m.name,
+                "version": m.version,
+                "kind": m.kind,
+                "dataset": m.dataset,
+                "split": m.split,
+                "digest": m.content.digest or None,
+                "local_copy": m.source.path or None,
+                "file": str(m.path),
+            }
+            for m in found
+        ]
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(found)} manifests")
+    for column in ("name", "version", "kind", "dataset/split", "pinned", "local copy"):
+        table.add_column(column, overflow="fold")
+    for m in found:
+        pinned = "-" if m.kind == "pipeline" else ("yes" if m.content.digest else "not yet")
+        table.add_row(
+            m.name, m.version, m.kind, f"{m.dataset}/{m.split}", pinned, m.source.path or "-"
+        )
+    out.print(table)
+
+
+@app.command()
+def fetch(
+    name: str = typer.Argument(..., help="Manifest name (a pipeline fetches its sources)."),
+    path: Path = typer.Option(
+        None, help="Register this local folder instead of downloading (verified or pinned)."
+    ),
+) -> None:
+    """Download a manifest's maps and verify them, or register a local copy with --path."""
+    from wsssbed.fetch import fetch as fetch_maps
+
+    with reported_errors(), progress_bar(f"fetching {name}") as update:
+        registered = fetch_maps(name, path, update)
+    for m in registered:
+        out.print(
+            f"{m.ref}: {m.content.files:,} files, {m.content.digest}, registered at {m.path}",
+            soft_wrap=True,
+        )
+
+
+@app.command()
+def verify(
+    name: str = typer.Argument(None, help="Manifest name."),
+    all_: bool = typer.Option(False, "--all", help="Every manifest with a local copy."),
+) -> None:
+    """Recompute the digests of local copies and report drift (exit 1 on any)."""
+    from wsssbed.catalogue import all_manifests, local_folder, resolve
+    from wsssbed.methods import check_digest
+
+    with reported_errors():
+        if (name is None) == (not all_):
+            raise WsssbedError("give a manifest NAME or --all")
+        targets = [resolve(name)] if name else list(all_manifests().values())
+        table = Table(title="digest check")
+        for column in ("manifest", "files", "status"):
+            table.add_column(column)
+        failed = 0
+        for m in targets:
+            if m.kind == "pipeline":
+                continue
+            folder = local_folder(m)
+            if folder is None:
+                if name is not None:
+                    raise WsssbedError(f"{m.ref} has no local copy; `wsssbed fetch {m.name}`")
+                continue
+            try:
+                with progress_bar(f"digesting {m.name}") as update:
+                    check_digest(m, folder, update)
+                status = "[green]ok[/]"
+            except WsssbedError as error:
+                failed += 1
+                status = f"[red]{error}[/]"
+            table.add_row(m.ref, f"{m.content.files:,}", status)
+    out.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def submit(
+    maps: Path = typer.Argument(..., help="Folder of activation maps, or a .zip / .tar.gz."),
+    dataset: str = typer.Option(..., help="Dataset name."),
+    data_root: Path = typer.Option(..., help="Dataset folder (ground truth)."),
+    split: str = typer.Option(..., help="The split the maps cover, exactly."),
+    fmt: str = typer.Option(..., "--format", help="Map format: irn-npy, png-per-class or npz."),
+    name: str = typer.Option(..., help="Manifest name for the method (lower-case, no spaces)."),
+    version: str = typer.Option("1.0.0", help="Semver; above the existing one to update."),
+    paper: str = typer.Option("", help="Paper link."),
+    code: str = typer.Option("", help="Code link."),
+    license_: str = typer.Option("", "--license", help="License of the maps."),
+    note: str = typer.Option("submitted", help="Changelog note for this version."),
+    device: str = DEVICE_OPTION,
+    workers: int = WORKERS_OPTION,
+    results: Path = RESULTS_OPTION,
+    as_json: bool = JSON_SUMMARY_OPTION,
+) -> None:
+    """Validate precomputed maps, pin them in a new manifest and run the default sweep."""
+    from wsssbed.datasets import get_dataset
+    from wsssbed.datasets.local import LocalDataset
+    from wsssbed.eval.job import SweepJob, default_workers
+    from wsssbed.protocol import build_protocol
+    from wsssbed.submit import Submission
+    from wsssbed.submit import submit as submit_maps
+
+    with reported_errors():
+        spec = get_dataset(dataset)
+        local = LocalDataset(spec, data_root, split)
+        protocol = build_protocol(dataset=dataset, split=local.split)
+        job = SweepJob.from_protocol(
+            protocol,
+            local,
+            device=device,
+            workers=default_workers(len(local.ids)) if workers is None else workers,
+        )
+        entry = Submission(name, fmt, version, paper, code, license_, note=note)
+        with progress_bar(f"validating and sweeping {name}", not as_json) as update:
+            manifest, summary = submit_maps(maps, job, entry, results, update)
+    if not as_json:
+        out.print(
+            f"[green]pinned[/] {manifest.ref}: {manifest.content.files:,} files, "
+            f"{manifest.content.digest} -> {manifest.path}",
+            soft_wrap=True,
+        )
+    finish(summary, results, as_json, f"best point of {name} on {spec.name}/{split}")

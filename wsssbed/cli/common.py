@@ -1,0 +1,131 @@
+"""What the command groups share: options, error and warning reporting, progress, tables.
+
+Nothing here imports torch: commands import the library inside their bodies, so
+`--help`, `--version` and the listing commands start fast.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from wsssbed.errors import WsssbedError
+
+out = Console()
+err = Console(stderr=True)
+
+DEVICE_OPTION = typer.Option("auto", help="auto, cpu or cuda.")
+WORKERS_OPTION = typer.Option(
+    None, help="Decoding processes (default: 0 for small splits, else up to 4)."
+)
+RESULTS_OPTION = typer.Option(Path("wsssbed-results"), "--out", help="Results folder.")
+RESULTS_IN_OPTION = typer.Option(Path("wsssbed-results"), "--results", help="Results folder.")
+JSON_SUMMARY_OPTION = typer.Option(False, "--json", help="Print a JSON summary on stdout.")
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON.")
+BACKEND_OPTION = typer.Option("local", help="local, or ray (shard images into Ray tasks).")
+ADDRESS_OPTION = typer.Option(
+    None, help="Ray cluster: auto, HOST:PORT; default: start a local one (--backend ray)."
+)
+LABELS_OPTION = typer.Option(
+    "masks", help="Image-level labels: `masks` or a label-list file (`image_id c1 c2 ...`)."
+)
+DATASET_OPTION = typer.Option(
+    None, help="Dataset name or spec .toml (default: voc2012, the sample's)."
+)
+DATA_ROOT_OPTION = typer.Option(None, help="Dataset folder (default: the embedded sample).")
+SPLIT_OPTION = typer.Option(None, help="Split (default: the dataset's default).")
+FORMAT_OPTION = typer.Option(
+    "irn-npy", help="Activation-map format: irn-npy, png-per-class or npz."
+)
+TOLERANCE_OPTION = typer.Option(
+    None, help="Boundary tolerance: fraction of the image diagonal (default 0.0075), or `2px`."
+)
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """A `WsssbedError` becomes one red line on stderr and exit code 2; library warnings
+    are printed as yellow lines."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            yield
+        except WsssbedError as error:
+            _print_warnings(caught)
+            message = as_options(str(error))
+            err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+    _print_warnings(caught)
+
+
+def as_options(message: str) -> str:
+    """A library message in the CLI's words: each `parameter` that is also an option of a
+    command (library keywords are the options with underscores) becomes `--parameter`
+    (`data_root` -> `--data-root`); other backticked words stay."""
+    from wsssbed.cli.app import app
+
+    names = {
+        name
+        for command in app.registered_commands
+        for name in inspect.signature(command.callback).parameters
+    }
+
+    def option(match: re.Match) -> str:
+        name = match[1]
+        return "--" + name.replace("_", "-") if name in names else match[0]
+
+    return re.sub(r"`([a-z][a-z_]*)`", option, message)
+
+
+def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):
+            err.print(
+                f"[bold yellow]warning:[/] {escape(as_options(str(warning.message)))}",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+@contextmanager
+def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr, fed by `callback(done, total)`."""
+    if not enabled:
+        yield lambda done, total: None
+        return
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def fraction(value) -> float | None:
+    """A score as a JSON number (None for missing)."""
+    import pandas as pd
+
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def percent(value) -> str:
+    """A score in [0, 1] as `12.34%` (`-` for missing)."""
+    import pandas as pd
+
+    return "-" if value is None or pd.isna(value) else f"{100 * float(value):.2f}%"

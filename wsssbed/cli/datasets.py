@@ -1,0 +1,104 @@
+"""`wsssbed datasets ...` and `wsssbed sample`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from wsssbed.cli.app import app, datasets_app
+from wsssbed.cli.common import JSON_OPTION, err, out, progress_bar, reported_errors
+from wsssbed.datasets import builtin_datasets, get_dataset
+
+
+@datasets_app.callback()
+def datasets_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+    """List the built-in datasets with their class counts and split sizes."""
+    if ctx.invoked_subcommand is not None:
+        return
+    specs = builtin_datasets()
+    if as_json:
+        rows = [
+            {
+                "name": s.name,
+                "title": s.title,
+                "num_classes": s.num_classes,
+                "has_background": s.has_background,
+                "ignore_index": s.ignore_index,
+                "splits": s.splits,
+            }
+            for s in specs
+        ]
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="Built-in datasets")
+    for column in ("name", "title", "classes", "background", "splits"):
+        table.add_column(column)
+    for s in specs:
+        splits = ", ".join(f"{k} {v:,}" for k, v in s.splits.items())
+        table.add_row(
+            s.name, s.title, str(s.num_classes), "yes" if s.has_background else "no", splits
+        )
+    out.print(table)
+
+
+@datasets_app.command("check")
+def datasets_check(
+    dataset: str = typer.Option(..., help="Dataset name or spec .toml."),
+    data_root: Path = typer.Option(..., help="Folder holding the dataset."),
+    split: str = typer.Option(None, help="Split (any id list in the split folder)."),
+    threads: int = typer.Option(4, help="Decoding threads."),
+) -> None:
+    """Decode every mask of a split and report counts, unreadable files, unknown labels."""
+    from wsssbed.datasets.check import check_dataset
+    from wsssbed.datasets.local import LocalDataset
+
+    with reported_errors():
+        spec = get_dataset(dataset)
+        local = LocalDataset(spec, data_root, split or spec.default_split)
+        with progress_bar(f"checking {spec.name}/{local.split}") as update:
+            report = check_dataset(local, threads, update)
+    size_note = ""
+    if report.expected is not None and report.expected != report.total:
+        size_note = f" [yellow](the published split has {report.expected:,})[/]"
+    out.print(
+        f"{spec.title} {report.split}: {report.total:,} images listed{size_note}, "
+        f"{report.valid_masks:,} valid masks, {report.images_checked:,} images checked",
+        soft_wrap=True,
+    )
+    if report.ok:
+        out.print("[green]ok[/]")
+        return
+    for path, problem in report.problems[:50]:
+        err.print(f"[red]bad:[/] {path}: {problem}", highlight=False, soft_wrap=True)
+    if len(report.problems) > 50:
+        err.print(f"... and {len(report.problems) - 50} more problems")
+    raise typer.Exit(1)
+
+
+@datasets_app.command("convert-coco")
+def datasets_convert_coco(
+    annotations: Path = typer.Option(..., help="COCO 2014 instances_<split>2014.json."),
+    out_dir: Path = typer.Option(..., "--out", help="Data root to write the masks into."),
+    split: str = typer.Option("train", help="Split name: train or val."),
+) -> None:
+    """Convert COCO instance annotations into the 81-class WSSS masks."""
+    from wsssbed.datasets.coco import convert_coco
+
+    with reported_errors(), progress_bar("converting") as update:
+        count = convert_coco(annotations, out_dir, split, get_dataset("coco2014"), update)
+    out.print(f"wrote {count:,} masks below {out_dir}")
+
+
+@app.command()
+def sample(
+    path: Path = typer.Option(None, help="Where to render it (default: the cache)."),
+) -> None:
+    """Render the embedded sample dataset (once) and print where it is."""
+    from wsssbed.datasets.embedded import ensure_sample
+
+    with reported_errors():
+        root = ensure_sample(path)
+    out.print(str(root))

@@ -1,0 +1,282 @@
+"""`wsssbed pseudo-labels`, `clip-activations` and `saliency`: write maps from generators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from wsssbed.cli.app import app
+from wsssbed.cli.common import (
+    ADDRESS_OPTION,
+    BACKEND_OPTION,
+    DATA_ROOT_OPTION,
+    DATASET_OPTION,
+    DEVICE_OPTION,
+    FORMAT_OPTION,
+    LABELS_OPTION,
+    SPLIT_OPTION,
+    out,
+    progress_bar,
+    reported_errors,
+)
+from wsssbed.errors import WsssbedError
+
+BACKENDS = ("local", "ray")
+FOUNDATION = ("sam-refine", "sam-box")  # label generators beyond the sweep rules
+SAM_CHECKPOINT_OPTION = typer.Option(None, help="SAM weights (.pth); never downloaded.")
+SAM_MODEL_OPTION = typer.Option(
+    "auto", help="auto (read off the checkpoint), or vit_b, vit_l, vit_h to insist on one."
+)
+POINTS_PER_SIDE_OPTION = typer.Option(32, help="SAM automatic masks: prompt grid per side.")
+PRED_IOU_OPTION = typer.Option(0.88, help="SAM automatic masks: predicted-IoU filter.")
+STABILITY_OPTION = typer.Option(0.95, help="SAM automatic masks: stability-score filter.")
+CLIP_WEIGHTS_OPTION = typer.Option(
+    None, help="open_clip weights file (.bin, .pt, .safetensors); never downloaded."
+)
+CLIP_MODEL_OPTION = typer.Option(None, help="open_clip architecture, e.g. ViT-B-16.")
+CLIP_CONFIG_OPTION = typer.Option(None, help="open_clip model config (JSON), for other ViTs.")
+CLIP_TEMPLATE_OPTION = typer.Option("a photo of a {}.", help="Prompt template, one {}.")
+
+
+@app.command("pseudo-labels")
+def pseudo_labels(
+    out_dir: Path = typer.Option(..., "--out", help="Folder of the pseudo-labels."),
+    dataset: str = DATASET_OPTION,
+    data_root: Path = DATA_ROOT_OPTION,
+    split: str = SPLIT_OPTION,
+    generator: str = typer.Option(
+        ..., help="bg-threshold, power-bg, saliency-rule, sam-refine or sam-box."
+    ),
+    base: str = typer.Option(
+        "bg-threshold", help="sam-refine / sam-box: the classic generator of the CAM label."
+    ),
+    activation: Path = typer.Option(None, help="Folder of activation maps."),
+    activation_format: str = FORMAT_OPTION,
+    threshold: float = typer.Option(None, help="bg-threshold: background score."),
+    alpha: float = typer.Option(None, help="power-bg: exponent."),
+    saliency: Path = typer.Option(None, help="saliency-rule: folder of saliency PNGs."),
+    sal_threshold: float = typer.Option(0.2, help="saliency-rule: saliency threshold."),
+    atm_threshold: float = typer.Option(0.1, help="saliency-rule: activation threshold."),
+    ignore_label: bool = typer.Option(
+        True, help="saliency-rule: salient background becomes 255 (ignore)."
+    ),
+    without_saliency: bool = typer.Option(False, help="saliency-rule without saliency maps."),
+    boxes: Path = typer.Option(
+        None, help="sam-box: a detector's boxes (JSON: id -> [{box, label, score}])."
+    ),
+    min_box_pixels: int = typer.Option(16, help="sam-box: smallest CAM region giving a box."),
+    sam_checkpoint: Path = SAM_CHECKPOINT_OPTION,
+    sam_model: str = SAM_MODEL_OPTION,
+    points_per_side: int = POINTS_PER_SIDE_OPTION,
+    pred_iou_thresh: float = PRED_IOU_OPTION,
+    stability_thresh: float = STABILITY_OPTION,
+    clip_weights: Path = CLIP_WEIGHTS_OPTION,
+    clip_model: str = CLIP_MODEL_OPTION,
+    clip_config: Path = CLIP_CONFIG_OPTION,
+    clip_template: str = CLIP_TEMPLATE_OPTION,
+    labels: str = LABELS_OPTION,
+    device: str = DEVICE_OPTION,
+    backend: str = BACKEND_OPTION,
+    address: str = ADDRESS_OPTION,
+) -> None:
+    """Write pseudo-labels (palette PNGs, 255 = ignore); resumable, never half-written."""
+    from wsssbed.datasets.embedded import METHOD, SALIENCY
+    from wsssbed.eval.rules import RULES
+    from wsssbed.pseudo.generators import make_generator
+    from wsssbed.pseudo.sam_box import SamBoxGenerator
+    from wsssbed.pseudo.sam_refine import SamRefineGenerator
+    from wsssbed.registry import unknown_name
+
+    with reported_errors():
+        choices = (*RULES.names(), *FOUNDATION)
+        if generator not in choices:
+            raise WsssbedError(unknown_name(generator, choices, "generator"))
+        classic_name = generator if generator in RULES else base
+        uses_cams = not (generator == "sam-box" and boxes is not None)
+        if data_root is None:
+            dataset, data_root, split = _default_to_sample(dataset, data_root, split)
+            if uses_cams:
+                activation = activation or data_root / "activation" / METHOD / activation_format
+            if "saliency-rule" in (generator, base) and not without_saliency:
+                saliency = saliency or data_root / "saliency" / SALIENCY
+        classic = None
+        if uses_cams:
+            classic = make_generator(
+                classic_name,
+                threshold=threshold,
+                alpha=alpha,
+                sal_threshold=sal_threshold,
+                atm_threshold=atm_threshold,
+                ignore_label=ignore_label,
+                without_saliency=without_saliency,
+            )
+        made = classic
+        if generator == "sam-refine":
+            made = SamRefineGenerator(classic, _sam_options(
+                generator, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh,
+                stability_thresh))  # fmt: skip
+        elif generator == "sam-box":
+            sam = _sam_options(generator, sam_checkpoint, sam_model, points_per_side,
+                               pred_iou_thresh, stability_thresh)  # fmt: skip
+            clip = _clip_options(clip_weights, clip_model, clip_config, clip_template, None)
+            made = SamBoxGenerator(sam, boxes, None if boxes else classic, clip, min_box_pixels)
+        if made.rule.needs_maps and activation is None:
+            raise WsssbedError("give --activation (the folder of activation maps)")
+        if made.rule.needs_saliency and saliency is None:
+            raise WsssbedError("saliency-rule needs --saliency (or --without-saliency)")
+        job = _generation_job(
+            made, dataset, data_root, split, out_dir, labels, device,
+            activation=activation if made.rule.needs_maps else None,
+            activation_format=activation_format,
+            saliency=saliency if made.rule.needs_saliency else None,
+        )  # fmt: skip
+        _run_generation(job, backend, address, "pseudo-labels", "label maps")
+
+
+@app.command("clip-activations")
+def clip_activations(
+    out_dir: Path = typer.Option(..., "--out", help="Folder of the activation maps (npz)."),
+    clip_weights: Path = CLIP_WEIGHTS_OPTION,
+    clip_model: str = CLIP_MODEL_OPTION,
+    clip_config: Path = CLIP_CONFIG_OPTION,
+    clip_template: str = CLIP_TEMPLATE_OPTION,
+    dataset: str = DATASET_OPTION,
+    data_root: Path = DATA_ROOT_OPTION,
+    split: str = SPLIT_OPTION,
+    labels: str = LABELS_OPTION,
+    device: str = DEVICE_OPTION,
+    backend: str = BACKEND_OPTION,
+    address: str = ADDRESS_OPTION,
+) -> None:
+    """CLIP Grad-CAM activation maps of each image's labels, as npz for `sweep`."""
+    from wsssbed.activation.clip_cam import ClipCamGenerator
+
+    with reported_errors():
+        clip = _clip_options(clip_weights, clip_model, clip_config, clip_template, "clip-cam")
+        job = _generation_job(ClipCamGenerator(clip), dataset, data_root, split, out_dir,
+                              labels, device)  # fmt: skip
+        _run_generation(job, backend, address, "CLIP activations", "activation maps")
+
+
+@app.command("saliency")
+def saliency_maps(
+    out_dir: Path = typer.Option(..., "--out", help="Folder of the saliency PNGs."),
+    generator: str = typer.Option("sam-clip", help="sam-clip (SAM masks x CLIP objectness)."),
+    sam_checkpoint: Path = SAM_CHECKPOINT_OPTION,
+    sam_model: str = SAM_MODEL_OPTION,
+    points_per_side: int = POINTS_PER_SIDE_OPTION,
+    pred_iou_thresh: float = PRED_IOU_OPTION,
+    stability_thresh: float = STABILITY_OPTION,
+    clip_weights: Path = CLIP_WEIGHTS_OPTION,
+    clip_model: str = CLIP_MODEL_OPTION,
+    clip_config: Path = CLIP_CONFIG_OPTION,
+    clip_template: str = CLIP_TEMPLATE_OPTION,
+    dataset: str = DATASET_OPTION,
+    data_root: Path = DATA_ROOT_OPTION,
+    split: str = SPLIT_OPTION,
+    device: str = DEVICE_OPTION,
+    backend: str = BACKEND_OPTION,
+    address: str = ADDRESS_OPTION,
+) -> None:
+    """Training-free saliency maps (8-bit PNGs) to pair with any activation method."""
+    from wsssbed.saliency.sam_clip import SamClipSaliency
+
+    with reported_errors():
+        if generator != "sam-clip":
+            raise WsssbedError(f"--generator {generator!r}: use sam-clip")
+        sam = _sam_options(generator, sam_checkpoint, sam_model, points_per_side,
+                           pred_iou_thresh, stability_thresh)  # fmt: skip
+        clip = _clip_options(clip_weights, clip_model, clip_config, clip_template, generator)
+        job = _generation_job(SamClipSaliency(sam, clip), dataset, data_root, split, out_dir,
+                              "masks", device)  # fmt: skip
+        _run_generation(job, backend, address, "saliency", "saliency maps")
+
+
+def _sam_options(
+    generator: str, checkpoint: Path | None, model_type: str, points_per_side: int,
+    pred_iou_thresh: float, stability_thresh: float,
+):  # fmt: skip
+    from wsssbed.models.options import SamOptions
+    from wsssbed.models.sam import SAM_MODEL_CHOICES, MaskSettings
+
+    if checkpoint is None:
+        raise WsssbedError(f"{generator} needs --sam-checkpoint (a local SAM .pth file)")
+    if model_type not in SAM_MODEL_CHOICES:
+        raise WsssbedError(f"--sam-model {model_type!r}: use one of {', '.join(SAM_MODEL_CHOICES)}")
+    if points_per_side < 1:
+        raise WsssbedError("--points-per-side must be at least 1")
+    return SamOptions(
+        checkpoint, model_type, MaskSettings(points_per_side, pred_iou_thresh, stability_thresh)
+    )
+
+
+def _clip_options(
+    weights: Path | None, model: str | None, config: Path | None, template: str,
+    needed_by: str | None,
+):  # fmt: skip
+    """CLIP options, or None when no weights are given and nothing needs them."""
+    from wsssbed.models.options import ClipOptions
+
+    if weights is None:
+        if needed_by is not None:
+            raise WsssbedError(f"{needed_by} needs --clip-weights (a local open_clip file)")
+        if model is not None or config is not None:
+            raise WsssbedError("--clip-model / --clip-config need --clip-weights")
+        return None
+    return ClipOptions(weights, model, config, template)
+
+
+def _default_to_sample(
+    dataset: str, data_root: Path | None, split: str | None
+) -> tuple[str, Path, str | None]:
+    """(dataset, data root, split); without --data-root, the embedded sample (VOC 2012,
+    split train unless one is given)."""
+    from wsssbed.api import SAMPLE_DATASET
+    from wsssbed.datasets.embedded import ensure_sample
+
+    if data_root is None:
+        if dataset not in (None, SAMPLE_DATASET):
+            raise WsssbedError(
+                f"--dataset {dataset} needs --data-root (only {SAMPLE_DATASET} has an "
+                "embedded sample)"
+            )
+        return SAMPLE_DATASET, ensure_sample(), split or "train"
+    return dataset or SAMPLE_DATASET, data_root, split
+
+
+def _generation_job(
+    generator, dataset: str, data_root: Path | None, split: str | None, out_dir: Path,
+    labels: str, device: str, **inputs,
+):  # fmt: skip
+    from wsssbed.datasets import get_dataset
+    from wsssbed.datasets.local import LocalDataset
+    from wsssbed.pseudo.writer import GenerationJob
+
+    dataset, data_root, split = _default_to_sample(dataset, data_root, split)
+    spec = get_dataset(dataset)
+    local = LocalDataset(spec, data_root, split or spec.default_split)
+    return GenerationJob(local, generator, out_dir, labels=labels, device=device, **inputs)
+
+
+def _run_generation(job, backend: str, address: str | None, what: str, files: str) -> None:
+    """Check everything, generate with a progress bar (locally or on Ray), seal the folder."""
+    from wsssbed.pseudo.writer import finish, generate, start
+
+    if backend not in BACKENDS:
+        raise WsssbedError(f"--backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    start(job)
+    local = job.dataset
+    with progress_bar(f"{what} {local.spec.name}/{local.split}") as update:
+        if backend == "ray":
+            from wsssbed.distributed import generate_ray
+
+            written, skipped = generate_ray(job, address, update)
+        else:
+            written, skipped = generate(job, local.ids, update)
+    record = finish(job)
+    out.print(
+        f"{written:,} written, {skipped:,} already there; {record['files']:,} {files} in "
+        f"{job.out} ({record['digest']})",
+        soft_wrap=True,
+    )

@@ -1,0 +1,178 @@
+"""`wsssbed results show`, `sensitivity` and `leaderboard`: reports over stored results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from wsssbed.cli.app import app, results_app
+from wsssbed.cli.common import (
+    JSON_OPTION,
+    RESULTS_IN_OPTION,
+    err,
+    fraction,
+    out,
+    percent,
+    progress_bar,
+    reported_errors,
+)
+
+
+@results_app.command("show")
+def results_show(
+    results: Path = RESULTS_IN_OPTION,
+    method: str = typer.Option(None, help="Only runs of this method."),
+    dataset: str = typer.Option(None, help="Only runs on this dataset."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The best point of every stored run, and per-class IoU at those points."""
+    import pandas as pd
+
+    from wsssbed.eval.axes import AXIS_COLUMNS
+    from wsssbed.results import METRIC_COLUMNS, best_points, read_table
+
+    with reported_errors():
+        best = best_points(results, method, dataset)
+        per_class = read_table(results, "per_class")
+    if best.empty:
+        err.print("no runs match")
+        raise typer.Exit(1)
+    keyed = per_class.merge(best[["run_id", "point"]], on=["run_id", "point"])
+    if as_json:
+        rows = []
+        for _, run in best.iterrows():
+            classes = keyed[(keyed.run_id == run.run_id) & (keyed.union > 0)]
+            rows.append(
+                {
+                    "run_id": run.run_id,
+                    "method": None if pd.isna(run.method) else run.method,
+                    "dataset": run.dataset,
+                    "split": run.split,
+                    "generator": run.generator,
+                    "stage": run.stage,
+                    "best_point": {a: float(run[a]) for a in AXIS_COLUMNS if pd.notna(run[a])},
+                    **{m: fraction(run[m]) for m in METRIC_COLUMNS},
+                    "per_class_iou": dict(zip(classes.class_name, classes.iou.astype(float))),
+                }
+            )
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"best points in {results}")
+    for column in ("run", "method", "dataset/split", "generator", "point", "mIoU", "BF"):
+        justify = "right" if column in ("mIoU", "BF") else "left"
+        table.add_column(column, justify=justify, overflow="fold")
+    for _, run in best.iterrows():
+        point = ", ".join(f"{a}={run[a]:g}" for a in AXIS_COLUMNS if pd.notna(run[a]))
+        table.add_row(
+            run.run_id,
+            "-" if pd.isna(run.method) else str(run.method),
+            f"{run.dataset}/{run.split}",
+            run.generator,
+            point,
+            percent(run.miou),
+            percent(run.bf_f),
+        )
+    out.print(table)
+    classes = Table(title="per-class IoU at the best points")
+    classes.add_column("class")
+    runs = best.run_id.tolist()
+    for run_id in runs:
+        classes.add_column(run_id[-8:], justify="right")
+    by_class = keyed.pivot_table(index=["class_id", "class_name"], columns="run_id", values="iou")
+    unions = keyed.pivot_table(index=["class_id", "class_name"], columns="run_id", values="union")
+    for (_, class_name), row in by_class.iterrows():
+        cells = [
+            percent(row.get(r)) if unions.loc[(_, class_name)].get(r, 0) > 0 else "-" for r in runs
+        ]
+        classes.add_row(class_name, *cells)
+    out.print(classes)
+
+
+@app.command()
+def sensitivity(
+    results: Path = RESULTS_IN_OPTION,
+    method: list[str] = typer.Option(None, help="Methods (or run ids) to study; repeatable."),
+    dataset: str = typer.Option(None, help="Only runs on this dataset."),
+    recommended: str = typer.Option(
+        None,
+        help="Score every run at this point, e.g. threshold=0.1,sal_threshold=0.2 "
+        "(default: the pipeline manifest's recommended point).",
+    ),
+    compare: list[str] = typer.Option(
+        None, help="Two methods (or run ids) for a paired bootstrap; give it twice."
+    ),
+    halves: int = typer.Option(20, help="Random split-half repeats (needs --per-image runs)."),
+    draws: int = typer.Option(1000, help="Bootstrap resamples."),
+    seed: int = typer.Option(0, help="Seed of the random halves and resamples."),
+    out_dir: Path = typer.Option(Path("wsssbed-sensitivity"), "--out", help="Output folder."),
+) -> None:
+    """Threshold sensitivity: curves, heatmaps, plateau and AUC, transfer, intervals."""
+    import pandas as pd
+
+    from wsssbed.report.study import StudyOptions, parse_point, run_study
+
+    with reported_errors():
+        options = StudyOptions(
+            methods=method or [],
+            dataset=dataset,
+            recommended=parse_point(recommended) if recommended else {},
+            compare=compare or [],
+            halves=halves,
+            draws=draws,
+            seed=seed,
+        )
+        study = run_study(results, out_dir, options)
+    table = Table(title="threshold sensitivity (mIoU %)")
+    for column in ("run", "dataset/split", "best", "at", "rec.", "plateau", "AUC", "95% CI"):
+        table.add_column(column, overflow="fold")
+    for _, row in study.stats.iterrows():
+        point = f"{row.axis} {row.best_threshold:g}"
+        if pd.notna(row.best_sal_threshold):
+            point += f", sal {row.best_sal_threshold:g}"
+        interval = "-" if pd.isna(row.ci_low) else f"{100 * row.ci_low:.2f}-{100 * row.ci_high:.2f}"
+        table.add_row(
+            row.label,
+            f"{row.dataset}/{row.split}",
+            percent(row.best_miou),
+            point,
+            percent(row.at_recommended_miou),
+            f"{row.plateau_width:g}",
+            percent(row.auc),
+            interval,
+        )
+    out.print(table)
+    for _, row in study.transfer.iterrows():
+        out.print(
+            f"transfer {row.label}: chosen on {row.chosen_on}, scored on {row.scored_on}: "
+            f"{percent(row.transferred_miou)} (oracle {percent(row.oracle_miou)}, "
+            f"gap {100 * row.gap_to_oracle:.2f})",
+            soft_wrap=True,
+        )
+    for _, row in study.comparison.iterrows():
+        out.print(
+            f"{row['first']} - {row['second']}: {100 * row.difference:+.2f} mIoU, 95% CI "
+            f"[{100 * row.ci_low:+.2f}, {100 * row.ci_high:+.2f}] on {row.images} images",
+            soft_wrap=True,
+        )
+    out.print(f"{len(study.files)} files written to {out_dir}")
+
+
+@app.command()
+def leaderboard(
+    results: Path = RESULTS_IN_OPTION,
+    out_dir: Path = typer.Option(Path("leaderboard/site"), "--out", help="Site folder."),
+    reported: Path = typer.Option(
+        None, help="TOML file of numbers reported in papers (`[[reported]]` tables)."
+    ),
+    gallery: int = typer.Option(4, help="Gallery images per run (0: none)."),
+    draws: int = typer.Option(1000, help="Bootstrap resamples for the intervals."),
+) -> None:
+    """Render the static leaderboard (self-contained, works from file://)."""
+    from wsssbed.report.leaderboard import render_site
+
+    with reported_errors(), progress_bar("rendering the leaderboard"):
+        files = render_site(results, out_dir, reported, gallery, draws)
+    out.print(f"{len(files)} files; open {out_dir / 'index.html'}")

@@ -1,0 +1,201 @@
+"""`wsssbed sweep` and `wsssbed evaluate`: build the call, run the library, print the best point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from wsssbed.cli.app import app
+from wsssbed.cli.common import (
+    ADDRESS_OPTION,
+    BACKEND_OPTION,
+    DATA_ROOT_OPTION,
+    DATASET_OPTION,
+    DEVICE_OPTION,
+    FORMAT_OPTION,
+    JSON_SUMMARY_OPTION,
+    LABELS_OPTION,
+    RESULTS_OPTION,
+    SPLIT_OPTION,
+    TOLERANCE_OPTION,
+    WORKERS_OPTION,
+    out,
+    percent,
+    progress_bar,
+    reported_errors,
+)
+from wsssbed.eval.axes import AXES, DISPLAY_ORDER
+
+STAGES = ("activation", "pseudo-label", "final")
+
+
+def _grid_help(axis: str, what: str) -> str:
+    default = AXES[axis].default
+    return f"{what}: start:stop:step (stop included) or a comma list \\[default: {default}]."
+
+
+def print_best(result, title: str) -> None:
+    """The best point's metrics and per-class IoU, as two tables."""
+    from wsssbed.results import METRIC_COLUMNS
+
+    best = result.best
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for axis in DISPLAY_ORDER:
+        if axis in best and best[axis] is not None and str(best[axis]) != "<NA>":
+            table.add_row(axis, f"{float(best[axis]):g}")
+    for name in METRIC_COLUMNS:
+        value = best[name]
+        if value is None or str(value) in ("<NA>", "nan"):
+            continue
+        table.add_row(name, percent(value))
+    out.print(table)
+    classes = result.per_class[result.per_class.point == best.point]
+    row = Table(title="per-class IoU at the best point", show_header=True)
+    row.add_column("class")
+    row.add_column("IoU", justify="right")
+    for _, c in classes[classes.union > 0].iterrows():
+        row.add_row(c.class_name, percent(c.iou))
+    out.print(row)
+
+
+def finish(result, results: Path, as_json: bool, title: str) -> None:
+    """Print a stored run: JSON, or the best point and a one-line summary."""
+    if as_json:
+        print(json.dumps(result.as_json(), indent=2))
+        return
+    print_best(result, title)
+    run = result.run
+    points = "label maps" if run.generator == "hard-labels" else f"{len(result.points)} grid points"
+    out.print(
+        f"{int(run.n_images):,} images, {points}, {run.wall_time_s:.2f} s on {run.device}; "
+        f"run {result.run_id} appended to {results}",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def sweep(
+    method: str = typer.Option(
+        None,
+        help="A pinned method: a pipeline or activation manifest (`wsssbed manifests`). "
+        "Its maps are verified against their digests; its pipeline sets the generator "
+        "and grid unless given here.",
+    ),
+    dataset: str = DATASET_OPTION,
+    data_root: Path = DATA_ROOT_OPTION,
+    split: str = SPLIT_OPTION,
+    activation: Path = typer.Option(None, help="Folder of activation maps."),
+    activation_format: str = FORMAT_OPTION,
+    generator: str = typer.Option(None, help="bg-threshold (default), power-bg or saliency-rule."),
+    thresholds: str = typer.Option(None, help=_grid_help("threshold", "Activation thresholds")),
+    alphas: str = typer.Option(None, help=_grid_help("alpha", "power-bg exponents")),
+    saliency: str = typer.Option(
+        None, help="Folder of saliency PNGs; with --method, a saliency manifest name."
+    ),
+    sal_thresholds: str = typer.Option(
+        None, help=_grid_help("sal_threshold", "Saliency thresholds (saliency-rule)")
+    ),
+    ignore_label: bool = typer.Option(
+        None, "--ignore-label/--no-ignore-label", help="Salient background becomes 255 (WSSS-BED)."
+    ),
+    without_saliency: bool = typer.Option(
+        None, "--without-saliency", help="Saliency rule without saliency maps."
+    ),
+    boundary: bool = typer.Option(True, help="Compute boundary F at every point (1-D sweeps)."),
+    boundary_tolerance: str = TOLERANCE_OPTION,
+    labels: str = LABELS_OPTION,
+    allow_extra_maps: bool = typer.Option(False, help="Allow maps of images outside the split."),
+    verify: bool = typer.Option(
+        True, help="Verify --method maps against their digests (--no-verify is recorded)."
+    ),
+    per_image: bool = typer.Option(
+        False, help="Also store per-image counts (bootstrap intervals, split-half studies)."
+    ),
+    backend: str = BACKEND_OPTION,
+    address: str = ADDRESS_OPTION,
+    device: str = DEVICE_OPTION,
+    workers: int = WORKERS_OPTION,
+    results: Path = RESULTS_OPTION,
+    as_json: bool = JSON_SUMMARY_OPTION,
+) -> None:
+    """Sweep a pseudo-label generator over a threshold grid in one pass; store every point."""
+    from wsssbed.api import sweep as run
+
+    with reported_errors(), progress_bar("sweeping", not as_json) as update:
+        result = run(
+            dataset=dataset,
+            data_root=data_root,
+            split=split,
+            activation=activation,
+            activation_format=activation_format,
+            generator=generator,
+            thresholds=thresholds,
+            saliency=saliency,
+            sal_thresholds=sal_thresholds,
+            alphas=alphas,
+            ignore_label=ignore_label,
+            boundary=boundary,
+            device=device,
+            workers=workers,
+            method=method,
+            out=results,
+            without_saliency=without_saliency,
+            boundary_tolerance=boundary_tolerance,
+            labels=labels,
+            allow_extra_maps=allow_extra_maps,
+            verify=verify,
+            per_image=per_image,
+            backend=backend,
+            address=address,
+            progress=update,
+        )
+    run_row = result.run
+    title = f"best point of {method or run_row.generator} on {run_row.dataset}/{run_row.split}"
+    finish(result, results, as_json, title)
+
+
+@app.command()
+def evaluate(
+    pred: Path = typer.Option(..., help="Folder of label maps `<id>.png` (255 = unlabelled)."),
+    dataset: str = DATASET_OPTION,
+    data_root: Path = typer.Option(..., help="Dataset folder."),
+    split: str = SPLIT_OPTION,
+    stage: str = typer.Option("pseudo-label", help=f"What the maps are: {', '.join(STAGES)}."),
+    name: str = typer.Option(None, help="Method name stored with the run (default: the folder)."),
+    boundary: bool = typer.Option(True, help="Compute boundary F."),
+    boundary_tolerance: str = TOLERANCE_OPTION,
+    allow_extra_maps: bool = typer.Option(False, help="Allow maps of images outside the split."),
+    device: str = DEVICE_OPTION,
+    backend: str = BACKEND_OPTION,
+    address: str = ADDRESS_OPTION,
+    workers: int = WORKERS_OPTION,
+    results: Path = RESULTS_OPTION,
+    as_json: bool = JSON_SUMMARY_OPTION,
+) -> None:
+    """Score hard label maps (pseudo-labels or a segmenter's output) with the same metrics."""
+    from wsssbed.api import evaluate as run
+
+    with reported_errors(), progress_bar("evaluating", not as_json) as update:
+        result = run(
+            pred,
+            dataset,
+            data_root,
+            split,
+            stage=stage,
+            name=name,
+            boundary=boundary,
+            boundary_tolerance=boundary_tolerance,
+            allow_extra_maps=allow_extra_maps,
+            device=device,
+            workers=workers,
+            backend=backend,
+            address=address,
+            out=results,
+            progress=update,
+        )
+    finish(result, results, as_json, f"{pred} on {result.run.dataset}/{result.run.split}")

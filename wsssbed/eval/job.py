@@ -1,0 +1,85 @@
+"""What a sweep evaluates: the job (protocol + inputs + execution settings) and its device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from wsssbed.datasets.local import LocalDataset
+from wsssbed.errors import InputError
+from wsssbed.eval.boundary import Tolerance
+from wsssbed.eval.rules import Rule
+
+if TYPE_CHECKING:
+    from wsssbed.protocol import Protocol
+
+
+@dataclass
+class SweepJob:
+    """What to evaluate.
+
+    Attributes:
+        dataset: the split on disk.
+        rule: the sweep rule (generator + grid), or `HardLabels` for label maps.
+        activation: folder of activation maps (None for hard labels).
+        activation_format: a registered map format (`irn-npy`, `png-per-class`, `npz`).
+        saliency: folder of saliency PNGs, when the rule uses them.
+        predictions: folder of label-map PNGs (hard labels).
+        boundary: tolerance for boundary F, or None to skip it.
+        labels: `masks` (image-level labels from the ground truth) or a label-list path.
+        allow_extra: maps for images outside the split are allowed (a larger split's maps).
+        device: `auto`, `cpu` or `cuda`.
+        workers: decoding processes (0 = in the main process).
+        per_image: also keep each image's non-zero per-class counts at every point
+            (for bootstrap intervals and split-half studies; see `SweepState.per_image`).
+        images: also read each image's RGB picture (`EvalSample.image`).
+        protocol: the protocol the job was built from (stored with the run), when known.
+    """
+
+    dataset: LocalDataset
+    rule: Rule
+    activation: Path | None = None
+    activation_format: str = "irn-npy"
+    saliency: Path | None = None
+    predictions: Path | None = None
+    boundary: Tolerance | None = None
+    labels: str = "masks"
+    allow_extra: bool = False
+    device: str = "auto"
+    workers: int = 0
+    per_image: bool = False
+    images: bool = False
+    protocol: Protocol | None = None
+
+    @classmethod
+    def from_protocol(cls, protocol: Protocol, dataset: LocalDataset, **inputs) -> SweepJob:
+        """The job that runs `protocol` on `dataset` (`inputs`: the other attributes)."""
+        return cls(
+            dataset,
+            protocol.rule,
+            boundary=protocol.tolerance,
+            labels=protocol.labels,
+            protocol=protocol,
+            **inputs,
+        )
+
+
+def default_workers(images: int) -> int:
+    """Decoding processes for a split of `images` images: none for small splits."""
+    import os
+
+    return 0 if images < 200 else min(4, os.cpu_count() or 1)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> CUDA when available, else CPU; `cuda` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("device cuda was asked for, but torch sees no CUDA device")
+    if name not in ("cpu", "cuda"):
+        raise InputError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)

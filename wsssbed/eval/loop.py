@@ -1,0 +1,119 @@
+"""The sweep loop: stream images, reduce each to integer counts, add them up.
+
+Decoding and (on the CPU) the per-image reduction run in `workers` processes; on CUDA the
+workers decode and the reduction runs on the GPU. Either way each image becomes a small
+`ImageResult` of integer counts, so memory does not grow with the number of images and
+the totals are identical on every device and under any sharding.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from wsssbed.datasets.spec import DatasetSpec
+from wsssbed.errors import InputError
+from wsssbed.eval.boundary import Tolerance
+from wsssbed.eval.confusion import class_counts, sparse_rows
+from wsssbed.eval.inputs import SweepInputs
+from wsssbed.eval.job import SweepJob, resolve_device
+from wsssbed.eval.reduce import ImageResult, SweepState, reduce_image
+from wsssbed.eval.rules import Rule
+from wsssbed.eval.sample import EvalSample
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def iterate_results(job: SweepJob) -> Iterator[ImageResult]:
+    """Yield each image's `ImageResult` in split order (raises the first `InputError`)."""
+    device = resolve_device(job.device)
+    on_cpu = device.type == "cpu"
+    inputs = SweepInputs(job, reduce_on_load=on_cpu)
+    if job.workers > 0:
+        loader = DataLoader(
+            inputs,
+            batch_size=None,
+            shuffle=False,
+            num_workers=job.workers,
+            worker_init_fn=_worker_init,
+            prefetch_factor=4,
+            pin_memory=not on_cpu,
+        )
+        items = iter(loader)
+    else:
+        items = (inputs[i] for i in range(len(inputs)))
+    for item in items:
+        if isinstance(item, InputError):
+            raise item
+        if isinstance(item, EvalSample):
+            item = reduce_image(item.to(device), job.rule, job.dataset.spec, job.boundary)
+        yield item
+
+
+def accumulate(
+    samples: Iterable[EvalSample],
+    rule: Rule,
+    spec: DatasetSpec,
+    boundary: Tolerance | None = None,
+    device: str = "cpu",
+) -> SweepState:
+    """Sweep in-memory samples (the Python API; no files involved)."""
+    check_boundary(rule, boundary)
+    target = resolve_device(device)
+    state = SweepState(rule.bucket_shape, int(np.prod(rule.shape)), boundary is not None)
+    for sample in samples:
+        state.add(reduce_image(sample.to(target), rule, spec, boundary))
+    return state
+
+
+def check_boundary(rule: Rule, boundary: Tolerance | None) -> None:
+    """Refuse boundary F on a grid it is not defined for."""
+    if boundary is not None and not rule.supports_boundary:
+        raise InputError(
+            "boundary F is computed for 1-D sweeps (one saliency threshold and "
+            "no ignore label for the saliency rule); drop --boundary or fix the "
+            "grid"
+        )
+
+
+def run_sweep(
+    job: SweepJob,
+    progress: Callable[[int, int], None] | None = None,
+    shard: bool = False,
+) -> tuple[SweepState, float, str]:
+    """Run a whole sweep.
+
+    Args:
+        progress: called as `progress(done, total)` after each image.
+        shard: this is one shard of a distributed run (its state keeps per-image
+            boundary scores for `SweepState.merge`).
+
+    Returns:
+        the summed state, wall time in seconds, and the device name used.
+    """
+    check_boundary(job.rule, job.boundary)
+    device = resolve_device(job.device)
+    state = SweepState(
+        job.rule.bucket_shape,
+        int(np.prod(job.rule.shape)),
+        job.boundary is not None,
+        keep_image_scores=shard,
+    )
+    spec = job.dataset.spec
+    started = time.perf_counter()
+    total = len(job.dataset.ids)
+    for done, result in enumerate(iterate_results(job), start=1):
+        state.add(result)
+        if job.per_image:
+            counts = class_counts(result.pairs, job.rule, spec.num_classes, spec.has_background)
+            state.per_image.append((result.image_id, sparse_rows(counts)))
+        if progress is not None:
+            progress(done, total)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return state, time.perf_counter() - started, name
