@@ -140,6 +140,7 @@ def test_importing_wsssbed_and_help_load_no_torch():
         "import sys, wsssbed, wsssbed.cli; from typer.testing import CliRunner;"
         "r = CliRunner().invoke(wsssbed.cli.app, ['sweep', '--help']);"
         "assert r.exit_code == 0 and '0:0.6:0.01' in r.stdout, r.stdout;"
+        "from wsssbed.catalogue import all_manifests; all_manifests();"
         "print(json.dumps(sorted(m for m in ('torch', 'pandas') if m in sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", "import json;" + code],
@@ -169,3 +170,17 @@ def test_every_package_ships_and_the_catalogue_resolves():
     assert found | {"wsssbed.manifests"} == listed
     assert CATALOGUE.samefile(root / "manifests")
     assert resolve("voc2012-cam").dataset == "voc2012"
+
+
+def test_registries_list_their_names_without_importing_and_agree_after():
+    """Names are read from the plugins' decorators (no torch for help or manifests);
+    after the modules are imported, the registered names are the same."""
+    from wsssbed.activation import FORMATS
+    from wsssbed.eval.rules import RULES
+
+    for registry in (RULES, FORMATS):
+        listed = registry.names()
+        registry.get(listed[0])  # imports every plugin module
+        assert tuple(sorted(registry._items)) == listed
+    assert RULES.names() == ("bg-threshold", "power-bg", "saliency-rule")
+    assert FORMATS.names() == ("irn-npy", "npz", "png-per-class")

@@ -2,7 +2,9 @@
 
 A plugin registers itself with a decorator in its own module, and a registry imports
 every module of its package on the first lookup, so adding a format or a generator is
-one new file (plus its test):
+one new file (plus its test). Listing the names (`names`, `in`) reads the decorators
+from the modules' source instead, so that validating a manifest or printing help does
+not import torch:
 
     FORMATS = Registry("activation format", "wsssbed.activation")
 
@@ -14,13 +16,17 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import pkgutil
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from wsssbed.errors import InputError
 
 T = TypeVar("T")
+_DECORATOR = re.compile(r"^@\w+\.register\(\s*\"([^\"]+)\"\s*\)", re.MULTILINE)
 
 
 class Registry(Generic[T]):
@@ -57,13 +63,18 @@ class Registry(Generic[T]):
             importlib.import_module(f"{self.package}.{module.name}")
 
     def names(self) -> tuple[str, ...]:
-        """Every registered name, sorted."""
-        self._load()
-        return tuple(sorted(self._items))
+        """Every registered name, sorted (read from the modules' decorators)."""
+        if self._loaded:
+            return tuple(sorted(self._items))
+        package = importlib.util.find_spec(self.package)
+        found = set()
+        for folder in package.submodule_search_locations or ():
+            for path in Path(folder).glob("*.py"):
+                found.update(_DECORATOR.findall(path.read_text(encoding="utf-8")))
+        return tuple(sorted(found))
 
     def __contains__(self, name: object) -> bool:
-        self._load()
-        return name in self._items
+        return name in self.names()
 
     def get(self, name: str, parameter: str | None = None) -> T:
         """The plugin called `name`.
@@ -77,7 +88,7 @@ class Registry(Generic[T]):
         self._load()
         if name in self._items:
             return self._items[name]
-        raise InputError(unknown_name(name, self.names(), parameter or self.kind))
+        raise InputError(unknown_name(name, tuple(sorted(self._items)), parameter or self.kind))
 
 
 def unknown_name(name: object, choices: tuple[str, ...] | list[str], what: str) -> str:

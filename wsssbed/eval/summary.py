@@ -13,10 +13,12 @@ Conventions (docs/architecture.md, "Conventions"):
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wsssbed.eval.confusion import ClassCounts
+if TYPE_CHECKING:
+    from wsssbed.eval.confusion import ClassCounts
 
 SUMMARY_METRICS = (
     "miou",

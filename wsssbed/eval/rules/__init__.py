@@ -9,18 +9,31 @@ users type (`bg-threshold`, `power-bg`, `saliency-rule`); it declares its axes
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-from wsssbed.eval.rules.base import (
-    Axis,
-    HardLabels,
-    PictureOnly,
-    PixelStates,
-    Rule,
-    label_map,
-)
 from wsssbed.registry import Registry
 
+if TYPE_CHECKING:
+    from wsssbed.eval.rules.base import (
+        Axis,
+        HardLabels,
+        PictureOnly,
+        PixelStates,
+        Rule,
+        label_map,
+    )
+
 RULES: Registry[type[Rule]] = Registry("generator", "wsssbed.eval.rules")
+_BASE = ("Axis", "HardLabels", "PictureOnly", "PixelStates", "Rule", "label_map")
+
+
+def __getattr__(name: str):
+    # the base classes load torch: imported on first use, so that listing RULES'
+    # names (manifest validation, help) stays light
+    if name in _BASE:
+        return getattr(import_module("wsssbed.eval.rules.base"), name)
+    raise AttributeError(f"module 'wsssbed.eval.rules' has no attribute {name!r}")
 
 
 def make_rule(
@@ -41,6 +54,8 @@ def make_rule(
 
 def hard_labels() -> HardLabels:
     """The one-point rule that scores label maps as they are."""
+    from wsssbed.eval.rules.base import Axis, HardLabels
+
     return HardLabels("hard-labels", (Axis("point", (0.0,)),))
 
 

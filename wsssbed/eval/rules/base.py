@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ class Rule:
     needs_saliency = False
     needs_maps = True
     needs_predictions = False
-    AXES: tuple[str, ...] = ()  # names of the axes a registered rule sweeps (eval/axes.py)
+    AXES: ClassVar[tuple[str, ...]] = ()  # the axes a registered rule sweeps (eval/axes.py)
 
     @classmethod
     def grid_axes(cls, with_saliency: bool = True) -> tuple[str, ...]:
