@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from wsssbed.datasets.embedded import default_to_sample, sample_activation, sample_saliency
 from wsssbed.errors import InputError
 from wsssbed.protocol import DEFAULT_TOLERANCE, HARD_LABELS, Protocol, build_protocol
 from wsssbed.runs import Progress, SweepResult, compute_run
-
-SAMPLE_DATASET = "voc2012"  # the embedded sample's layout
 
 PathLike = str | Path
 Grid = str | Sequence[float]
@@ -99,8 +98,10 @@ def sweep(
         activation_format = resolved.activation.manifest.content.format
         saliency = None if resolved.saliency is None else resolved.saliency.folder
         pipeline, extra = resolved.pipeline, resolved.provenance()
+    on_sample = data_root is None
+    dataset, data_root, split = default_to_sample(dataset, data_root, split)
     protocol = build_protocol(
-        dataset=dataset or SAMPLE_DATASET,
+        dataset=dataset,
         split=split,
         generator=generator,
         thresholds=thresholds,
@@ -113,12 +114,11 @@ def sweep(
         labels=str(labels),
         pipeline=pipeline,
     )
-    if data_root is None:
-        data_root, protocol = _sample_root(dataset, protocol)
+    if on_sample:
         allow_extra_maps = True  # the sample's maps cover train and val
-        activation = activation or _sample_maps(data_root, "activation", activation_format)
+        activation = activation or sample_activation(data_root, activation_format)
         if protocol.rule.needs_saliency:
-            saliency = saliency or _sample_maps(data_root, "saliency")
+            saliency = saliency or sample_saliency(data_root)
     rule = protocol.rule
     if rule.needs_maps and activation is None:
         raise InputError("give `activation` (the folder of activation maps) or `method`")
@@ -171,15 +171,14 @@ def evaluate(
         name: the method name stored with the run (default: the folder's name).
         The others as in `sweep`.
     """
+    dataset, data_root, split = default_to_sample(dataset, data_root, split)
     protocol = Protocol(
-        dataset=dataset or SAMPLE_DATASET,
+        dataset=dataset,
         split=split,
         generator=HARD_LABELS,
         boundary_tolerance=(boundary_tolerance or DEFAULT_TOLERANCE) if boundary else None,
     )
     protocol.tolerance  # noqa: B018  (a bad tolerance fails before any work)
-    if data_root is None:
-        data_root, protocol = _sample_root(dataset, protocol)
     job, _ = _job(
         protocol,
         data_root,
@@ -213,26 +212,6 @@ def read_results(folder: PathLike) -> Results:
 
     path = Path(folder)
     return Results(*(read_table(path, t) for t in ("runs", "sweeps", "per_class", "per_image")))
-
-
-def _sample_root(dataset: str | None, protocol: Protocol) -> tuple[Path, Protocol]:
-    """The embedded sample's root, and the protocol on its default split (train)."""
-    if dataset not in (None, SAMPLE_DATASET):
-        raise InputError(
-            f"dataset {dataset!r} needs `data_root` (the folder holding it); only "
-            f"{SAMPLE_DATASET} has an embedded sample"
-        )
-    from wsssbed.datasets.embedded import ensure_sample
-
-    return ensure_sample(), replace(protocol, split=protocol.split or "train")
-
-
-def _sample_maps(root: Path, kind: str, fmt: str | None = None) -> Path:
-    from wsssbed.datasets.embedded import METHOD, SALIENCY
-
-    if kind == "saliency":
-        return root / "saliency" / SALIENCY
-    return root / "activation" / METHOD / fmt
 
 
 def _job(protocol: Protocol, data_root: PathLike, *, workers: int | None, **inputs):

@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from wsssbed.errors import InputError
-from wsssbed.eval.axes import AXES
+from wsssbed.eval.axes import AXES, GRID_PARAMETERS
 from wsssbed.grids import parse_grid
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def build_protocol(
     given = {"thresholds": thresholds, "sal_thresholds": sal_thresholds, "alphas": alphas}
     wanted = rule_class.grid_axes(with_saliency)
     for parameter, value in given.items():
-        axis = AXES[_axis_of(parameter)]
+        axis = AXES[GRID_PARAMETERS[parameter]]
         if value is not None and axis.name not in wanted:
             raise InputError(
                 f"`{parameter}` is not a grid of {generator} (its grids: "
@@ -174,7 +174,3 @@ def build_protocol(
                 "ignore label for the saliency rule); turn boundary off or fix the grid"
             )
     return protocol
-
-
-def _axis_of(parameter: str) -> str:
-    return next(a.name for a in AXES.values() if a.grid == parameter)

@@ -81,7 +81,7 @@ def pseudo_labels(
     address: str = ADDRESS_OPTION,
 ) -> None:
     """Write pseudo-labels (palette PNGs, 255 = ignore); resumable, never half-written."""
-    from wsssbed.datasets.embedded import METHOD, SALIENCY
+    from wsssbed.datasets.embedded import default_to_sample, sample_activation, sample_saliency
     from wsssbed.eval.rules import RULES
     from wsssbed.pseudo.generators import make_generator
     from wsssbed.pseudo.sam_box import SamBoxGenerator
@@ -95,11 +95,11 @@ def pseudo_labels(
         classic_name = generator if generator in RULES else base
         uses_cams = not (generator == "sam-box" and boxes is not None)
         if data_root is None:
-            dataset, data_root, split = _default_to_sample(dataset, data_root, split)
+            dataset, data_root, split = default_to_sample(dataset, data_root, split)
             if uses_cams:
-                activation = activation or data_root / "activation" / METHOD / activation_format
+                activation = activation or sample_activation(data_root, activation_format)
             if "saliency-rule" in (generator, base) and not without_saliency:
-                saliency = saliency or data_root / "saliency" / SALIENCY
+                saliency = saliency or sample_saliency(data_root)
         classic = None
         if uses_cams:
             classic = make_generator(
@@ -227,33 +227,16 @@ def _clip_options(
     return ClipOptions(weights, model, config, template)
 
 
-def _default_to_sample(
-    dataset: str, data_root: Path | None, split: str | None
-) -> tuple[str, Path, str | None]:
-    """(dataset, data root, split); without --data-root, the embedded sample (VOC 2012,
-    split train unless one is given)."""
-    from wsssbed.api import SAMPLE_DATASET
-    from wsssbed.datasets.embedded import ensure_sample
-
-    if data_root is None:
-        if dataset not in (None, SAMPLE_DATASET):
-            raise WsssbedError(
-                f"--dataset {dataset} needs --data-root (only {SAMPLE_DATASET} has an "
-                "embedded sample)"
-            )
-        return SAMPLE_DATASET, ensure_sample(), split or "train"
-    return dataset or SAMPLE_DATASET, data_root, split
-
-
 def _generation_job(
     generator, dataset: str, data_root: Path | None, split: str | None, out_dir: Path,
     labels: str, device: str, **inputs,
 ):  # fmt: skip
     from wsssbed.datasets import get_dataset
+    from wsssbed.datasets.embedded import default_to_sample
     from wsssbed.datasets.local import LocalDataset
     from wsssbed.pseudo.writer import GenerationJob
 
-    dataset, data_root, split = _default_to_sample(dataset, data_root, split)
+    dataset, data_root, split = default_to_sample(dataset, data_root, split)
     spec = get_dataset(dataset)
     local = LocalDataset(spec, data_root, split or spec.default_split)
     return GenerationJob(local, generator, out_dir, labels=labels, device=device, **inputs)

@@ -34,6 +34,7 @@ from PIL import Image
 
 from wsssbed.activation import FORMATS, ActivationMaps, write_activation
 from wsssbed.datasets import get_dataset
+from wsssbed.errors import InputError
 from wsssbed.home import home
 from wsssbed.maps import write_saliency
 
@@ -42,6 +43,8 @@ HEIGHT, WIDTH = 120, 160
 SPLITS = {"train": 48, "val": 24}
 METHOD = "sample-cam"
 SALIENCY = "sample-sal"
+DATASET = "voc2012"  # the sample's layout and classes
+DEFAULT_SPLIT = "train"
 VOID_WIDTH = 1
 
 # VOC class ids used by the scenes.
@@ -82,6 +85,35 @@ class Scene:
 def sample_root() -> Path:
     """Folder of the cached sample (not necessarily rendered yet)."""
     return home() / f"sample-{SAMPLE_VERSION}"
+
+
+def default_to_sample(
+    dataset: str | None, data_root: str | Path | None, split: str | None
+) -> tuple[str, Path, str | None]:
+    """(dataset, data root, split): as given when there is a data root (dataset voc2012 if
+    none is named); without one, the embedded sample on split train unless one is given.
+
+    Raises:
+        InputError: a dataset other than the sample's without a data root.
+    """
+    if data_root is not None:
+        return dataset or DATASET, Path(data_root), split
+    if dataset not in (None, DATASET):
+        raise InputError(
+            f"dataset {dataset!r} needs `data_root` (the folder holding it); only "
+            f"{DATASET} has an embedded sample"
+        )
+    return DATASET, ensure_sample(), split or DEFAULT_SPLIT
+
+
+def sample_activation(root: Path, fmt: str) -> Path:
+    """The sample's activation maps in format `fmt`."""
+    return root / "activation" / METHOD / fmt
+
+
+def sample_saliency(root: Path) -> Path:
+    """The sample's saliency maps."""
+    return root / "saliency" / SALIENCY
 
 
 def ensure_sample(root: Path | None = None) -> Path:

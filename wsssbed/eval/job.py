@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,8 +70,6 @@ class SweepJob:
 
 def default_workers(images: int) -> int:
     """Decoding processes for a split of `images` images: none for small splits."""
-    import os
-
     return 0 if images < 200 else min(4, os.cpu_count() or 1)
 
 

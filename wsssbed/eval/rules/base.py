@@ -89,7 +89,7 @@ class Rule:
         """
         if ignore_label:
             raise InputError(f"`ignore_label` applies to the saliency rule, not to {name}")
-        return cls(name, _axes(name, cls.grid_axes(with_saliency), grids))
+        return cls(name, make_axes(name, cls.grid_axes(with_saliency), grids))
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -203,7 +203,7 @@ def label_map(
     return torch.where(ignored, 255, labels).to(torch.uint8)
 
 
-def _axes(name: str, wanted: tuple[str, ...], grids: Mapping[str, Sequence[float]]) -> tuple:
+def make_axes(name: str, wanted: tuple[str, ...], grids: Mapping[str, Sequence[float]]) -> tuple:
     """`Axis` objects of `wanted`, in order, each with a non-empty grid from `grids`."""
     axes = []
     for axis in wanted:

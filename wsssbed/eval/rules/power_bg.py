@@ -6,7 +6,6 @@ float32, so that CPU and GPU agree.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,18 +25,9 @@ class PowerBackground(Rule):
 
     AXES = ("alpha",)
 
-    @classmethod
-    def build(
-        cls,
-        name: str,
-        grids: Mapping[str, Sequence[float]],
-        ignore_label: bool = False,
-        with_saliency: bool = True,
-    ) -> Rule:
-        rule = super().build(name, grids, ignore_label, with_saliency)
-        if min(rule.axes[0].values) < 0:
+    def __post_init__(self) -> None:
+        if min(self.axes[0].values) < 0:
             raise InputError("power-bg alphas must be >= 0")
-        return rule
 
     def order(self, axis: int) -> np.ndarray:
         return super().order(axis)[::-1].copy()

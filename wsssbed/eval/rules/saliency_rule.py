@@ -14,7 +14,7 @@ import torch
 
 from wsssbed.errors import InputError
 from wsssbed.eval.rules import RULES
-from wsssbed.eval.rules.base import PixelStates, Rule
+from wsssbed.eval.rules.base import PixelStates, Rule, make_axes
 from wsssbed.eval.rules.bg_threshold import BackgroundThreshold
 from wsssbed.eval.sample import EvalSample, best_class
 
@@ -43,13 +43,14 @@ class SaliencyRule(Rule):
             if ignore_label:
                 raise InputError("`ignore_label` has no effect without saliency (as in WSSS-BED)")
             return BackgroundThreshold.build(name, grids)
-        rule = cls(name, super().build(name, grids).axes, ignore_label)
-        if min(rule.axes[0].values) <= 0:
+        return cls(name, make_axes(name, cls.AXES, grids), ignore_label)
+
+    def __post_init__(self) -> None:
+        if min(self.axes[0].values) <= 0:
             raise InputError(
                 "saliency thresholds must be > 0: WSSS-BED binarises saliency only "
                 "for a threshold above 0 (0 selects a continuous cue)"
             )
-        return rule
 
     def states(self, sample: EvalSample, none_class: int) -> PixelStates:
         if sample.saliency is None:
