@@ -42,6 +42,7 @@ class Registry(Generic[T]):
         self.package = package
         self._items: dict[str, T] = {}
         self._loaded = False
+        self._declared: tuple[str, ...] | None = None  # names read from the source
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: register the decorated object under `name` (unique)."""
@@ -66,12 +67,14 @@ class Registry(Generic[T]):
         """Every registered name, sorted (read from the modules' decorators)."""
         if self._loaded:
             return tuple(sorted(self._items))
-        package = importlib.util.find_spec(self.package)
-        found = set()
-        for folder in package.submodule_search_locations or ():
-            for path in Path(folder).glob("*.py"):
-                found.update(_DECORATOR.findall(path.read_text(encoding="utf-8")))
-        return tuple(sorted(found))
+        if self._declared is None:
+            package = importlib.util.find_spec(self.package)
+            found = set()
+            for folder in package.submodule_search_locations or ():
+                for path in Path(folder).glob("*.py"):
+                    found.update(_DECORATOR.findall(path.read_text(encoding="utf-8")))
+            self._declared = tuple(sorted(found))
+        return self._declared
 
     def __contains__(self, name: object) -> bool:
         return name in self.names()
