@@ -1,23 +1,16 @@
-"""Untrusted archives, a real download over loopback HTTP, and results-schema migration."""
+"""Untrusted archives and results-schema migration (downloads: test_download.py)."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
-import shutil
 import tarfile
-import threading
 import zipfile
 
 import pandas as pd
 import pytest
 
 from wsssbed.archive import extract
-from wsssbed.catalogue import local_folder, resolve, write_manifest
 from wsssbed.errors import InputError
-from wsssbed.fetch import fetch
-from wsssbed.manifest import ChangelogEntry, Content, Manifest, Source
 from wsssbed.results import SCHEMA_VERSION, append_run, read_table
 
 
@@ -74,59 +67,6 @@ def test_zip_bomb_is_refused_from_its_headers(tmp_path, monkeypatch):
     archive = _zip(tmp_path / "bomb.zip", {"a.png": b"\0" * 5000})
     with pytest.raises(InputError, match="budget"):
         extract(archive, tmp_path / "out")
-
-
-@pytest.fixture
-def served(tmp_path):
-    """A loopback HTTP server over `tmp_path / "www"` (nothing leaves this machine)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
-def _register_remote(name: str, url: str) -> None:
-    """A saliency manifest in the user registry with only a download address (unpinned)."""
-    changelog = [ChangelogEntry("1.0.0", "2026-11-23", "test")]
-    write_manifest(
-        Manifest(name, "1.0.0", "saliency", "voc2012", "train", source=Source(url=url),
-                 content=Content("png"), changelog=changelog)
-    )  # fmt: skip
-
-
-def test_fetch_downloads_extracts_pins_and_then_checks(sample_root, tmp_path, monkeypatch, served):
-    monkeypatch.setenv("WSSSBED_HOME", str(tmp_path / "home"))
-    root, base = served
-    maps = sample_root / "saliency/sample-sal"
-    shutil.make_archive(str(root / "sal"), "zip", maps.parent, maps.name)
-    _register_remote("test-sal", f"{base}/sal.zip")
-    (registered,) = fetch("test-sal")
-    folder = local_folder(registered)
-    assert folder == (tmp_path / "home/maps/test-sal/1.0.0/sample-sal").resolve()
-    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in maps.iterdir())
-    assert registered.content.files == 72 and resolve("test-sal").content.digest
-
-    # the publisher's archive changes under the same version: the digest catches it
-    (root / "sal.zip").unlink()
-    _zip(root / "sal.zip", {"sample-sal/sample_0000.png": (maps / "sample_0001.png").read_bytes()})
-    with pytest.raises(InputError, match="digest mismatch"):
-        fetch("test-sal")
-    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in maps.iterdir())
-    assert resolve("test-sal").content == registered.content  # the good copy stays
-    assert [p.name for p in folder.parent.parent.iterdir()] == ["1.0.0"]  # no staging left
-
-
-def test_fetch_reports_a_failed_download(tmp_path, monkeypatch, served):
-    monkeypatch.setenv("WSSSBED_HOME", str(tmp_path / "home"))
-    _, base = served
-    _register_remote("gone", f"{base}/missing.zip")
-    with pytest.raises(InputError, match="download failed"):
-        fetch("gone")
-    assert not any(p.is_file() for p in (tmp_path / "home/maps").rglob("*"))
 
 
 def test_results_written_by_schema_1_are_read_and_extended(tmp_path):

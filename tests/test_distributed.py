@@ -51,6 +51,7 @@ def _job(sample_root, rule, **kwargs):
 def _assert_identical(local, distributed):
     a, b = local.pairs.result(), distributed.pairs.result()
     assert local.images == distributed.images
+    assert local.gt_digest is not None and local.gt_digest == distributed.gt_digest
     assert np.array_equal(a.codes.numpy(), b.codes.numpy())
     assert np.array_equal(a.hist.numpy(), b.hist.numpy())
     if local.boundary is not None:

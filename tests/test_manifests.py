@@ -99,7 +99,7 @@ def test_manifest_round_trips():
 @pytest.mark.parametrize(
     "edit,message",
     [
-        (lambda t: t.replace('version = "1.0.0"\nkind', 'version = "1.0"\nkind'), "semver"),
+        (lambda t: t.replace('version = "1.1.0"\nkind', 'version = "1.1"\nkind'), "semver"),
         (lambda t: t.replace('kind = "activation"', 'kind = "maps"'), "kind 'maps'"),
         (lambda t: t.replace('name = "voc2012-cam"', 'name = "../../etc"'), "manifest name"),
         (lambda t: t.replace('format = "png-per-class"', 'format = "jpg"'), "content.format"),
@@ -112,7 +112,8 @@ def test_manifest_round_trips():
         (lambda t: t.replace('dataset = "voc2012"', 'dataset = "imagenet"'), "imagenet"),
         (lambda t: t.replace('license = "Apache-2.0"', 'licence = "x"'), "unknown fields"),
         (lambda t: t.replace('split = "train_aug"\n', ""), "`split` is missing"),
-        (lambda t: t.replace('version = "1.0.0"\ndate', 'version = "0.9.0"\ndate'), "changelog"),
+        (lambda t: t.replace('version = "1.1.0"\ndate', 'version = "0.9.0"\ndate'), "changelog"),
+        (lambda t: t.replace('sha256 = ""', 'sha256 = "abc"'), "source.sha256"),
         (lambda t: t.replace("schema = 1", "schema = 7"), "schema"),
         (lambda t: t + "\n[[[", "not a valid TOML manifest"),
         (lambda t: t.replace('url = "https://', 'url = "file:///'), "http"),

@@ -1,10 +1,12 @@
 """`wsssbed fetch`: get a manifest's files (download or a local copy), verify, register.
 
-A download is extracted and verified in a staging folder beside its destination and
-only then moved into place, so a bad download never replaces a good copy.
-Registering writes the user's copy of the manifest with `source.path` set to the folder
-and, the first time a copy is verified, `content.digest` and `content.files` filled.
-Later copies must match that digest exactly.
+A download (`wsssbed.download`: resumable, retried) lands in
+`$WSSSBED_HOME/downloads/`, is checked against the manifest's archive sha256 when it has
+one, extracted and verified in a staging folder beside its destination, and only then
+moved into place, so a bad download never replaces a good copy. Registering writes the
+user's copy of the manifest with `source.path` set to the folder and, the first time a
+copy is verified, `source.sha256`, `content.digest` and `content.files` filled. Later
+fetches must match both exactly.
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import tempfile
-import urllib.request
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from wsssbed.archive import extract, single_folder
 from wsssbed.catalogue import resolve, write_manifest
 from wsssbed.digest import folder_digest
-from wsssbed.errors import InputError
+from wsssbed.download import DownloadError, download
+from wsssbed.errors import InputError, WsssbedError
 from wsssbed.home import home
 from wsssbed.manifest import Content, Manifest
 from wsssbed.methods import check_digest
@@ -36,35 +39,54 @@ def pinned_content(manifest: Manifest, folder: Path, progress: Progress | None =
     return Content(manifest.content.format, found.digest, found.files)
 
 
-def register(manifest: Manifest, folder: Path, content: Content) -> Manifest:
+def register(manifest: Manifest, folder: Path, content: Content, sha256: str = "") -> Manifest:
     """Write the user's copy of `manifest` with its local folder and pinned content."""
-    source = dataclasses.replace(manifest.source, path=str(folder))
+    source = dataclasses.replace(
+        manifest.source, path=str(folder), sha256=sha256 or manifest.source.sha256
+    )
     registered = dataclasses.replace(manifest, source=source, content=content)
     write_manifest(registered)
     return registered
 
 
-def download(url: str, target: Path, progress: Progress | None = None) -> None:
-    """Download `url` to `target` (written beside it first, renamed when complete)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
+def download_archive(manifest: Manifest, progress: Progress | None = None) -> tuple[Path, str]:
+    """The manifest's archive in `$WSSSBED_HOME/downloads/` and its sha256 (checked when pinned).
+
+    An interrupted download stays there as `.part` and is resumed by the next call.
+    """
+    url = manifest.source.url
+    suffix = "".join(PurePosixPath(urlsplit(url).path).suffixes[-2:]) or ".archive"
+    target = home() / "downloads" / f"{manifest.name}-{manifest.version}{suffix}"
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as sink:
-            total = int(response.headers.get("Content-Length") or 0)
-            done = 0
-            while chunk := response.read(1 << 20):
-                sink.write(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total or done)
-        partial.rename(target)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise InputError(f"download failed: {exc}", url) from exc
+        sha256 = download(url, target, progress)
+    except DownloadError as exc:
+        raise WsssbedError(
+            f"{exc}. If you already have these maps, register your copy with "
+            f"`wsssbed fetch {manifest.name} --path FOLDER`"
+        ) from None
+    pinned = manifest.source.sha256
+    if pinned and sha256 != pinned:
+        target.unlink()
+        raise InputError(
+            f"archive sha256 mismatch for {manifest.ref}: pinned {pinned}, downloaded {sha256}. "
+            "The download was deleted and the registered copy is unchanged; if the publisher "
+            f"changed the archive ({url}), the manifest needs a new version"
+        )
+    return target, sha256
 
 
-def fetch(name: str, path: Path | None = None, progress: Progress | None = None) -> list[Manifest]:
-    """Fetch one map manifest, or both sources of a pipeline; returns the registered copies."""
+def fetch(
+    name: str,
+    path: Path | None = None,
+    progress: Progress | None = None,
+    download_progress: Progress | None = None,
+) -> list[Manifest]:
+    """Fetch one map manifest, or both sources of a pipeline; returns the registered copies.
+
+    Args:
+        progress: called with (files done, total) while digesting.
+        download_progress: called with (bytes done, total) while downloading.
+    """
     manifest = resolve(name)
     if manifest.kind == "pipeline":
         if path is not None:
@@ -77,21 +99,27 @@ def fetch(name: str, path: Path | None = None, progress: Progress | None = None)
         names = [manifest.pipeline.activation]
         if manifest.pipeline.saliency and manifest.pipeline.with_saliency:
             names.append(manifest.pipeline.saliency)
-        return [registered for source in names for registered in fetch(source, None, progress)]
+        return [
+            registered
+            for source in names
+            for registered in fetch(source, None, progress, download_progress)
+        ]
     if path is not None:
         folder = path.expanduser().resolve()
         return [register(manifest, folder, pinned_content(manifest, folder, progress))]
     if not manifest.source.url:
         raise InputError(f"{manifest.ref} has no download address; give --path", manifest.path)
+    archive, sha256 = download_archive(manifest, download_progress)
     destination = home() / "maps" / manifest.name / manifest.version
     destination.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=destination.parent) as scratch:
-        archive = Path(scratch) / "download"
-        download(manifest.source.url, archive, progress)
-        staged = extract(archive, Path(scratch) / "maps")
-        content = pinned_content(manifest, single_folder(staged), progress)
-        inner = single_folder(staged).relative_to(staged)
-        if destination.exists():  # an earlier copy, replaced only by a verified one
-            shutil.rmtree(destination)
-        staged.rename(destination)
-    return [register(manifest, destination / inner, content)]
+    try:
+        with tempfile.TemporaryDirectory(dir=destination.parent) as scratch:
+            staged = extract(archive, Path(scratch) / "maps")
+            content = pinned_content(manifest, single_folder(staged), progress)
+            inner = single_folder(staged).relative_to(staged)
+            if destination.exists():  # an earlier copy, replaced only by a verified one
+                shutil.rmtree(destination)
+            staged.rename(destination)
+    finally:  # a verified archive is extracted; a bad one is not worth keeping
+        archive.unlink(missing_ok=True)
+    return [register(manifest, destination / inner, content, sha256)]

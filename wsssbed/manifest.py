@@ -28,6 +28,7 @@ KINDS = ("activation", "saliency", "pipeline")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 SEMVER_PATTERN = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass
@@ -38,11 +39,14 @@ class Source:
         url: download address of an archive (zip or tar), or "".
         path: local folder of the files: absolute, or relative to the registry root
             (it may not leave that root); "" when there is no local copy yet.
+        sha256: the archive's sha256 (64 hex digits), recorded when a download is first
+            verified and checked on every later download; "" until then.
         upstream_name: the name the publisher uses (e.g. WSSS-BED's `VOC2012_CAM`).
     """
 
     url: str = ""
     path: str = ""
+    sha256: str = ""
     upstream_name: str = ""
 
 
@@ -262,6 +266,8 @@ def _validate_maps(manifest: Manifest, where: Path | str) -> None:
         raise InputError("source needs a url, a path, or both", where)
     if manifest.source.url and not manifest.source.url.startswith(("https://", "http://")):
         raise InputError("source.url must be an http(s) address", where)
+    if manifest.source.sha256 and not SHA256_PATTERN.match(manifest.source.sha256):
+        raise InputError("source.sha256 must be 64 lower-case hex digits, or empty", where)
 
 
 def _validate_pipeline(manifest: Manifest, where: Path | str) -> None:

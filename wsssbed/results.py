@@ -1,8 +1,9 @@
 """The results store: three Parquet tables in one folder, appended atomically.
 
-Schema version 3 (documented in docs/results.md; version 1 lacked the provenance
-columns `method`, `manifests`, `verified` and `seed`, version 2 lacked `protocol`; they
-read as null for old runs):
+Schema version 4 (documented in docs/results.md; version 1 lacked the provenance
+columns `method`, `manifests`, `verified` and `seed`, version 2 lacked `protocol`,
+version 3 the ground-truth fingerprint `gt_digest`, `gt_source`, `split_digest`,
+`split_file` and `split_file_sha256`; they read as null for old runs):
 
 - `runs.parquet`: one row per run (provenance); written last, so it is the commit record.
 - `sweeps.parquet`: one row per (run, grid point) with every summary metric.
@@ -31,7 +32,7 @@ from wsssbed.errors import InputError
 from wsssbed.eval.summary import BOUNDARY_METRICS, SUMMARY_METRICS
 from wsssbed.imageio import write_atomic
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 TABLES = ("per_image", "per_class", "sweeps", "runs")
 OPTIONAL_TABLES = ("per_image",)
 
@@ -69,6 +70,11 @@ SCHEMAS = {
             ("verified", _BOOL),
             ("seed", _INT),
             ("protocol", _TEXT),
+            ("gt_digest", _TEXT),
+            ("gt_source", _TEXT),
+            ("split_digest", _TEXT),
+            ("split_file", _TEXT),
+            ("split_file_sha256", _TEXT),
         ]
     ),
     "sweeps": pa.schema(

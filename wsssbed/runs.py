@@ -11,12 +11,15 @@ from pathlib import Path
 import pandas as pd
 
 import wsssbed
+from wsssbed.datasets.local import LocalDataset
+from wsssbed.download import file_sha256
 from wsssbed.errors import InputError
 from wsssbed.eval.axes import AXIS_COLUMNS
 from wsssbed.eval.job import SweepJob
 from wsssbed.eval.loop import run_sweep
 from wsssbed.eval.reduce import SweepState
 from wsssbed.eval.tables import per_image_table, sweep_tables
+from wsssbed.fingerprint import split_digest
 from wsssbed.provenance import git_commit, new_run_id, package_versions, utc_now
 from wsssbed.results import SCHEMA_VERSION, append_run, best_row
 
@@ -117,6 +120,18 @@ def execute(
     raise InputError(f"backend {backend!r}: use one of {', '.join(BACKENDS)}")
 
 
+def ground_truth_record(dataset: LocalDataset, state: SweepState) -> dict:
+    """The run's fingerprint columns: which masks, from where, over which ids."""
+    id_file = dataset.id_file
+    return {
+        "gt_digest": state.gt_digest,
+        "gt_source": dataset.gt_folder.relative_to(dataset.data_root).as_posix(),
+        "split_digest": split_digest(dataset.ids),
+        "split_file": None if id_file is None else str(id_file),
+        "split_file_sha256": None if id_file is None else file_sha256(id_file),
+    }
+
+
 def compute_run(
     job: SweepJob,
     *,
@@ -145,8 +160,9 @@ def compute_run(
         "schema_version": SCHEMA_VERSION,
         "stage": stage,
         "dataset": spec.name,
-        "split": job.dataset.split,
+        "split": job.dataset.split_name,
         "data_root": str(job.dataset.data_root),
+        **ground_truth_record(job.dataset, state),
         "n_images": state.images,
         "generator": job.rule.name,
         "ignore_label": job.rule.ignore_label,

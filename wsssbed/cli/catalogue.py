@@ -17,6 +17,7 @@ from wsssbed.cli.common import (
     WORKERS_OPTION,
     out,
     progress_bar,
+    progress_bars,
     reported_errors,
 )
 from wsssbed.cli.sweep import finish
@@ -75,8 +76,9 @@ def fetch(
     """Download a manifest's maps and verify them, or register a local copy with --path."""
     from wsssbed.fetch import fetch as fetch_maps
 
-    with reported_errors(), progress_bar(f"fetching {name}") as update:
-        registered = fetch_maps(name, path, update)
+    labels = (f"downloading {name}", f"verifying {name}")
+    with reported_errors(), progress_bars(*labels, in_bytes=(True, False)) as (received, update):
+        registered = fetch_maps(name, path, update, received)
     for m in registered:
         out.print(
             f"{m.ref}: {m.content.files:,} files, {m.content.digest}, registered at {m.path}",

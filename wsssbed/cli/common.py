@@ -6,6 +6,7 @@ Nothing here imports torch: commands import the library inside their bodies, so
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import warnings
@@ -14,9 +15,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.text import Text
 
 from wsssbed.errors import WsssbedError
 
@@ -96,24 +109,58 @@ def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
             )
 
 
+class _CountColumn(ProgressColumn):
+    """`done/total` items, or bytes with the transfer speed for tasks made `in_bytes`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._items, self._bytes, self._speed = (
+            MofNCompleteColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+        )
+
+    def render(self, task: Task) -> RenderableType:
+        if not task.fields.get("in_bytes"):
+            return self._items.render(task)
+        return Text.assemble(self._bytes.render(task), " ", self._speed.render(task))
+
+
 @contextmanager
-def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr, fed by `callback(done, total)`."""
+def progress_bars(
+    *labels: str, enabled: bool = True, in_bytes: tuple[bool, ...] = ()
+) -> Iterator[list[Callable[[int, int], None]]]:
+    """Rich progress bars on stderr, one per label, each fed by `callback(done, total)`.
+
+    A bar whose `in_bytes` entry is true counts bytes and shows the transfer speed.
+    """
     if not enabled:
-        yield lambda done, total: None
+        yield [lambda done, total: None for _ in labels]
         return
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        _CountColumn(),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task(label, total=None)
+        callbacks = []
+        for index, label in enumerate(labels):
+            task = progress.add_task(
+                label, total=None, in_bytes=index < len(in_bytes) and in_bytes[index]
+            )
+            callbacks.append(functools.partial(_advance, progress, task))
+        yield callbacks
 
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
 
+def _advance(progress: Progress, task: TaskID, done: int, total: int) -> None:
+    progress.update(task, completed=done, total=total)
+
+
+@contextmanager
+def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """One rich progress bar on stderr, fed by `callback(done, total)`."""
+    with progress_bars(label, enabled=enabled) as (update,):
         yield update
 
 

@@ -63,9 +63,14 @@ def datasets_check(
     size_note = ""
     if report.expected is not None and report.expected != report.total:
         size_note = f" [yellow](the published split has {report.expected:,})[/]"
+    if local.image_folder is None:
+        tried = ", ".join(spec.images)
+        pictures = f"no {tried} folder, so masks only: pictures not checked"
+    else:
+        pictures = f"{report.images_checked:,} pictures checked against their masks"
     out.print(
         f"{spec.title} {report.split}: {report.total:,} images listed{size_note}, "
-        f"{report.valid_masks:,} valid masks, {report.images_checked:,} images checked",
+        f"{report.valid_masks:,} valid masks; {pictures}",
         soft_wrap=True,
     )
     if report.ok:

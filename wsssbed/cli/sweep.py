@@ -22,6 +22,7 @@ from wsssbed.cli.common import (
     SPLIT_OPTION,
     TOLERANCE_OPTION,
     WORKERS_OPTION,
+    err,
     out,
     percent,
     progress_bar,
@@ -155,6 +156,14 @@ def sweep(
             progress=update,
         )
     run_row = result.run
+    if data_root is None:
+        err.print(
+            "no --data-root: this scored wsssbed's embedded synthetic sample (rendered "
+            f"pictures, not a real dataset) at {run_row.data_root}",
+            style="yellow",
+            soft_wrap=True,
+            highlight=False,
+        )
     title = f"best point of {method or run_row.generator} on {run_row.dataset}/{run_row.split}"
     finish(result, results, as_json, title)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -76,22 +77,64 @@ def read_label_list(path: Path, spec: DatasetSpec) -> dict[str, tuple[int, ...]]
     return labels
 
 
+def is_id_file(split: str) -> bool:
+    """Whether a `--split` value names an id-list file rather than a split."""
+    return split.endswith(".txt") or "/" in split or os.sep in split
+
+
 @dataclass
 class LocalDataset:
-    """One split of a dataset below a data root.
+    """One split of a dataset below a data root, or the images an id-list file names.
 
     Attributes:
         spec: the dataset spec.
         data_root: folder the user gave; the spec's `roots` are tried below it.
-        split: split name (any id list in the split folder, or a mask folder).
+        split: split name (any id list in the split folder, or a mask folder), or the
+            path of an id-list file (one image id per line, `is_id_file`).
+        id_file: that file, resolved; None for a split name.
+        layout_split: the split whose folders hold the images (`{split}` in the layout):
+            `split` itself, or for an id file the split whose masks hold its first id.
     """
 
     spec: DatasetSpec
     data_root: Path
     split: str
+    id_file: Path | None = field(init=False, default=None)
+    layout_split: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        self.layout_split = self.split
+        if self.split not in self.spec.splits and is_id_file(self.split):
+            path = Path(self.split).expanduser()
+            if not path.is_file():
+                raise InputError("split id file not found", path)
+            self.id_file = path.resolve()
+            self.layout_split = self._split_holding(self.ids[0])
+
+    @property
+    def split_name(self) -> str:
+        """How runs name what was scored: the split, or the id file's name."""
+        return self.split if self.id_file is None else self.id_file.name
+
+    def _split_holding(self, image_id: str) -> str:
+        """The published split whose mask folder holds `image_id` (id files only)."""
+        templated = [s for s in self.spec.ground_truth if "{split}" in s.folder]
+        if not templated:
+            return self.id_file.stem
+        for name in self.spec.splits:
+            for relative in self.spec.roots:
+                for source in templated:
+                    folder = self.data_root / relative / source.folder.replace("{split}", name)
+                    if (folder / f"{image_id}{source.suffix}").is_file():
+                        return name
+        raise InputError(
+            f"image {image_id!r} (the first id) is in none of the {self.spec.title} splits "
+            f"({', '.join(self.spec.splits)}) below {self.data_root}",
+            self.id_file,
+        )
 
     def _fill(self, template: str) -> str:
-        return template.replace("{split}", self.split)
+        return template.replace("{split}", self.layout_split)
 
     @cached_property
     def root(self) -> Path:
@@ -122,6 +165,8 @@ class LocalDataset:
     @cached_property
     def split_file(self) -> Path | None:
         """The id list of the split, or None when the split is a mask folder."""
+        if self.id_file is not None:
+            return self.id_file
         return self._first_existing(self.spec.split_files, folder=False)
 
     @cached_property
@@ -165,10 +210,14 @@ class LocalDataset:
     def _lookup(self) -> np.ndarray:
         return label_lookup(self.spec, self.gt_source)
 
+    @cached_property
+    def gt_folder(self) -> Path:
+        """The folder the masks are read from (e.g. `.../SegmentationClassAug`)."""
+        return self.root / self._fill(self.gt_source.folder)
+
     def gt_path(self, image_id: str) -> Path:
         """Path of an image's mask."""
-        source = self.gt_source
-        return self.root / self._fill(source.folder) / f"{image_id}{source.suffix}"
+        return self.gt_folder / f"{image_id}{self.gt_source.suffix}"
 
     def read_gt(self, image_id: str) -> np.ndarray:
         """HxW uint8 class ids, 255 = void, mapped by the dataset's label mapping."""

@@ -14,6 +14,7 @@ from wsssbed.errors import InputError
 from wsssbed.eval.job import SweepJob
 from wsssbed.eval.reduce import ImageResult, reduce_image
 from wsssbed.eval.sample import EvalSample
+from wsssbed.fingerprint import image_hash
 from wsssbed.maps import list_png_ids, read_label_map, read_saliency
 
 
@@ -51,6 +52,8 @@ class SweepInputs(Dataset):
         self.reduce_on_load = reduce_on_load
         spec = job.dataset.spec
         self.keys: dict[str, tuple[int, ...] | None] = {}
+        # an id file picks part of a split on purpose: maps of the rest are expected
+        allow_extra = job.allow_extra or job.dataset.id_file is not None
         if job.rule.needs_maps:
             if job.activation is None:
                 raise InputError("no activation folder given")
@@ -61,7 +64,7 @@ class SweepInputs(Dataset):
                 set(self.keys),
                 self.ids,
                 f"activation maps ({fmt.pattern})",
-                job.allow_extra,
+                allow_extra,
             )
         elif job.rule.needs_predictions:
             if job.predictions is None:
@@ -71,7 +74,7 @@ class SweepInputs(Dataset):
                 list_png_ids(job.predictions),
                 self.ids,
                 "label maps (<id>.png)",
-                job.allow_extra,
+                allow_extra,
             )
         if job.rule.needs_saliency:
             if job.saliency is None:
@@ -114,7 +117,12 @@ class SweepInputs(Dataset):
             labels = self.label_lists[image_id]
         else:
             labels = labels_from_mask(gt, spec)
-        sample = EvalSample(image_id, torch.from_numpy(gt), torch.zeros(0, dtype=torch.int64))
+        sample = EvalSample(
+            image_id,
+            torch.from_numpy(gt),
+            torch.zeros(0, dtype=torch.int64),
+            gt_hash=image_hash(gt),
+        )
         if job.rule.needs_maps:
             fmt = map_format(job.activation_format)
             maps = fmt.read(job.activation, image_id, spec, self.keys.get(image_id))

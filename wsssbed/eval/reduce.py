@@ -17,6 +17,7 @@ from wsssbed.eval.boundary import (
 from wsssbed.eval.histogram import PairCounts, PairHistogram, count_pairs
 from wsssbed.eval.rules import Rule
 from wsssbed.eval.sample import EvalSample
+from wsssbed.fingerprint import gt_digest
 
 
 @dataclass
@@ -27,6 +28,7 @@ class ImageResult:
     pairs: PairCounts
     boundary: BoundaryCounts | None = None
     boundary_scores: ImageBoundaryScores | None = None
+    gt_hash: bytes = b""
 
 
 @dataclass
@@ -44,6 +46,7 @@ class SweepState:
     per_image: list[tuple[str, np.ndarray]] = field(default_factory=list)  # `sparse_rows`
     keep_image_scores: bool = False  # a shard: keep per-image BF scores for `merge`
     image_scores: list[np.ndarray] = field(default_factory=list)  # (3, T) each
+    gt_hashes: dict[str, bytes] = field(default_factory=dict)  # image id -> mask hash
 
     def __post_init__(self) -> None:
         self.pairs = PairHistogram(self.bucket_shape)
@@ -54,6 +57,7 @@ class SweepState:
         """Add one image."""
         self.images += 1
         self.pairs.add(result.pairs)
+        self.gt_hashes[result.image_id] = result.gt_hash
         if result.boundary is not None:
             self.boundary = (
                 result.boundary if self.boundary is None else self.boundary + (result.boundary)
@@ -69,6 +73,13 @@ class SweepState:
         self.bf_sums += np.nan_to_num(stacked, nan=0.0)
         self.bf_images += ~np.isnan(stacked[0])
 
+    @property
+    def gt_digest(self) -> str | None:
+        """`wsssbed.fingerprint.gt_digest` of the images added (None if any was in memory)."""
+        if not self.gt_hashes or not all(self.gt_hashes.values()):
+            return None
+        return gt_digest(self.gt_hashes)
+
     def merge(self, shard: SweepState) -> None:
         """Add a shard's state (shards merged in split order give the local run's bits).
 
@@ -78,6 +89,7 @@ class SweepState:
         """
         self.images += shard.images
         self.pairs.merge(shard.pairs)
+        self.gt_hashes.update(shard.gt_hashes)
         if shard.boundary is not None:
             self.boundary = (
                 shard.boundary if self.boundary is None else self.boundary + shard.boundary
@@ -93,7 +105,9 @@ def reduce_image(
     """One image -> integer counts (and boundary scores), computed on the sample's device
     and returned on the CPU."""
     pairs, counts = reduce_on_device(sample, rule, spec, boundary)
-    result = ImageResult(sample.image_id, PairCounts(pairs.codes.cpu(), pairs.hist.cpu()))
+    result = ImageResult(
+        sample.image_id, PairCounts(pairs.codes.cpu(), pairs.hist.cpu()), gt_hash=sample.gt_hash
+    )
     if counts is not None:
         result.boundary = counts
         result.boundary_scores = image_scores(counts)

@@ -19,6 +19,8 @@ class EvalSample:
         saliency: (H, W) float32 saliency in [0, 1], or None.
         pred: (H, W) uint8 hard labels (255 = unlabelled), or None for activation maps.
         image: (H, W, 3) uint8 RGB picture, when the generator looks at pixels.
+        gt_hash: `wsssbed.fingerprint.image_hash` of the mask read from disk (b"" for
+            in-memory samples).
     """
 
     image_id: str
@@ -28,6 +30,7 @@ class EvalSample:
     saliency: torch.Tensor | None = None
     pred: torch.Tensor | None = None
     image: torch.Tensor | None = None
+    gt_hash: bytes = b""
 
     def to(self, device: torch.device) -> EvalSample:
         """The same sample on `device` (non-blocking copies)."""
@@ -43,6 +46,7 @@ class EvalSample:
             move(self.saliency),
             move(self.pred),
             move(self.image),
+            self.gt_hash,
         )
 
 

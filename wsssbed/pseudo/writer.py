@@ -92,7 +92,7 @@ class GenerationJob:
         """The configuration that determines the labels (compared on resume)."""
         return {
             "dataset": self.dataset.spec.name,
-            "split": self.dataset.split,
+            "split": str(self.dataset.id_file or self.dataset.split),
             "generator": self.generator.name,
             "settings": self.generator.params(),
             "activation": "" if self.activation is None else str(self.activation.resolve()),

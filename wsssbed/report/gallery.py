@@ -75,7 +75,8 @@ def gallery(run: pd.Series, point: int, count: int) -> list[GalleryRow]:
         return []
     spec = get_dataset(run.dataset)
     try:
-        dataset = LocalDataset(spec, Path(run.data_root), run.split)
+        split = run.split_file if pd.notna(run.get("split_file")) else run.split
+        dataset = LocalDataset(spec, Path(run.data_root), split)
         rule = rule_of(run)
         job = SweepJob(
             dataset,

@@ -1,0 +1,52 @@
+"""Ground-truth fingerprints: which masks, decoded and mapped, a run scored.
+
+Two labs with the same label arrays agree whatever PNG encoder wrote their files, and
+one changed pixel changes the fingerprint. All digests are `sha256:` + 64 hex digits:
+
+- image hash: sha256 of the mapped (H, W) uint8 array's height and width (two
+  little-endian uint32) followed by its bytes in row-major order;
+- `gt_digest`: sha256 over the images sorted by id (Python's code-point order), each
+  contributing its id in UTF-8, a NUL byte and its 32-byte image hash;
+- `split_digest`: sha256 of the sorted ids, each followed by a newline.
+
+Sorting makes both independent of the order a split file lists its ids in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+SHORT = 12  # hex digits shown by `results show` and the leaderboard
+
+
+def image_hash(gt: np.ndarray) -> bytes:
+    """32-byte sha256 of one mapped (H, W) uint8 mask (shape, then bytes)."""
+    height, width = gt.shape
+    digest = hashlib.sha256(struct.pack("<II", height, width))
+    digest.update(np.ascontiguousarray(gt, dtype=np.uint8).data)
+    return digest.digest()
+
+
+def gt_digest(hashes: Mapping[str, bytes]) -> str:
+    """Fingerprint of a run's ground truth from its image hashes (id -> `image_hash`)."""
+    digest = hashlib.sha256()
+    for image_id in sorted(hashes):
+        digest.update(image_id.encode("utf-8") + b"\0" + hashes[image_id])
+    return "sha256:" + digest.hexdigest()
+
+
+def split_digest(ids: Iterable[str]) -> str:
+    """Fingerprint of the set of image ids a run scored."""
+    text = "".join(f"{image_id}\n" for image_id in sorted(ids))
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def short(digest: str | None) -> str:
+    """The first `SHORT` hex digits of a digest, for tables ("-" when there is none)."""
+    if not digest:
+        return "-"
+    return digest.removeprefix("sha256:")[:SHORT]
