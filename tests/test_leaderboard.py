@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import run_cli
@@ -73,6 +74,40 @@ def test_same_results_give_the_same_bytes(store, site, tmp_path):
     assert len(files) == 5  # index + 4 run pages
     for name in files:
         assert (site / name).read_bytes() == (again / name).read_bytes(), name
+
+
+def test_runs_on_other_ground_truth_are_marked(store, sample_root, tmp_path):
+    """A lab whose val masks differ in one pixel: same split name, other fingerprint."""
+    from PIL import Image
+
+    results = tmp_path / "results"
+    shutil.copytree(store, results)
+    other = tmp_path / "other"
+    shutil.copytree(sample_root / "VOC2012", other / "VOC2012")
+    ids = (other / "VOC2012/ImageSets/Segmentation/val.txt").read_text().split()
+    mask = other / "VOC2012/SegmentationClass" / f"{ids[0]}.png"
+    pixels = np.array(Image.open(mask))
+    pixels[5, 5] = 0 if pixels[5, 5] else 1
+    Image.fromarray(pixels).save(mask)
+    result = run_cli("sweep", "--data-root", other, "--split", "val", "--activation",
+                     sample_root / "activation/sample-cam/npz", "--activation-format", "npz",
+                     "--allow-extra-maps", "--out", results)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    shown = run_cli("results", "show", "--results", results)
+    assert "scored on 2 different ground truths" in " ".join(shown.stderr.split())
+    render_site(results, tmp_path / "site", gallery_images=0, draws=10)
+    html = (tmp_path / "site/index.html").read_text()
+    runs = pd.read_parquet(results / "runs.parquet")
+    val = runs[(runs.split == "val") & (runs.stage == "activation")]
+    assert val.gt_digest.nunique() == 2
+    for run_id in val.run_id:
+        row = re.search(rf'<tr data-run="{run_id}">.*?</tr>', html, re.S).group(0)
+        assert "other GT" in row
+    train = runs[(runs.split == "train") & (runs.stage == "activation")]
+    for run_id in train.run_id:
+        row = re.search(rf'<tr data-run="{run_id}">.*?</tr>', html, re.S).group(0)
+        assert "other GT" not in row
+    assert "scored on different ground truth" in html
 
 
 def test_a_failed_render_keeps_the_old_site(store, site, tmp_path):
@@ -166,7 +201,9 @@ def test_index_in_a_real_browser(site, store, page):
         row = cell.locator("xpath=..")
         run_id = row.get_attribute("data-run")
         point, how = expected[run_id]
-        assert row.locator("td").nth(5).inner_text().startswith(how)
+        assert row.locator("td").nth(6).inner_text().startswith(how)
+        fingerprint = runs.set_index("run_id").gt_digest[run_id]
+        assert row.locator("td").nth(4).inner_text() == fingerprint[7:19]  # one ground truth
         shown = float(cell.get_attribute("data-value"))
         assert shown == sweeps.loc[(run_id, point), "miou"]  # the stored value, exactly
         assert cell.inner_text() == f"{100 * shown:.2f}"
@@ -186,10 +223,10 @@ def test_index_in_a_real_browser(site, store, page):
     measured = page.locator("table.measured[data-stage='activation']")
     header = measured.locator("th", has_text="mIoU")
     header.click()
-    assert column(measured, 7) == sorted(column(measured, 7))
+    assert column(measured, 8) == sorted(column(measured, 8))
     assert header.get_attribute("aria-sort") == "ascending"
     header.click()
-    assert column(measured, 7) == sorted(column(measured, 7), reverse=True)
+    assert column(measured, 8) == sorted(column(measured, 8), reverse=True)
 
     page.fill("#filter", "saliency-rule")
     visible = measured.locator("tbody tr:visible")

@@ -17,8 +17,12 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SHORT = 12  # hex digits shown by `results show` and the leaderboard
 
@@ -45,8 +49,21 @@ def split_digest(ids: Iterable[str]) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def short(digest: str | None) -> str:
+def short(digest: object) -> str:
     """The first `SHORT` hex digits of a digest, for tables ("-" when there is none)."""
-    if not digest:
+    if not isinstance(digest, str) or not digest:
         return "-"
     return digest.removeprefix("sha256:")[:SHORT]
+
+
+def mixed_ground_truth(runs: pd.DataFrame) -> dict[tuple[str, str], list[str]]:
+    """(dataset, split) scored on more than one ground truth -> their short fingerprints.
+
+    A run without a fingerprint (stored before results schema 4) counts as "-", unknown.
+    """
+    mixed = {}
+    for (dataset, split), group in runs.groupby(["dataset", "split"], sort=True):
+        found = sorted({short(d) for d in group.gt_digest})
+        if len(found) > 1:
+            mixed[(dataset, split)] = found
+    return mixed

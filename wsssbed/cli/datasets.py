@@ -83,6 +83,27 @@ def datasets_check(
     raise typer.Exit(1)
 
 
+@datasets_app.command("prepare")
+def datasets_prepare(
+    dataset: str = typer.Argument(
+        ..., help="voc2012, coco2014, cocostuff, ade20k, context, context59."
+    ),
+    sources: list[Path] = typer.Option(
+        ..., "--from", help="An official archive or its extracted folder (repeat for several)."
+    ),
+    out_dir: Path = typer.Option(..., "--out", help="New data root to write (must not exist)."),
+) -> None:
+    """Build the layout wsssbed reads from a dataset's official files (docs/datasets.md)."""
+    from wsssbed.datasets.prepare import RECORD, prepare
+
+    with reported_errors(), progress_bar(f"preparing {dataset}") as update:
+        counts = prepare(dataset, sources, out_dir, update)
+    splits = ", ".join(f"{name} {count:,}" for name, count in counts.items())
+    out.print(
+        f"{dataset} prepared in {out_dir} ({splits}); sources recorded in {RECORD}", soft_wrap=True
+    )
+
+
 @datasets_app.command("convert-coco")
 def datasets_convert_coco(
     annotations: Path = typer.Option(..., help="COCO 2014 instances_<split>2014.json."),

@@ -32,6 +32,7 @@ def results_show(
     import pandas as pd
 
     from wsssbed.eval.axes import AXIS_COLUMNS
+    from wsssbed.fingerprint import mixed_ground_truth, short
     from wsssbed.results import METRIC_COLUMNS, best_points, read_table
 
     with reported_errors():
@@ -53,6 +54,8 @@ def results_show(
                     "split": run.split,
                     "generator": run.generator,
                     "stage": run.stage,
+                    "gt_digest": None if pd.isna(run.gt_digest) else run.gt_digest,
+                    "split_digest": None if pd.isna(run.split_digest) else run.split_digest,
                     "best_point": {a: float(run[a]) for a in AXIS_COLUMNS if pd.notna(run[a])},
                     **{m: fraction(run[m]) for m in METRIC_COLUMNS},
                     "per_class_iou": dict(zip(classes.class_name, classes.iou.astype(float))),
@@ -61,7 +64,8 @@ def results_show(
         print(json.dumps(rows, indent=2))
         return
     table = Table(title=f"best points in {results}")
-    for column in ("run", "method", "dataset/split", "generator", "point", "mIoU", "BF"):
+    columns = ("run", "method", "dataset/split", "ground truth", "generator", "point", "mIoU", "BF")
+    for column in columns:
         justify = "right" if column in ("mIoU", "BF") else "left"
         table.add_column(column, justify=justify, overflow="fold")
     for _, run in best.iterrows():
@@ -70,12 +74,20 @@ def results_show(
             run.run_id,
             "-" if pd.isna(run.method) else str(run.method),
             f"{run.dataset}/{run.split}",
+            short(run.gt_digest),
             run.generator,
             point,
             percent(run.miou),
             percent(run.bf_f),
         )
     out.print(table)
+    for (dataset_name, split), found in mixed_ground_truth(best).items():
+        err.print(
+            f"runs on {dataset_name}/{split} were scored on {len(found)} different ground "
+            f"truths ({', '.join(found)}): their numbers are not comparable",
+            style="yellow",
+            highlight=False,
+        )
     classes = Table(title="per-class IoU at the best points")
     classes.add_column("class")
     runs = best.run_id.tolist()

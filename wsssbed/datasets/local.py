@@ -222,7 +222,16 @@ class LocalDataset:
     def read_gt(self, image_id: str) -> np.ndarray:
         """HxW uint8 class ids, 255 = void, mapped by the dataset's label mapping."""
         path = self.gt_path(image_id)
-        return map_labels(read_png_array(path), self._lookup, path)
+        try:
+            return map_labels(read_png_array(path), self._lookup, path)
+        except InputError as error:
+            if not self.spec.category_ids or "does not define" not in error.problem:
+                raise
+            raise InputError(
+                f"{error.problem}; masks stored with raw COCO category ids (up to 90, with "
+                "gaps) are converted by `wsssbed datasets prepare coco2014 --from FOLDER`",
+                path,
+            ) from None
 
     @cached_property
     def image_folder(self) -> Path | None:

@@ -30,6 +30,7 @@ from wsssbed.configio import read_toml
 from wsssbed.datasets import get_dataset
 from wsssbed.errors import InputError
 from wsssbed.eval.summary import BOUNDARY_METRICS, SUMMARY_METRICS
+from wsssbed.fingerprint import mixed_ground_truth, short
 from wsssbed.report import figures
 from wsssbed.report.gallery import gallery
 from wsssbed.report.sensitivity import (
@@ -67,6 +68,12 @@ class Entry:
     scores: pd.Series
     ci: tuple[float, float] | None
     manifests: list[dict]
+    gt_mixed: bool = False  # its split was scored on other ground truth in the same table
+
+    @property
+    def gt_short(self) -> str:
+        """Short ground-truth fingerprint (`wsssbed.fingerprint`), "-" for old runs."""
+        return short(self.run.gt_digest)
 
     @property
     def page(self) -> str:
@@ -196,6 +203,10 @@ def render_site(
     )
     runs = runs.assign(key=runs.apply(setting_key, axis=1))
     entries = [_entry(run, runs, sweeps, per_image, draws) for _, run in runs.iterrows()]
+    mixed = {(d, s, stage) for stage, group in runs.groupby("stage")
+             for d, s in mixed_ground_truth(group)}  # fmt: skip
+    for entry in entries:
+        entry.gt_mixed = (entry.run.dataset, entry.run.split, entry.run.stage) in mixed
     entries.sort(key=lambda e: (e.run.dataset, e.run.stage, e.run.split, e.label, e.run.run_id))
     environment = _environment()
     sections = []
@@ -209,7 +220,8 @@ def render_site(
             ]
             if measured or not paper.empty:
                 stages.append({"key": stage, "title": STAGE_TITLES[stage], "entries": measured,
-                               "reported": paper.to_dict("records")})  # fmt: skip
+                               "reported": paper.to_dict("records"),
+                               "gt_mixed": any(e.gt_mixed for e in measured)})  # fmt: skip
         sections.append({"dataset": dataset, "title": spec.title, "stages": stages})
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
@@ -245,7 +257,8 @@ def render_site(
 def _provenance(run: pd.Series) -> list[tuple[str, str]]:
     names = ("run_id", "stage", "dataset", "split", "n_images", "generator", "ignore_label",
              "grid", "activation", "activation_format", "saliency", "predictions", "labels",
-             "boundary_tolerance", "method", "verified", "device", "workers", "wall_time_s",
+             "boundary_tolerance", "gt_digest", "gt_source", "split_digest", "split_file",
+             "split_file_sha256", "method", "verified", "device", "workers", "wall_time_s",
              "started_at", "wsssbed_version", "git_commit", "packages", "command")  # fmt: skip
     return [(n, "-" if pd.isna(run.get(n)) else str(run.get(n))) for n in names]
 
