@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import tarfile
-import tomllib
 import zipfile
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from scipy.io import savemat
 from typer.testing import CliRunner
 
 from wsssbed.cli import app
+from wsssbed.configio import read_toml
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.datasets.prepare import coco_mask_layout, prepare
@@ -96,7 +96,7 @@ def test_voc_with_sbd_builds_segmentation_class_aug(tmp_path):
     assert labels[2] == "d " + " ".join(
         str(c - 1) for c in sorted(set(np.unique(expected["d"]).tolist()) - {0, 255})
     )
-    record = tomllib.loads((out / "PREPARED.toml").read_text())
+    record = read_toml(out / "PREPARED.toml", "record")
     assert record["dataset"] == "voc2012" and record["splits"]["train_aug"] == 4
     assert [s["kind"] for s in record["sources"]] == ["archive", "archive"]
     assert len(record["sources"][0]["sha256"]) == 64
@@ -150,8 +150,9 @@ def test_coco_instances_json_through_prepare(tmp_path):
     import json
 
     annotations = tmp_path / "instances_train2014.json"
+    image = {"id": 7, "file_name": "COCO_train2014_000000000007.jpg", "height": 4, "width": 6}
     annotations.write_text(json.dumps({
-        "images": [{"id": 7, "file_name": "COCO_train2014_000000000007.jpg", "height": 4, "width": 6}],
+        "images": [image],
         "annotations": [{"id": 1, "image_id": 7, "category_id": 90, "iscrowd": 0, "area": 4,
                          "segmentation": [[0, 0, 2, 0, 2, 2, 0, 2]]}],
         "categories": [],
