@@ -15,7 +15,6 @@ unpinned until a first copy is verified. This module adds what that needs to url
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import time
@@ -24,6 +23,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from wsssbed.digest import file_sha256
 from wsssbed.errors import WsssbedError
 
 Progress = Callable[[int, int], None]
@@ -127,12 +127,3 @@ def download(url: str, target: Path, progress: Progress | None = None) -> str:
     partial.rename(target)
     partial.with_name(partial.name + ".json").unlink(missing_ok=True)
     return file_sha256(target)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, streamed, as 64 hex digits."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -12,7 +12,7 @@ import pandas as pd
 
 import wsssbed
 from wsssbed.datasets.local import LocalDataset
-from wsssbed.download import file_sha256
+from wsssbed.digest import file_sha256
 from wsssbed.errors import InputError
 from wsssbed.eval.axes import AXIS_COLUMNS
 from wsssbed.eval.job import SweepJob

@@ -40,7 +40,7 @@ from wsssbed.archive import extract
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset, labels_from_mask, read_id_list
 from wsssbed.datasets.spec import DatasetSpec
-from wsssbed.download import file_sha256
+from wsssbed.digest import file_sha256
 from wsssbed.errors import InputError
 from wsssbed.imageio import read_png_array, write_png_atomic
 
