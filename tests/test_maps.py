@@ -13,6 +13,7 @@ from wsssbed.activation import (
     validate_activation,
     write_activation,
 )
+from wsssbed.activation.budget import MapBudget
 from wsssbed.datasets import get_dataset
 from wsssbed.errors import InputError
 from wsssbed.maps import read_label_map, read_saliency, write_label_map, write_saliency
@@ -79,7 +80,7 @@ def test_crafted_pickle_cannot_run_code(tmp_path):
     assert target.exists()
     target.unlink()
     with pytest.raises(InputError, match=r"builtins\.open|io\.open") as info:
-        load_npy(path)
+        load_npy(path, MapBudget(VOC.num_classes - 1))
     assert str(path) in str(info.value)
     assert not target.exists()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import warnings
 from pathlib import Path
@@ -16,13 +17,16 @@ from wsssbed.errors import InputError
 MAX_PIXELS = 64_000_000
 
 
-def read_png_array(path: Path, *, gray: bool = False) -> np.ndarray:
+def read_png_array(
+    path: Path, *, gray: bool = False, expected: tuple[int, int] | None = None
+) -> np.ndarray:
     """Decode an 8-bit image file into a HxW uint8 array (palette indices kept as is).
 
     Args:
         path: the file.
         gray: convert RGB/RGBA to luminance ("L") as WSSS-BED does for saliency maps;
             otherwise only single-channel images ("L", "P", "I;16" in range) are accepted.
+        expected: (H, W) the header must declare, checked before decoding.
 
     Raises:
         InputError: missing, corrupt, too large, or not a single-channel 8-bit image.
@@ -35,7 +39,7 @@ def read_png_array(path: Path, *, gray: bool = False) -> np.ndarray:
             return np.asarray(image.convert("L"))
         raise InputError(f"expected a single-channel 8-bit image, found mode {image.mode!r}", path)
 
-    return _as_uint8(_decode(path, single_channel))
+    return _as_uint8(_decode(path, single_channel, expected))
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -56,13 +60,35 @@ def picture_size(path: Path) -> tuple[int, int]:
     return _decode(path, lambda image: (image.height, image.width))
 
 
+def regular_file(path: Path) -> int:
+    """The size of `path`, after checking it is a regular file.
+
+    A pipe, device or socket in a maps folder would block a read forever, so readers call
+    this before opening anything a stranger supplied.
+
+    Raises:
+        InputError: missing, unreadable, or not a regular file.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError as exc:
+        raise InputError("file not found", path) from exc
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path) from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError("not a regular file (a pipe, device or folder); give a plain file", path)
+    return info.st_size
+
+
 def _as_uint8(array: np.ndarray) -> np.ndarray:
     return np.array(array, dtype=np.uint8, order="C")  # a writable copy
 
 
-def _decode(path: Path, convert):
-    """`convert(opened PIL image)`, refusing files over `MAX_PIXELS` before decoding
-    and turning every decoding failure into an `InputError` naming the file."""
+def _decode(path: Path, convert, expected: tuple[int, int] | None = None):
+    """`convert(opened PIL image)`, refusing files over `MAX_PIXELS` (or not of the
+    `expected` (H, W)) before decoding and turning every decoding failure into an
+    `InputError` naming the file."""
+    regular_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -72,6 +98,12 @@ def _decode(path: Path, convert):
                 if width * height > MAX_PIXELS:
                     raise InputError(
                         f"image is {width}x{height}, above the {MAX_PIXELS:,}-pixel budget", path
+                    )
+                if expected is not None and (height, width) != tuple(expected):
+                    raise InputError(
+                        f"map size {height}x{width} differs from the ground truth's "
+                        f"{expected[0]}x{expected[1]} (H x W)",
+                        path,
                     )
                 return convert(image)
     except FileNotFoundError as exc:

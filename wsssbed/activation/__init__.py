@@ -28,9 +28,10 @@ def read_activation(
     fmt: str,
     spec: DatasetSpec,
     keys: tuple[int, ...] | None = None,
+    shape: tuple[int, int] | None = None,
 ) -> ActivationMaps:
     """Read one image's maps in format `fmt` (see `MapFormat.read`)."""
-    return map_format(fmt).read(folder, image_id, spec, keys)
+    return map_format(fmt).read(folder, image_id, spec, keys, shape)
 
 
 def write_activation(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wsssbed.activation.budget import MapBudget
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.errors import InputError
 from wsssbed.registry import Registry
@@ -54,9 +55,12 @@ class MapFormat:
         raise NotImplementedError
 
     def read_raw(
-        self, folder: Path, image_id: str, keys: tuple[int, ...] | None
+        self, folder: Path, image_id: str, keys: tuple[int, ...] | None, budget: MapBudget
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(keys, cams) as stored: 0-based foreground keys (K,) and maps (K, H, W)."""
+        """(keys, cams) as stored: 0-based foreground keys (K,) and maps (K, H, W).
+
+        Declared sizes are checked against `budget` before any data is read.
+        """
         raise NotImplementedError
 
     def write(self, folder: Path, image_id: str, keys: np.ndarray, cams: np.ndarray) -> None:
@@ -64,15 +68,25 @@ class MapFormat:
         raise NotImplementedError
 
     def read(
-        self, folder: Path, image_id: str, spec: DatasetSpec, keys: tuple[int, ...] | None = None
+        self,
+        folder: Path,
+        image_id: str,
+        spec: DatasetSpec,
+        keys: tuple[int, ...] | None = None,
+        shape: tuple[int, int] | None = None,
     ) -> ActivationMaps:
         """Read one image's maps as class ids and float32 planes, keys ascending.
+
+        Args:
+            shape: the ground truth's (H, W); declared map sizes must match it before
+                anything is read (None: any size within `MAX_PIXELS`).
 
         Checked here: key and map dtypes and shapes, duplicate keys. Checked against the
         image by `validate_activation`: size, range, finiteness, labels.
         """
         path = self.where(folder, image_id)
-        raw_keys, cams = self.read_raw(folder, image_id, keys)
+        budget = MapBudget(spec.num_classes - spec.first_foreground, shape)
+        raw_keys, cams = self.read_raw(folder, image_id, keys, budget)
         raw_keys = np.asarray(raw_keys)
         if raw_keys.ndim != 1 or raw_keys.dtype.kind not in "iu":
             raise InputError(

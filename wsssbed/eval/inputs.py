@@ -125,7 +125,7 @@ class SweepInputs(Dataset):
         )
         if job.rule.needs_maps:
             fmt = map_format(job.activation_format)
-            maps = fmt.read(job.activation, image_id, spec, self.keys.get(image_id))
+            maps = fmt.read(job.activation, image_id, spec, self.keys.get(image_id), gt.shape)
             where = fmt.where(job.activation, image_id)
             validate_activation(maps, gt.shape, labels, spec, where)
             sample.class_ids = torch.from_numpy(maps.class_ids)

@@ -1,8 +1,8 @@
 """`irn-npy`: `<id>.npy` holding a pickled dict, as IRN-family code writes it.
 
 The dict has `keys` (0-based foreground class indices, (K,)) and `high_res` or `cam`
-(float32, (K, H, W)). It is read through a restricted unpickler (`wsssbed.safe_pickle`)
-that cannot run code.
+(float32, (K, H, W)). It is read through a restricted reader (`wsssbed.safe_pickle`)
+that cannot run code and hands numpy nothing it has not checked.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from wsssbed.activation.base import FORMATS
+from wsssbed.activation.budget import MapBudget
 from wsssbed.activation.formats.single_file import SingleFileFormat
 from wsssbed.errors import InputError
 from wsssbed.imageio import write_atomic
@@ -25,10 +26,10 @@ class IrnNpy(SingleFileFormat):
     suffix = ".npy"
 
     def read_raw(
-        self, folder: Path, image_id: str, keys: tuple[int, ...] | None
+        self, folder: Path, image_id: str, keys: tuple[int, ...] | None, budget: MapBudget
     ) -> tuple[np.ndarray, np.ndarray]:
         path = self.where(folder, image_id)
-        content = load_npy(path)
+        content = load_npy(path, budget)
         if not isinstance(content, dict) or "keys" not in content:
             raise InputError("expected a pickled dict with `keys` and `high_res` (or `cam`)", path)
         for name in ("high_res", "cam"):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from wsssbed.activation.base import FORMATS, MapFormat
+from wsssbed.activation.budget import MapBudget
 from wsssbed.errors import InputError
 from wsssbed.imageio import read_png_array, write_png_atomic
 
@@ -26,8 +27,18 @@ class PngPerClass(MapFormat):
         keys: dict[str, list[int]] = defaultdict(list)
         for entry in folder.iterdir():
             match = _NAME.match(entry.name)
-            if match:
-                keys[match["id"]].append(int(match["key"]))
+            if not match:
+                continue
+            key = int(match["key"])
+            if match["key"] != str(key):  # `_016` would be read as `_16`: one name per class
+                canonical = f"{match['id']}_{key}.png"
+                both = (folder / canonical).exists()
+                raise InputError(
+                    f"{entry.name} writes class {key} with leading zeros; name it {canonical}"
+                    + (f" ({canonical} exists too: two files for one class)" if both else ""),
+                    folder,
+                )
+            keys[match["id"]].append(key)
         return {image_id: tuple(sorted(k)) for image_id, k in keys.items()}
 
     def is_map_file(self, name: str) -> bool:
@@ -37,11 +48,19 @@ class PngPerClass(MapFormat):
         return folder / image_id
 
     def read_raw(
-        self, folder: Path, image_id: str, keys: tuple[int, ...] | None
+        self, folder: Path, image_id: str, keys: tuple[int, ...] | None, budget: MapBudget
     ) -> tuple[np.ndarray, np.ndarray]:
         if not keys:
             raise InputError(f"no activation maps `{image_id}_<class>.png`", folder)
-        planes = [read_png_array(folder / f"{image_id}_{k}.png") for k in keys]
+        if len(keys) > budget.planes:
+            raise InputError(
+                f"{len(keys)} per-class maps for {image_id}; the dataset has {budget.planes} "
+                "foreground classes",
+                folder,
+            )
+        planes = [
+            read_png_array(folder / f"{image_id}_{k}.png", expected=budget.shape) for k in keys
+        ]
         shapes = {p.shape for p in planes}
         if len(shapes) != 1:
             raise InputError(

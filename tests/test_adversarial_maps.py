@@ -1,0 +1,284 @@
+"""Crafted map files (issue 16, classes 1, 2 and 5): the restricted reader, memory budgets
+checked before allocation, and files that would block a read. Every payload is made here."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.lib import format as npy_format
+from PIL import Image
+
+from wsssbed.activation import read_activation
+from wsssbed.activation.budget import MapBudget
+from wsssbed.datasets import get_dataset
+from wsssbed.errors import InputError
+from wsssbed.safe_pickle import load_npy
+
+VOC = get_dataset("voc2012")
+SHAPE = (4, 5)
+BUDGET = MapBudget(20, SHAPE)
+RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's own `_reconstruct`
+
+
+class Reduce:
+    """Pickles as `func(*args)` then `__setstate__(state)`: how payloads are hand-built."""
+
+    def __init__(self, func, args, state=None):
+        self.func, self.args, self.state = func, args, state
+
+    def __reduce__(self):
+        return (self.func, self.args) if self.state is None else (self.func, self.args, self.state)
+
+
+def dtype(code: str, state=(3, "<", None, None, None, -1, -1, 0)) -> Reduce:
+    return Reduce(np.dtype, (code, False, True), state)
+
+
+def array(shape, descr: Reduce, data) -> Reduce:
+    return Reduce(RECONSTRUCT, (np.ndarray, (0,), b"b"), (1, shape, descr, False, data))
+
+
+def write_pickled(path: Path, content, protocol: int = 4) -> Path:
+    """An `.npy` whose payload is `content` pickled, behind an object-dtype header."""
+    with open(path, "wb") as stream:
+        npy_format.write_array_header_1_0(
+            stream, {"descr": "|O", "fortran_order": False, "shape": ()}
+        )
+        pickle.dump(content, stream, protocol=protocol)
+    return path
+
+
+def irn(keys: Reduce, cams: Reduce) -> Reduce:
+    return array(
+        (), dtype("O8", (3, "|", None, None, None, -1, -1, 63)), [{"keys": keys, "high_res": cams}]
+    )
+
+
+GOOD_KEYS = array((1,), dtype("i8"), np.array([14], "<i8").tobytes())
+GOOD_CAMS = array((1, *SHAPE), dtype("f4"), np.full((1, *SHAPE), 0.5, "<f4").tobytes())
+
+
+OBJECT_STATE = (3, "|", None, None, None, -1, -1, 63)
+# an object field at an offset past the item: numpy's own __setstate__ corrupts memory
+OBJECT_FIELD = (3, "|", None, ("a",), {"a": (np.dtype("O"), 4096)}, 8, 1, 63)
+TWO_FIELDS = (3, "|", None, ("a", "b"), {"a": (np.dtype("f4"), 0), "b": (np.dtype("i4"), 4)},
+              8, 1, 0)  # fmt: skip
+CRAFTED = {
+    "object-field-offset": (array((1,), dtype("f8", OBJECT_FIELD), bytes(8)), "user-built dtype"),
+    "structured": (array((1,), dtype("f8", TWO_FIELDS), bytes(8)), "user-built dtype"),
+    "void-code": (array((1,), dtype("V8"), bytes(8)), "plain numeric"),
+    "itemsize": (
+        array((1,), dtype("f4", (3, "<", None, None, None, 64, 1, 0)), bytes(64)),
+        "custom item size",
+    ),
+    "unicode": (array((2,), dtype("U10"), bytes(80)), "plain numeric"),
+    "object-inner": (array((2,), dtype("O8", OBJECT_STATE), [1, 2]), "0-d top-level"),
+    "huge-shape": (array((1, 40000, 40000), dtype("f4"), bytes(8)), "40000x40000 differs"),
+    "short-data": (array((1, *SHAPE), dtype("f4"), bytes(8)), "needs 80 bytes, has 8"),
+    "list-data": (array((1, *SHAPE), dtype("f4"), [0.0] * 20), "must be bytes"),
+    "negative-shape": (array((1, -5, 2), dtype("f4"), b""), "non-negative"),
+    "eval": (Reduce(eval, ("1+1",)), "builtins.eval"),
+    "system": (Reduce(os.system, ("true",)), "system"),
+    "codecs": (Reduce(__import__("codecs").encode, ("x", "rot13")), "latin-1"),
+    "bare-dtype": (Reduce(np.dtype, ("f4", False, True)), "bare dtype"),
+    "deep": ([[[[[[[[[[GOOD_CAMS]]]]]]]]]], "nested"),
+}
+
+
+@pytest.mark.parametrize("name", CRAFTED)
+def test_crafted_pickles_are_refused_with_a_message(tmp_path, name):
+    cams, message = CRAFTED[name]
+    path = write_pickled(tmp_path / "x.npy", irn(GOOD_KEYS, cams))
+    with pytest.raises(InputError, match=message) as info:
+        load_npy(path, BUDGET)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_every_pickle_protocol_numpy_writes_is_read(tmp_path, protocol):
+    """Protocol 2 (older numpy) stores bytes through `_codecs.encode`; 5 uses `_frombuffer`."""
+    cams = np.random.default_rng(protocol).random((2, *SHAPE), dtype=np.float32)
+    content = np.empty((), dtype=object)
+    content[()] = {"keys": np.array([14, 3]), "high_res": np.asfortranarray(cams)}
+    write_pickled(tmp_path / "a.npy", content, protocol)
+    maps = read_activation(tmp_path, "a", "irn-npy", VOC, shape=SHAPE)
+    assert maps.class_ids.tolist() == [4, 15] and np.array_equal(maps.cams[1], cams[0])
+    assert maps.cams.flags.writeable
+
+
+def test_a_plain_npy_declaring_ten_trillion_elements_is_refused_from_its_header(tmp_path):
+    path = tmp_path / "a.npy"
+    with open(path, "wb") as stream:
+        npy_format.write_array_header_1_0(
+            stream, {"descr": "<f4", "fortran_order": False, "shape": (10**13,)}
+        )
+    with pytest.raises(InputError, match=r"declares an array of shape \(10000000000000,\)"):
+        load_npy(path, BUDGET)
+
+
+def _npz_member_with_header(archive: zipfile.ZipFile, name: str, shape, zeros: int) -> None:
+    with archive.open(name, "w", force_zip64=True) as member:
+        npy_format.write_array_header_1_0(
+            member, {"descr": "<f4", "fortran_order": False, "shape": shape}
+        )
+        chunk = bytes(1 << 20)
+        for _ in range(zeros):
+            member.write(chunk)
+
+
+def _npz_bomb(path: Path, zeros_mb: int = 64) -> Path:
+    """keys fine; cams declares 1 x 40000 x 40000 and deflates 64 MiB of zeros."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("keys.npy", "w") as member:
+            np.save(member, np.array([14]))
+        _npz_member_with_header(archive, "cams.npy", (1, 40000, 40000), zeros_mb)
+    return path
+
+
+def test_an_npz_bomb_is_refused_before_inflating(tmp_path):
+    path = _npz_bomb(tmp_path / "a.npz")
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(InputError, match="67,108,992 bytes, above this image's budget"):
+        read_activation(tmp_path, "a", "npz", VOC, shape=SHAPE)  # the zip's declared size
+    _npz_bomb(tmp_path / "b.npz", zeros_mb=0)  # small member: its npy header is checked
+    with pytest.raises(InputError, match="40000x40000 differs from the ground truth's 4x5"):
+        read_activation(tmp_path, "b", "npz", VOC, shape=SHAPE)
+
+
+def test_an_npz_member_shorter_than_its_header_is_refused(tmp_path):
+    with zipfile.ZipFile(tmp_path / "a.npz", "w") as archive:
+        with archive.open("keys.npy", "w") as member:
+            np.save(member, np.array([14]))
+        _npz_member_with_header(archive, "cams.npy", (1, *SHAPE), 0)
+    with pytest.raises(InputError, match="ends after 0 of 80 bytes"):
+        read_activation(tmp_path, "a", "npz", VOC, shape=SHAPE)
+
+
+def _png(path: Path, shape) -> None:
+    Image.fromarray(np.zeros(shape, np.uint8)).save(path)
+
+
+def test_per_class_pngs_are_budgeted_by_count_and_header(tmp_path):
+    from wsssbed.activation import list_activation_ids
+
+    many = tmp_path / "many"
+    many.mkdir()
+    for key in range(40):  # each file is small; together 40 planes for a 20-class dataset
+        _png(many / f"a_{key}.png", SHAPE)
+    keys = list_activation_ids(many, "png-per-class")["a"]
+    with pytest.raises(InputError, match="40 per-class maps for a; the dataset has 20"):
+        read_activation(many, "a", "png-per-class", VOC, keys, shape=SHAPE)
+    big = tmp_path / "big"
+    big.mkdir()
+    _png(big / "a_3.png", (3000, 3000))
+    with pytest.raises(InputError, match="3000x3000 differs from the ground truth's 4x5"):
+        read_activation(big, "a", "png-per-class", VOC, (3,), shape=SHAPE)
+    twice = tmp_path / "twice"
+    twice.mkdir()
+    _png(twice / "a_16.png", SHAPE)
+    _png(twice / "a_016.png", SHAPE)
+    with pytest.raises(
+        InputError, match=r"a_016.png .*\(a_16.png exists too: two files for one class\)"
+    ):
+        list_activation_ids(twice, "png-per-class")
+
+
+def test_a_file_over_the_budget_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "a.npy"
+    path.write_bytes(b"\x93NUMPY" + bytes(BUDGET.max_bytes + (1 << 17)))
+    with pytest.raises(InputError, match="above this image's budget"):
+        load_npy(path, BUDGET)
+
+
+MEASURE = """
+import json, resource, sys
+from pathlib import Path
+from wsssbed.activation import read_activation
+from wsssbed.datasets import get_dataset
+from wsssbed.errors import InputError
+voc, folder = get_dataset("voc2012"), Path(sys.argv[1])
+shape = (375, 500)
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+read_activation(folder / "legit", "a", "npz", voc, shape=shape)
+baseline = peak()
+outcome = {}
+for name, fmt in json.loads(sys.argv[2]).items():
+    try:
+        keys = tuple(range(40)) if fmt == "png-per-class" else None
+        read_activation(folder / name, "a", fmt, voc, keys, shape=shape)
+        outcome[name] = "read"
+    except InputError as error:
+        outcome[name] = error.problem
+print(json.dumps({"baseline": baseline, "peak": peak(), "outcome": outcome}))
+"""
+
+
+def test_crafted_inputs_stay_within_twice_the_largest_legitimate_maps(tmp_path):
+    """Peak memory of a fresh process reading every crafted file, after one legitimate read
+    of the largest maps an image can have (20 classes at 375x500)."""
+    shape = (375, 500)
+    (tmp_path / "legit").mkdir()
+    cams = np.random.default_rng(0).random((20, *shape), dtype=np.float32)
+    np.savez(tmp_path / "legit/a.npz", keys=np.arange(20), cams=cams)
+    legit_bytes = cams.nbytes
+    crafted = {}
+    for name in ("pickle", "header", "bomb", "pngs"):
+        (tmp_path / name).mkdir()
+    write_pickled(
+        tmp_path / "pickle/a.npy", irn(GOOD_KEYS, array((1, 40000, 40000), dtype("f4"), b""))
+    )
+    crafted["pickle"] = "irn-npy"
+    with open(tmp_path / "header/a.npy", "wb") as stream:
+        npy_format.write_array_header_1_0(
+            stream, {"descr": "<f8", "fortran_order": False, "shape": (10**13,)}
+        )
+    crafted["header"] = "irn-npy"
+    _npz_bomb(tmp_path / "bomb/a.npz", zeros_mb=256)
+    crafted["bomb"] = "npz"
+    for key in range(40):
+        _png(tmp_path / "pngs" / f"a_{key}.png", shape)
+    crafted["pngs"] = "png-per-class"
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(tmp_path), json.dumps(crafted)],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    report = json.loads(result.stdout)
+    print(report)  # shown with -rP: the measured growth
+    assert all(outcome != "read" for outcome in report["outcome"].values()), report
+    assert report["peak"] - report["baseline"] < 2 * legit_bytes, report
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+@pytest.mark.parametrize("where", ["activation", "saliency", "ground truth"])
+def test_a_named_pipe_in_an_input_folder_is_refused_not_waited_on(sample_root, tmp_path, where):
+    root = tmp_path / "copy"
+    shutil.copytree(sample_root, root, ignore=shutil.ignore_patterns("irn-npy", "png-per-class"))
+    target = {
+        "activation": root / "activation/sample-cam/npz/sample_0003.npz",
+        "saliency": root / "saliency/sample-sal/sample_0003.png",
+        "ground truth": root / "VOC2012/SegmentationClass/sample_0003.png",
+    }[where]
+    target.unlink()
+    os.mkfifo(target)
+    command = [
+        sys.executable, "-m", "wsssbed.cli", "sweep", "--data-root", str(root), "--split",
+        "train", "--activation", str(root / "activation/sample-cam/npz"), "--activation-format",
+        "npz", "--allow-extra-maps", "--generator", "saliency-rule", "--saliency",
+        str(root / "saliency/sample-sal"), "--sal-thresholds", "0.2", "--thresholds", "0.3",
+        "--out", str(tmp_path / "results"), "--workers", "0",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "not a regular file" in result.stderr and "sample_0003" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "results").exists()

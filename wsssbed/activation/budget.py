@@ -1,0 +1,76 @@
+"""What one image's activation maps may hold, checked before any of their data is read.
+
+A map file comes from a stranger, and its header can claim any shape. Readers check
+the declared shapes (npy headers, pickled array states, zip member sizes, PNG headers)
+against a `MapBudget` before they allocate: at most one map per foreground class, each
+the ground truth's size, and a file no larger than those maps stored as float64 (plus
+headers). The largest legitimate file is therefore also the most any crafted one can
+make a reader allocate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from wsssbed.errors import InputError
+from wsssbed.imageio import MAX_PIXELS
+
+HEADER_SLACK = 1 << 16  # npy/zip/pickle headers and the keys array
+
+
+@dataclass(frozen=True)
+class MapBudget:
+    """Limits for one image's maps.
+
+    Attributes:
+        planes: most maps one image may have (the dataset's foreground classes).
+        shape: (H, W) every map must have (the ground truth's), or None when unknown;
+            then any plane of at most `MAX_PIXELS` pixels is allowed.
+    """
+
+    planes: int
+    shape: tuple[int, int] | None = None
+
+    @property
+    def plane_pixels(self) -> int:
+        return MAX_PIXELS if self.shape is None else self.shape[0] * self.shape[1]
+
+    @property
+    def max_bytes(self) -> int:
+        """Bytes of the largest legitimate maps: every plane as float64."""
+        return self.planes * self.plane_pixels * 8
+
+    def _describe(self) -> str:
+        size = "any size" if self.shape is None else f"{self.shape[0]}x{self.shape[1]}"
+        return f"at most {self.planes} maps of {size} (one per foreground class)"
+
+    def check_file(self, size: int, where: Path) -> None:
+        """Refuse a file larger than the largest legitimate maps (before reading it)."""
+        limit = self.max_bytes + HEADER_SLACK
+        if size > limit:
+            raise InputError(
+                f"{size:,} bytes, above this image's budget of {limit:,} bytes "
+                f"({self._describe()}, float64)",
+                where,
+            )
+
+    def check_declared(self, shape: tuple[int, ...], itemsize: int, where: Path) -> None:
+        """Refuse an array header whose shape cannot be a key list or this image's maps."""
+        ok = len(shape) <= 1 and math.prod(shape) <= max(self.planes, 1)
+        if len(shape) == 3:
+            planes, height, width = shape
+            if self.shape and planes <= self.planes and (height, width) != self.shape:
+                raise InputError(
+                    f"map size {height}x{width} differs from the ground truth's "
+                    f"{self.shape[0]}x{self.shape[1]} (H x W; from the file's header)",
+                    where,
+                )
+            fits = (height, width) == self.shape if self.shape else height * width <= MAX_PIXELS
+            ok = planes <= self.planes and fits
+        if not ok or math.prod(shape) * itemsize > self.max_bytes + HEADER_SLACK:
+            raise InputError(
+                f"declares an array of shape {tuple(shape)}; this image allows {self._describe()}",
+                where,
+            )

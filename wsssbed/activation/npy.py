@@ -1,0 +1,50 @@
+"""Reading `.npy` streams (files or zip members) whose headers are checked first."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+from wsssbed.activation.budget import MapBudget
+from wsssbed.errors import InputError
+
+
+def read_header(stream: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran order, dtype) from an `.npy` header; the stream is left at the data.
+
+    Raises:
+        ValueError: not an `.npy` stream, or an unknown version.
+    """
+    version = npy_format.read_magic(stream)
+    if version == (1, 0):
+        return npy_format.read_array_header_1_0(stream)
+    if version in ((2, 0), (3, 0)):
+        return npy_format.read_array_header_2_0(stream)
+    raise ValueError(f"unsupported .npy version {version}")
+
+
+def read_plain_array(
+    stream: BinaryIO,
+    header: tuple[tuple[int, ...], bool, np.dtype],
+    budget: MapBudget,
+    where: Path,
+    what: str = "array",
+) -> np.ndarray:
+    """The array after `header`: plain numbers only, its shape within `budget`, and no
+    more bytes read (or inflated, for a zip member) than that shape needs."""
+    shape, fortran, dtype = header
+    if dtype.hasobject or dtype.kind not in "fiub" or dtype.fields is not None:
+        raise InputError(f"{what} has dtype {dtype}: plain numbers only", where)
+    budget.check_declared(shape, dtype.itemsize, where)
+    data = bytearray(math.prod(shape) * dtype.itemsize)
+    view, filled = memoryview(data), 0
+    while filled < len(data):
+        got = stream.readinto(view[filled:])
+        if not got:
+            raise InputError(f"{what} ends after {filled:,} of {len(data):,} bytes", where)
+        filled += got
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
