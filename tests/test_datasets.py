@@ -149,7 +149,7 @@ def test_user_spec_file_plugs_in(tmp_path):
 @pytest.mark.parametrize(
     "text,message",
     [
-        ("name = 'x'", "lacks `classes`"),
+        ("name = 'x'", "`classes` is missing"),
         (
             "name='x'\nclasses=['a','a']\nhas_background=true\nsplits={}\nlayout={}\nground_truth=[]",
             "twice",

@@ -125,8 +125,8 @@ def test_a_failed_render_keeps_the_old_site(store, site, tmp_path):
 @pytest.mark.parametrize(
     "edit,message",
     [
-        (lambda t: t.replace('method = "Some paper"\n', ""), "missing ['method']"),
-        (lambda t: t.replace('note = "Table 2"', "mIoU = 3"), "unknown ['mIoU']"),
+        (lambda t: t.replace('method = "Some paper"\n', ""), "required field `method` is missing"),
+        (lambda t: t.replace('note = "Table 2"', "mIoU = 3"), "has unknown fields ['mIoU']"),
         (lambda t: t.replace('"pseudo-label"', '"pseudo"'), "stage 'pseudo'"),
         (lambda t: t + "[[[", "not a valid TOML reported-numbers file"),
     ],

@@ -19,6 +19,7 @@ import pandas as pd
 
 from wsssbed.datasets.embedded import default_to_sample, sample_activation, sample_saliency
 from wsssbed.errors import InputError
+from wsssbed.outputs import check_output_folder
 from wsssbed.protocol import DEFAULT_TOLERANCE, HARD_LABELS, Protocol, build_protocol
 from wsssbed.runs import Progress, SweepResult, compute_run
 
@@ -100,6 +101,8 @@ def sweep(
         pipeline, extra = resolved.pipeline, resolved.provenance()
     on_sample = data_root is None
     dataset, data_root, split = default_to_sample(dataset, data_root, split)
+    if out is not None:
+        check_output_folder(Path(out), "results folder")  # before any work
     protocol = build_protocol(
         dataset=dataset,
         split=split,
@@ -172,6 +175,8 @@ def evaluate(
         The others as in `sweep`.
     """
     dataset, data_root, split = default_to_sample(dataset, data_root, split)
+    if out is not None:
+        check_output_folder(Path(out), "results folder")  # before any work
     protocol = Protocol(
         dataset=dataset,
         split=split,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import tomli_w
 
-from wsssbed.configio import parse_toml, read_toml
+from wsssbed.configio import from_table, parse_toml, read_toml
 from wsssbed.digest import SALIENCY_FORMAT
 from wsssbed.errors import InputError
 
@@ -145,38 +145,6 @@ def check_name(name: str, where: Path | str | None = None) -> str:
     return name
 
 
-def _take(table: dict, cls: type, where: Path, section: str):
-    known = set(cls.__dataclass_fields__)
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise InputError(f"[{section}] has unknown fields {unknown}; known: {sorted(known)}", where)
-    try:
-        return cls(**table)
-    except TypeError as exc:
-        raise InputError(f"[{section}]: {exc}", where) from exc
-
-
-def _require_types(obj: object, where: Path, section: str) -> None:
-    for name, spec in obj.__dataclass_fields__.items():
-        value = getattr(obj, name)
-        expected = spec.type
-        if value is None or expected in ("Path | None", "PipelineSpec | None"):
-            continue
-        kinds = {
-            "str": str,
-            "int": int,
-            "bool": bool,
-            "float | None": (int, float),
-            "str | None": str,
-        }.get(expected)
-        if kinds is not None and (
-            not isinstance(value, kinds) or (kinds is int and isinstance(value, bool))
-        ):
-            raise InputError(
-                f"{section}.{name} must be {expected}, got {type(value).__name__}", where
-            )
-
-
 def parse_manifest(text: str, where: Path) -> Manifest:
     """Parse and validate a manifest's TOML text; errors name `where` and the field."""
     return _manifest_from(parse_toml(text, where, "manifest"), where)
@@ -187,20 +155,17 @@ def _manifest_from(data: dict, where: Path) -> Manifest:
     schema = data.pop("schema", None)
     if schema != MANIFEST_SCHEMA:
         raise InputError(f"schema = {schema!r}; this wsssbed reads schema {MANIFEST_SCHEMA}", where)
-    source = _take(data.pop("source", {}), Source, where, "source")
-    content = _take(data.pop("content", {}), Content, where, "content")
+    source = from_table(Source, data.pop("source", {}), where, "source")
+    content = from_table(Content, data.pop("content", {}), where, "content")
     raw_pipeline = data.pop("pipeline", None)
     pipeline = (
-        None if raw_pipeline is None else _take(raw_pipeline, PipelineSpec, where, "pipeline")
+        None if raw_pipeline is None else from_table(PipelineSpec, raw_pipeline, where, "pipeline")
     )
     raw_log = data.pop("changelog", [])
     if not isinstance(raw_log, list):
         raise InputError("changelog must be an array of tables", where)
-    changelog = [_take(e, ChangelogEntry, where, "changelog") for e in raw_log]
-    for name in ("name", "version", "kind", "dataset", "split"):
-        if name not in data:
-            raise InputError(f"required field `{name}` is missing", where)
-    manifest = _take(data, Manifest, where, "manifest")
+    changelog = [from_table(ChangelogEntry, e, where, "changelog") for e in raw_log]
+    manifest = from_table(Manifest, data, where, "manifest")
     manifest.source, manifest.content, manifest.pipeline = source, content, pipeline
     manifest.changelog, manifest.path = changelog, where
     validate(manifest)
@@ -210,12 +175,6 @@ def _manifest_from(data: dict, where: Path) -> Manifest:
 def validate(manifest: Manifest) -> None:
     """Check every field's type and value; raise `InputError` naming the manifest file."""
     where = manifest.path or manifest.name
-    for obj, section in (
-        (manifest, "manifest"),
-        (manifest.source, "source"),
-        (manifest.content, "content"),
-    ):
-        _require_types(obj, where, section)
     check_name(manifest.name, where)
     try:
         version_key(manifest.version)
@@ -278,7 +237,6 @@ def _validate_pipeline(manifest: Manifest, where: Path | str) -> None:
     spec = manifest.pipeline
     if spec is None:
         raise InputError("a pipeline manifest needs a [pipeline] table", where)
-    _require_types(spec, where, "pipeline")
     check_name(spec.activation, where)
     if spec.saliency:
         check_name(spec.saliency, where)

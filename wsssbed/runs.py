@@ -20,6 +20,7 @@ from wsssbed.eval.loop import run_sweep
 from wsssbed.eval.reduce import SweepState
 from wsssbed.eval.tables import per_image_table, sweep_tables
 from wsssbed.fingerprint import split_digest
+from wsssbed.outputs import check_output_folder
 from wsssbed.provenance import git_commit, new_run_id, package_versions, utc_now
 from wsssbed.results import SCHEMA_VERSION, append_run, best_row
 
@@ -64,8 +65,7 @@ class SweepResult:
             InputError: `out` is a file, or this run is already stored there.
         """
         folder = Path(out)
-        if folder.exists() and not folder.is_dir():
-            raise InputError("the results location is a file, not a folder", folder)
+        check_output_folder(folder, "results folder")
         if folder.resolve() in self.saved_to:
             raise InputError(f"run {self.run_id} is already stored here", folder)
         tables = {

@@ -64,17 +64,34 @@ TOLERANCE_OPTION = typer.Option(
 )
 
 
+DEBUG = False  # set by `wsssbed --debug`: unexpected errors keep their traceback
+
+
+def unexpected(error: Exception) -> str:
+    """One line for an error no command foresaw."""
+    return (
+        f"error: unexpected {type(error).__name__}: {error} "
+        "(this is a bug in wsssbed or a case it does not handle; run with --debug for the "
+        "traceback and report it)"
+    )
+
+
 @contextmanager
 def reported_errors() -> Iterator[None]:
-    """A `WsssbedError` becomes one red line on stderr and exit code 2; library warnings
-    are printed as yellow lines."""
+    """A `WsssbedError` or an OS error (disk full, no permission) becomes one red line on
+    stderr and exit code 2; library warnings are printed as yellow lines."""
+    from wsssbed.outputs import os_error_message
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
             yield
-        except WsssbedError as error:
+        except (WsssbedError, OSError) as error:
+            if DEBUG and isinstance(error, OSError):
+                raise
             _print_warnings(caught)
-            message = as_options(str(error))
+            text = os_error_message(error) if isinstance(error, OSError) else str(error)
+            message = as_options(text)
             err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
     _print_warnings(caught)

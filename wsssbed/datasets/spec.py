@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wsssbed.configio import read_toml
+from wsssbed.configio import from_table, read_toml
 from wsssbed.errors import InputError
 
 MAPPINGS = ("identity", "reduce-zero-label", "lookup")
@@ -113,64 +113,118 @@ def voc_palette() -> list[int]:
     return palette
 
 
-def _strings(table: dict, key: str, where: Path) -> tuple[str, ...]:
-    value = table.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InputError(f"`{key}` must be a list of strings", where)
-    return tuple(value)
+@dataclass
+class _GroundTruthTable:
+    """A `[[ground_truth]]` entry as written in the TOML file."""
+
+    folder: str
+    suffix: str = ".png"
+    mapping: str = "identity"
+    raw_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _LayoutTable:
+    """The `[layout]` table as written in the TOML file."""
+
+    roots: list[str] = field(default_factory=lambda: [""])
+    split_files: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    image_suffix: str = ".jpg"
+    label_lists: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _SpecFile:
+    """A dataset spec file's top level, as written (checked by `from_table`)."""
+
+    name: str
+    classes: list[str]
+    has_background: bool
+    splits: dict[str, int]
+    layout: _LayoutTable
+    ground_truth: list[_GroundTruthTable]
+    title: str = ""
+    ignore_index: int = 255
+    default_split: str = ""
+    palette: str = "voc"
+    category_ids: list[int] = field(default_factory=list)
+
+
+def _check_values(spec: _SpecFile, sources: list[_GroundTruthTable], path: Path) -> None:
+    """Refuse every value that would make a spec score silently wrong."""
+    k = len(spec.classes)
+    if k == 0 or k > 255:
+        raise InputError(f"needs 1..255 classes, has {k}", path)
+    if len(set(spec.classes)) != k:
+        raise InputError("a class name appears twice", path)
+    if spec.ignore_index != 255:
+        raise InputError("ignore_index must be 255 (wsssbed stores labels as uint8)", path)
+    if spec.palette != "voc":
+        raise InputError("palette: label maps are written with the VOC colour map only", path)
+    if not spec.splits or any(n < 0 for n in spec.splits.values()):
+        raise InputError("splits must name at least one split, each with a size >= 0", path)
+    if spec.default_split and spec.default_split not in spec.splits:
+        raise InputError(f"default_split {spec.default_split!r} is not one of the splits", path)
+    if not sources:
+        raise InputError("needs at least one [[ground_truth]] entry", path)
+    for number, source in enumerate(sources, start=1):
+        where = f"[[ground_truth]] #{number}"
+        if source.mapping not in MAPPINGS:
+            raise InputError(f"{where}: mapping {source.mapping!r} is not one of {MAPPINGS}", path)
+        if source.mapping == "reduce-zero-label" and k > 254:
+            raise InputError(f"{where}: reduce-zero-label fits at most 254 classes", path)
+        if source.mapping != "lookup":
+            if source.raw_ids:
+                raise InputError(f"{where}: raw_ids are used only by the lookup mapping", path)
+            continue
+        if len(source.raw_ids) != k:
+            raise InputError(
+                f"{where}: lookup mapping needs {k} raw_ids, has {len(source.raw_ids)}", path
+            )
+        outside = [v for v in source.raw_ids if not 0 <= v < spec.ignore_index]
+        if outside:
+            raise InputError(
+                f"{where}: raw_ids {outside[:5]} are outside 0..{spec.ignore_index - 1} "
+                f"(stored mask values; {spec.ignore_index} is void)",
+                path,
+            )
+        if len(set(source.raw_ids)) != k:
+            raise InputError(f"{where}: raw_ids lists a stored value twice", path)
+    expected = k - int(spec.has_background)
+    if spec.category_ids and (
+        len(spec.category_ids) != expected or len(set(spec.category_ids)) != expected
+        or min(spec.category_ids) < 1
+    ):  # fmt: skip
+        raise InputError("category_ids must give one distinct id >= 1 per foreground class", path)
 
 
 def load_spec(path: str | Path) -> DatasetSpec:
     """Read and validate a dataset spec TOML file; errors name the file and the field."""
     path = Path(path)
     data = read_toml(path, "dataset spec")
-    for key in ("name", "classes", "has_background", "splits", "layout", "ground_truth"):
-        if key not in data:
-            raise InputError(f"dataset spec lacks `{key}`", path)
-    classes = _strings(data, "classes", path)
-    if len(classes) == 0 or len(classes) > 255:
-        raise InputError(f"needs 1..255 classes, has {len(classes)}", path)
-    if len(set(classes)) != len(classes):
-        raise InputError("a class name appears twice", path)
-    layout = data["layout"]
-    sources = []
-    for entry in data["ground_truth"]:
-        mapping = entry.get("mapping", "identity")
-        if mapping not in MAPPINGS:
-            raise InputError(f"ground_truth mapping {mapping!r} is not one of {MAPPINGS}", path)
-        raw_ids = tuple(int(v) for v in entry.get("raw_ids", []))
-        if mapping == "lookup" and len(raw_ids) != len(classes):
-            raise InputError(
-                f"lookup mapping needs {len(classes)} raw_ids, has {len(raw_ids)}", path
-            )
-        sources.append(
-            GroundTruthSource(
-                str(entry["folder"]), str(entry.get("suffix", ".png")), mapping, raw_ids
-            )
-        )
-    splits = {str(k): int(v) for k, v in data["splits"].items()}
-    ignore_index = int(data.get("ignore_index", 255))
-    if ignore_index != 255:
-        raise InputError("ignore_index must be 255 (wsssbed stores labels as uint8)", path)
-    if data.get("palette", "voc") != "voc":
-        raise InputError("palette: label maps are written with the VOC colour map only", path)
-    category_ids = tuple(int(v) for v in data.get("category_ids", []))
-    if category_ids and len(category_ids) != len(classes) - int(bool(data["has_background"])):
-        raise InputError("category_ids must give one id per foreground class", path)
+    raw = from_table(_SpecFile, data, path, "dataset spec")
+    layout = from_table(_LayoutTable, raw.layout, path, "layout")
+    if not isinstance(raw.ground_truth, list):
+        raise InputError("ground_truth must be an array of tables ([[ground_truth]])", path)
+    sources = [from_table(_GroundTruthTable, e, path, "ground_truth") for e in raw.ground_truth]
+    _check_values(raw, sources, path)
     return DatasetSpec(
-        name=str(data["name"]),
-        title=str(data.get("title", data["name"])),
-        classes=classes,
-        has_background=bool(data["has_background"]),
-        ignore_index=ignore_index,
-        splits=splits,
-        default_split=str(data.get("default_split", next(iter(splits), "train"))),
-        roots=_strings(layout, "roots", path) or ("",),
-        split_files=_strings(layout, "split_files", path),
-        images=_strings(layout, "images", path),
-        image_suffix=str(layout.get("image_suffix", ".jpg")),
-        label_lists=_strings(layout, "label_lists", path),
-        ground_truth=tuple(sources),
-        category_ids=category_ids,
+        name=raw.name,
+        title=raw.title or raw.name,
+        classes=tuple(raw.classes),
+        has_background=raw.has_background,
+        ignore_index=raw.ignore_index,
+        splits=dict(raw.splits),
+        default_split=raw.default_split or next(iter(raw.splits)),
+        roots=tuple(layout.roots) or ("",),
+        split_files=tuple(layout.split_files),
+        images=tuple(layout.images),
+        image_suffix=layout.image_suffix,
+        label_lists=tuple(layout.label_lists),
+        ground_truth=tuple(
+            GroundTruthSource(s.folder, s.suffix, s.mapping, tuple(s.raw_ids)) for s in sources
+        ),
+        category_ids=tuple(raw.category_ids),
         source=str(path),
     )

@@ -17,6 +17,7 @@ a staging folder and swapped into place, so a failed render leaves the old site.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -26,7 +27,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from wsssbed.configio import read_toml
+from wsssbed.configio import from_table, read_toml
 from wsssbed.datasets import get_dataset
 from wsssbed.errors import InputError
 from wsssbed.eval.summary import BOUNDARY_METRICS, SUMMARY_METRICS
@@ -51,8 +52,25 @@ STAGE_TITLES = {
     "pseudo-label": "Pseudo-labels",
     "final": "Final segmentation",
 }
-REPORTED_FIELDS = {"dataset", "split", "stage", "method", "miou", "source"}
-REPORTED_OPTIONAL = {"bf_f", "note", "saliency", "threshold"}
+
+
+@dataclass
+class ReportedRow:
+    """One `[[reported]]` table: a number a paper reports (not measured here)."""
+
+    dataset: str
+    split: str
+    stage: str
+    method: str
+    miou: float
+    source: str
+    bf_f: float | None = None
+    note: str | None = None
+    saliency: str | None = None
+    threshold: float | None = None
+
+
+REPORTED_COLUMNS = sorted(f.name for f in dataclasses.fields(ReportedRow))
 
 
 @dataclass
@@ -131,29 +149,31 @@ def _entry(
 def read_reported(path: Path) -> pd.DataFrame:
     """Numbers reported in papers (`[[reported]]` tables in a TOML file), validated."""
     data = read_toml(path, "reported-numbers file")
-    rows = data.get("reported", [])
-    for number, row in enumerate(rows, start=1):
-        missing = REPORTED_FIELDS - set(row)
-        unknown = set(row) - REPORTED_FIELDS - REPORTED_OPTIONAL
-        if missing or unknown:
-            problems = [f"{what} {sorted(names)}" for what, names in
-                        (("missing", missing), ("unknown", unknown)) if names]  # fmt: skip
-            raise InputError(f"[[reported]] #{number}: {', '.join(problems)} fields", path)
+    tables = data.get("reported", [])
+    if not isinstance(tables, list):
+        raise InputError("`reported` must be an array of tables ([[reported]])", path)
+    rows = []
+    for number, table in enumerate(tables, start=1):
+        row = from_table(ReportedRow, table, path, f"reported #{number}")
         for name in ("miou", "bf_f"):
-            value = row.get(name)
-            if value is not None and not (isinstance(value, float | int) and 0 <= value <= 1):
+            value = getattr(row, name)
+            if value is not None and not 0 <= value <= 1:
                 raise InputError(
                     f"[[reported]] #{number}: {name} must be a fraction in [0, 1], got {value!r}",
                     path,
                 )
-        if row["stage"] not in STAGE_TITLES:
+        if row.stage not in STAGE_TITLES:
             raise InputError(
-                f"[[reported]] #{number}: stage {row['stage']!r} is not one of "
-                f"{list(STAGE_TITLES)}",
+                f"[[reported]] #{number}: stage {row.stage!r} is not one of {list(STAGE_TITLES)}",
                 path,
             )
-    columns = sorted(REPORTED_FIELDS | REPORTED_OPTIONAL)
-    frame = pd.DataFrame(rows, columns=columns).astype(object)
+        if not row.source.startswith(("https://", "http://")):
+            raise InputError(
+                f"[[reported]] #{number}: source must be an http(s) address, got {row.source!r}",
+                path,
+            )
+        rows.append(dataclasses.asdict(row))
+    frame = pd.DataFrame(rows, columns=REPORTED_COLUMNS).astype(object)
     frame = frame.where(frame.notna(), None)  # absent optional fields are None
     return frame.sort_values(["dataset", "stage", "split", "method"], kind="stable")
 
@@ -179,6 +199,10 @@ def _environment() -> jinja2.Environment:
     )
     environment.filters["pct"] = lambda v: "-" if v is None or pd.isna(v) else f"{100 * v:.2f}"
     environment.filters["raw"] = lambda v: "" if v is None or pd.isna(v) else repr(float(v))
+    # only http(s) addresses become links: never `javascript:` or `data:` from a table
+    environment.tests["web_address"] = lambda v: (
+        isinstance(v, str) and v.startswith(("https://", "http://"))
+    )
     return environment
 
 
@@ -196,11 +220,7 @@ def render_site(
     sweeps = read_table(results, "sweeps")
     per_class = read_table(results, "per_class")
     per_image = read_table(results, "per_image")
-    reported_rows = (
-        read_reported(reported)
-        if reported
-        else pd.DataFrame(columns=sorted(REPORTED_FIELDS | REPORTED_OPTIONAL))
-    )
+    reported_rows = read_reported(reported) if reported else pd.DataFrame(columns=REPORTED_COLUMNS)
     runs = runs.assign(key=runs.apply(setting_key, axis=1))
     entries = [_entry(run, runs, sweeps, per_image, draws) for _, run in runs.iterrows()]
     mixed = {(d, s, stage) for stage, group in runs.groupby("stage")

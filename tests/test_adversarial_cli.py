@@ -1,0 +1,64 @@
+"""Failures that are not bad input (issue 16, class 3): the output location checked before
+work, OS errors in plain words, and the top-level guard with --debug."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from wsssbed.cli import app
+
+GUARD = """
+import sys
+import wsssbed.api
+import wsssbed.cli as cli
+def broken(**kwargs):
+    raise ZeroDivisionError("a stray bug")
+wsssbed.api.sweep = broken
+sys.argv = ["wsssbed", *sys.argv[1:]]
+cli.app(prog_name="wsssbed")
+"""
+
+
+def test_a_stray_exception_is_one_line_and_exit_2_and_debug_shows_it():
+    quiet = subprocess.run([sys.executable, "-c", GUARD, "sweep"], capture_output=True, text=True)
+    assert quiet.returncode == 2
+    assert quiet.stderr.strip().count("\n") == 0, quiet.stderr
+    assert "unexpected ZeroDivisionError: a stray bug" in quiet.stderr
+    assert "--debug" in quiet.stderr and "Traceback" not in quiet.stderr
+    loud = subprocess.run(
+        [sys.executable, "-c", GUARD, "--debug", "sweep"], capture_output=True, text=True
+    )
+    assert loud.returncode == 1 and "Traceback" in loud.stderr and "a stray bug" in loud.stderr
+
+
+def test_out_naming_a_file_is_refused_before_any_work(sample_root, tmp_path):
+    occupied = tmp_path / "results"
+    occupied.write_text("not a folder")
+    common = ["--data-root", str(sample_root), "--activation", str(tmp_path / "no-such-maps")]
+    for out in (occupied, occupied / "inside"):
+        result = CliRunner().invoke(app, ["sweep", *common, "--out", str(out)])
+        assert result.exit_code == 2
+        text = " ".join(result.output.split())
+        assert "results folder" in text and "no-such-maps" not in text  # checked first
+    assert occupied.read_text() == "not a folder"
+
+
+def test_an_os_error_is_a_message_that_says_what_to_do(sample_root, tmp_path, monkeypatch):
+    def full(folder, tables):
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "runs.parquet"))
+
+    monkeypatch.setattr("wsssbed.runs.append_run", full)
+    maps = sample_root / "activation/sample-cam/irn-npy"
+    result = CliRunner().invoke(
+        app,
+        ["sweep", "--data-root", str(sample_root), "--activation", str(maps),
+         "--allow-extra-maps", "--out", str(tmp_path / "r"), "--no-boundary"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "runs.parquet: No space left on device; the disk is full" in text
+    assert "Traceback" not in result.output

@@ -1,0 +1,46 @@
+"""Checking where output will go before any work starts, and OS errors in plain words."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from wsssbed.errors import InputError
+
+_ADVICE = {
+    errno.ENOSPC: "the disk is full: free some space or choose another location",
+    errno.EDQUOT: "the disk quota is used up: free some space or choose another location",
+    errno.EROFS: "the file system is read-only: choose another location",
+    errno.EACCES: "no permission to write here: choose another location",
+    errno.EPERM: "no permission to write here: choose another location",
+}
+
+
+def check_output_folder(folder: Path, what: str = "output folder") -> None:
+    """Refuse an output location that cannot work, before anything is computed.
+
+    The folder itself may not exist yet (it is created when the first file is written);
+    then its nearest existing parent must be a writable folder.
+
+    Raises:
+        InputError: `folder` is a file, or sits below a file or a folder that cannot be
+            written.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"the {what} is a file, not a folder; choose another location", folder)
+    parent = folder
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"the {what} would be inside a file, {parent}", folder)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"no permission to write the {what} in {parent}", folder)
+
+
+def os_error_message(error: OSError) -> str:
+    """An OS error as one line: the file, what happened, and what to do."""
+    where = f"{error.filename}: " if error.filename else ""
+    reason = error.strerror or str(error)
+    advice = _ADVICE.get(error.errno or 0)
+    return f"{where}{reason}" + (f"; {advice}" if advice else "")
