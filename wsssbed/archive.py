@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from wsssbed.errors import InputError
+from wsssbed.outputs import follow_umask
 
 MAX_MEMBERS = 2_000_000
 MAX_BYTES = 200 * 2**30
@@ -90,6 +91,7 @@ def extract(archive: Path, destination: Path) -> Path:
         raise InputError("extraction target already exists", destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}."))
+    follow_umask(staging)
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as handle:

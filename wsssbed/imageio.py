@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from wsssbed.errors import InputError
+from wsssbed.outputs import follow_umask
 
 #: Largest image wsssbed decodes (pixels); larger files are refused before decoding.
 MAX_PIXELS = 64_000_000
@@ -139,6 +140,7 @@ def write_atomic(path: Path, write) -> None:
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)
+        follow_umask(Path(temporary))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -17,6 +17,21 @@ _ADVICE = {
 }
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _current_umask()  # read once: os.umask can only be read by setting it
+
+
+def follow_umask(path: Path) -> None:
+    """Give a temporary file or folder (created 0600/0700 by `tempfile`) the permissions
+    a plain `open` or `mkdir` would, before it is renamed into place."""
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~UMASK)
+
+
 def check_output_folder(folder: Path, what: str = "output folder") -> None:
     """Refuse an output location that cannot work, before anything is computed.
 

@@ -3,7 +3,8 @@
 Schema version 4 (documented in docs/results.md; version 1 lacked the provenance
 columns `method`, `manifests`, `verified` and `seed`, version 2 lacked `protocol`,
 version 3 the ground-truth fingerprint `gt_digest`, `gt_source`, `split_digest`,
-`split_file` and `split_file_sha256`; they read as null for old runs):
+`split_file` and `split_file_sha256`, and `dataset_spec`/`dataset_spec_sha256`; they read
+as null for old runs):
 
 - `runs.parquet`: one row per run (provenance); written last, so it is the commit record.
 - `sweeps.parquet`: one row per (run, grid point) with every summary metric.
@@ -75,6 +76,8 @@ SCHEMAS = {
             ("split_digest", _TEXT),
             ("split_file", _TEXT),
             ("split_file_sha256", _TEXT),
+            ("dataset_spec", _TEXT),
+            ("dataset_spec_sha256", _TEXT),
         ]
     ),
     "sweeps": pa.schema(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 import wsssbed
+from wsssbed.datasets import recorded_spec
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.digest import file_sha256
 from wsssbed.errors import InputError
@@ -121,9 +123,15 @@ def execute(
 
 
 def ground_truth_record(dataset: LocalDataset, state: SweepState) -> dict:
-    """The run's fingerprint columns: which masks, from where, over which ids."""
+    """The run's fingerprint columns: which masks, from where, over which ids, and a user's
+    dataset spec as text (so reports can render runs on it anywhere)."""
     id_file = dataset.id_file
+    spec_text = recorded_spec(dataset.spec)
     return {
+        "dataset_spec": spec_text,
+        "dataset_spec_sha256": None
+        if spec_text is None
+        else hashlib.sha256(spec_text.encode("utf-8")).hexdigest(),
         "gt_digest": state.gt_digest,
         "gt_source": dataset.gt_folder.relative_to(dataset.data_root).as_posix(),
         "split_digest": split_digest(dataset.ids),

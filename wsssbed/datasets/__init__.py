@@ -5,7 +5,14 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from wsssbed.datasets.spec import DatasetSpec, GroundTruthSource, load_spec, voc_palette
+from wsssbed.configio import parse_toml
+from wsssbed.datasets.spec import (
+    DatasetSpec,
+    GroundTruthSource,
+    load_spec,
+    spec_from_table,
+    voc_palette,
+)
 from wsssbed.errors import InputError
 
 SPEC_DIR = Path(__file__).with_name("specs")
@@ -29,6 +36,31 @@ def get_dataset(name_or_path: str) -> DatasetSpec:
     )
 
 
+def recorded_spec(spec: DatasetSpec) -> str | None:
+    """The TOML text a run records for a user's spec (None for a built-in one)."""
+    if not spec.source or Path(spec.source).parent == SPEC_DIR:
+        return None
+    return Path(spec.source).read_text(encoding="utf-8")
+
+
+def spec_of_run(run) -> DatasetSpec:
+    """The spec a stored run was scored with: built-in by name, else the text it recorded.
+
+    Raises:
+        InputError: a user's spec that the run did not record (stored before schema 4).
+    """
+    text = run.get("dataset_spec")
+    if isinstance(text, str):
+        where = f"the dataset spec recorded by run {run.run_id}"
+        return spec_from_table(parse_toml(text, where, "dataset spec"), where)
+    if run.dataset in BUILTIN:
+        return _builtin(run.dataset)
+    raise InputError(
+        f"run {run.run_id} used a dataset spec {run.dataset!r} that it did not record "
+        "(stored before results schema 4); re-run it to report it"
+    )
+
+
 def builtin_datasets() -> list[DatasetSpec]:
     """All built-in specs, in a stable order."""
     return [_builtin(name) for name in BUILTIN]
@@ -41,5 +73,7 @@ __all__ = [
     "builtin_datasets",
     "get_dataset",
     "load_spec",
+    "recorded_spec",
+    "spec_of_run",
     "voc_palette",
 ]

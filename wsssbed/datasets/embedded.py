@@ -37,6 +37,7 @@ from wsssbed.datasets import get_dataset
 from wsssbed.errors import InputError
 from wsssbed.home import home
 from wsssbed.maps import write_saliency
+from wsssbed.outputs import follow_umask
 
 SAMPLE_VERSION = "v1"
 HEIGHT, WIDTH = 120, 160
@@ -127,6 +128,7 @@ def ensure_sample(root: Path | None = None) -> Path:
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
+    follow_umask(staging)
     try:
         render_sample(staging)
         (staging / "COMPLETE").write_text(SAMPLE_VERSION + "\n")

@@ -43,6 +43,7 @@ from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.digest import file_sha256
 from wsssbed.errors import InputError
 from wsssbed.imageio import read_png_array, write_png_atomic
+from wsssbed.outputs import follow_umask
 
 Progress = Callable[[int, int], None]
 RECORD = "PREPARED.toml"
@@ -335,6 +336,7 @@ def prepare(
         raise InputError("already exists and is not empty; choose a new --out", out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    follow_umask(staging)
     try:
         unpacked = []
         for index, source in enumerate(sources):

@@ -202,7 +202,11 @@ def _check_values(spec: _SpecFile, sources: list[_GroundTruthTable], path: Path)
 def load_spec(path: str | Path) -> DatasetSpec:
     """Read and validate a dataset spec TOML file; errors name the file and the field."""
     path = Path(path)
-    data = read_toml(path, "dataset spec")
+    return spec_from_table(read_toml(path, "dataset spec"), path)
+
+
+def spec_from_table(data: dict, path: Path | str) -> DatasetSpec:
+    """Validate a parsed dataset spec (a file's, or the text a run recorded)."""
     raw = from_table(_SpecFile, data, path, "dataset spec")
     layout = from_table(_LayoutTable, raw.layout, path, "layout")
     if not isinstance(raw.ground_truth, list):

@@ -23,6 +23,12 @@ plt.rcParams["svg.fonttype"] = "none"
 METRIC_TITLES = {"miou": "mIoU (%)", "bf_f": "boundary F (%)"}
 
 
+def plain(text: str) -> str:
+    """`text` shown as typed: run labels come from folder names, and matplotlib would read
+    `$...$` in them as mathtext (and fail on a stranger's `$\\foo{$`)."""
+    return text.replace("$", r"\$")
+
+
 def curves_figure(lines: list[tuple[str, pd.DataFrame]], axis: str, metric: str) -> plt.Figure:
     """One line per run: `metric` (in %) against `axis`.
 
@@ -33,7 +39,7 @@ def curves_figure(lines: list[tuple[str, pd.DataFrame]], axis: str, metric: str)
     for label, rows in lines:
         rows = rows.sort_values(axis)
         values = rows[metric].astype(float) * 100
-        ax.plot(rows[axis].astype(float), values, marker=".", markersize=3, label=label)
+        ax.plot(rows[axis].astype(float), values, marker=".", markersize=3, label=plain(label))
     ax.set_xlabel("activation threshold" if axis == "threshold" else "power-bg alpha")
     ax.set_ylabel(METRIC_TITLES[metric])
     ax.grid(alpha=0.3)
@@ -55,7 +61,7 @@ def heatmap_figure(rows: pd.DataFrame, title: str, metric: str = "miou") -> plt.
     ax.plot(best[1], best[0], marker="*", color="white", markersize=12)
     ax.set_xlabel("activation threshold")
     ax.set_ylabel("saliency threshold")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(plain(title), fontsize=9)
     figure.colorbar(image, ax=ax, label=METRIC_TITLES[metric])
     figure.tight_layout()
     return figure

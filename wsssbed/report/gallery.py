@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from wsssbed.datasets import get_dataset
+from wsssbed.datasets import spec_of_run
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.errors import WsssbedError
 from wsssbed.eval.inputs import SweepInputs
@@ -73,7 +73,7 @@ def gallery(run: pd.Series, point: int, count: int) -> list[GalleryRow]:
     """
     if count <= 0 or pd.isna(run.activation) or pd.isna(run.data_root):
         return []
-    spec = get_dataset(run.dataset)
+    spec = spec_of_run(run)
     try:
         split = run.split_file if pd.notna(run.get("split_file")) else run.split
         dataset = LocalDataset(spec, Path(run.data_root), split)

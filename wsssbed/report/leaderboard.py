@@ -28,10 +28,11 @@ import jinja2
 import pandas as pd
 
 from wsssbed.configio import from_table, read_toml
-from wsssbed.datasets import get_dataset
+from wsssbed.datasets import BUILTIN, get_dataset, spec_of_run
 from wsssbed.errors import InputError
 from wsssbed.eval.summary import BOUNDARY_METRICS, SUMMARY_METRICS
 from wsssbed.fingerprint import mixed_ground_truth, short
+from wsssbed.outputs import check_output_folder, follow_umask
 from wsssbed.report import figures
 from wsssbed.report.gallery import gallery
 from wsssbed.report.sensitivity import (
@@ -136,7 +137,7 @@ def _entry(
     ci = None
     mine = per_image[per_image.run_id == run.run_id]
     if not mine.empty:
-        counts = PerImage.from_rows(mine, len(rows), get_dataset(run.dataset).num_classes)
+        counts = PerImage.from_rows(mine, len(rows), spec_of_run(run).num_classes)
         ci = bootstrap_interval(counts, point, draws, seed=0)
     manifests = [] if pd.isna(run.get("manifests")) else json.loads(run.manifests)
     saliency = next((m["name"] for m in manifests if m["kind"] == "saliency"), None)
@@ -214,6 +215,7 @@ def render_site(
     draws: int = 1000,
 ) -> list[Path]:
     """Render the site for every committed run in `results` into `out`; returns its files."""
+    check_output_folder(out, "site folder")
     runs = read_table(results, "runs")
     if runs.empty:
         raise InputError("no runs to show", results)
@@ -231,7 +233,8 @@ def render_site(
     environment = _environment()
     sections = []
     for dataset in sorted({e.run.dataset for e in entries} | set(reported_rows.dataset)):
-        spec = get_dataset(dataset)
+        runs_on = [e.run for e in entries if e.run.dataset == dataset]
+        title = spec_of_run(runs_on[0]).title if runs_on else _builtin_title(dataset)
         stages = []
         for stage in STAGE_TITLES:
             measured = [e for e in entries if e.run.dataset == dataset and e.run.stage == stage]
@@ -242,9 +245,10 @@ def render_site(
                 stages.append({"key": stage, "title": STAGE_TITLES[stage], "entries": measured,
                                "reported": paper.to_dict("records"),
                                "gt_mixed": any(e.gt_mixed for e in measured)})  # fmt: skip
-        sections.append({"dataset": dataset, "title": spec.title, "stages": stages})
+        sections.append({"dataset": dataset, "title": title, "stages": stages})
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    follow_umask(staging)
     try:
         (staging / "runs").mkdir()
         index = environment.get_template("index.html").render(
@@ -274,12 +278,18 @@ def render_site(
     return sorted(p for p in out.rglob("*") if p.is_file())
 
 
+def _builtin_title(dataset: str) -> str:
+    """A dataset only reported numbers mention: its built-in title, else its name."""
+    return get_dataset(dataset).title if dataset in BUILTIN else dataset
+
+
 def _provenance(run: pd.Series) -> list[tuple[str, str]]:
     names = ("run_id", "stage", "dataset", "split", "n_images", "generator", "ignore_label",
              "grid", "activation", "activation_format", "saliency", "predictions", "labels",
              "boundary_tolerance", "gt_digest", "gt_source", "split_digest", "split_file",
-             "split_file_sha256", "method", "verified", "device", "workers", "wall_time_s",
-             "started_at", "wsssbed_version", "git_commit", "packages", "command")  # fmt: skip
+             "split_file_sha256", "dataset_spec_sha256", "method", "verified", "device",
+             "workers", "wall_time_s", "started_at", "wsssbed_version", "git_commit",
+             "packages", "command")  # fmt: skip
     return [(n, "-" if pd.isna(run.get(n)) else str(run.get(n))) for n in names]
 
 

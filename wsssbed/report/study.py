@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from wsssbed.datasets import get_dataset
+from wsssbed.datasets import spec_of_run
 from wsssbed.errors import InputError
 from wsssbed.imageio import write_atomic
+from wsssbed.outputs import check_output_folder
 from wsssbed.report import figures
 from wsssbed.report.sensitivity import (
     PerImage,
@@ -87,7 +88,7 @@ def _per_image(results: Path, run: pd.Series, sweeps: pd.DataFrame) -> PerImage 
     rows = rows[rows.run_id == run.run_id]
     if rows.empty:
         return None
-    return PerImage.from_rows(rows, len(sweeps), get_dataset(run.dataset).num_classes)
+    return PerImage.from_rows(rows, len(sweeps), spec_of_run(run).num_classes)
 
 
 def _run_for(name: str, runs: pd.DataFrame) -> pd.Series:
@@ -99,6 +100,7 @@ def _run_for(name: str, runs: pd.DataFrame) -> pd.Series:
 
 def run_study(results: Path, out: Path, options: StudyOptions) -> Study:
     """Compute every statistic for the selected runs and write tables and figures."""
+    check_output_folder(out, "study folder")
     runs = _select_runs(results, options)
     sweeps = read_table(results, "sweeps")
     sweeps = sweeps[sweeps.run_id.isin(runs.run_id)]
