@@ -30,8 +30,8 @@ VOC = get_dataset("voc2012")
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
-    """A real local Ray cluster with 2 CPUs for the whole module."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    """A real local Ray cluster with 2 CPUs for the whole module, on loopback only."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     yield
     ray.shutdown()
 

@@ -9,6 +9,7 @@ extraction leaves nothing behind.
 
 from __future__ import annotations
 
+import errno
 import functools
 import shutil
 import tarfile
@@ -34,19 +35,25 @@ def _safe_name(name: str, archive: Path) -> PurePosixPath:
     return path
 
 
-def _check_budget(members: int, size: int, archive: Path) -> None:
+def _check_budget(members: int, size: int, archive: Path, free: int) -> None:
     if members > MAX_MEMBERS:
         raise InputError(f"{members:,} members, above the {MAX_MEMBERS:,} budget", archive)
     if size > MAX_BYTES:
         raise InputError(f"unpacks to {size:,} bytes, above the {MAX_BYTES:,} budget", archive)
+    if size > free:
+        raise InputError(
+            f"archive expands beyond the free space: {size:,} bytes unpacked, "
+            f"{free:,} bytes free on the target disk",
+            archive,
+        )
 
 
 Member = tuple[PurePosixPath, bool, Callable[[], IO[bytes]]]  # name, is a folder, opener
 
 
-def _zip_members(handle: zipfile.ZipFile, archive: Path) -> list[Member]:
+def _zip_members(handle: zipfile.ZipFile, archive: Path, free: int) -> list[Member]:
     infos = handle.infolist()
-    _check_budget(len(infos), sum(i.file_size for i in infos), archive)
+    _check_budget(len(infos), sum(i.file_size for i in infos), archive, free)
     members = []
     for info in infos:
         mode = info.external_attr >> 16
@@ -57,9 +64,9 @@ def _zip_members(handle: zipfile.ZipFile, archive: Path) -> list[Member]:
     return members
 
 
-def _tar_members(handle: tarfile.TarFile, archive: Path) -> list[Member]:
+def _tar_members(handle: tarfile.TarFile, archive: Path, free: int) -> list[Member]:
     infos = handle.getmembers()
-    _check_budget(len(infos), sum(m.size for m in infos), archive)
+    _check_budget(len(infos), sum(m.size for m in infos), archive, free)
     members = []
     for info in infos:
         if not (info.isfile() or info.isdir()):
@@ -92,17 +99,25 @@ def extract(archive: Path, destination: Path) -> Path:
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}."))
     follow_umask(staging)
+    free = shutil.disk_usage(staging).free
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as handle:
-                _write_members(_zip_members(handle, archive), staging)
+                _write_members(_zip_members(handle, archive, free), staging)
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive) as handle:
-                _write_members(_tar_members(handle, archive), staging)
+                _write_members(_tar_members(handle, archive, free), staging)
         else:
             raise InputError("not a zip or tar archive", archive)
         staging.rename(destination)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InputError(
+                "archive expands beyond the free space of the target disk", archive
+            ) from exc
+        raise InputError(f"corrupt archive: {exc}", archive) from exc
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise InputError(f"corrupt archive: {exc}", archive) from exc
     except BaseException:

@@ -51,7 +51,9 @@ def connect(address: str | None) -> None:
     if ray.is_initialized():
         return
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        # a cluster started here listens on loopback only; a named one is the user's
+        local = {"_node_ip_address": "127.0.0.1"} if address is None else {}
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise WsssbedError(f"cannot reach the Ray cluster at {address!r}: {exc}") from exc
 

@@ -26,6 +26,7 @@ from wsssbed.errors import InputError, WsssbedError
 from wsssbed.home import home
 from wsssbed.manifest import Content, Manifest
 from wsssbed.methods import check_digest
+from wsssbed.outputs import remove_empty_parents
 
 Progress = Callable[[int, int], None]
 
@@ -120,6 +121,9 @@ def fetch(
             if destination.exists():  # an earlier copy, replaced only by a verified one
                 shutil.rmtree(destination)
             staged.rename(destination)
+    except BaseException:
+        remove_empty_parents(destination, home())  # no empty maps/<name>/ left behind
+        raise
     finally:  # a verified archive is extracted; a bad one is not worth keeping
         archive.unlink(missing_ok=True)
     return [register(manifest, destination / inner, content, sha256)]

@@ -59,3 +59,14 @@ def os_error_message(error: OSError) -> str:
     reason = error.strerror or str(error)
     advice = _ADVICE.get(error.errno or 0)
     return f"{where}{reason}" + (f"; {advice}" if advice else "")
+
+
+def remove_empty_parents(path: Path, stop: Path) -> None:
+    """Remove `path`'s parent folders up to (not including) `stop` while they are empty."""
+    for parent in path.parents:
+        if parent == stop or stop not in parent.parents:
+            return
+        try:
+            parent.rmdir()
+        except OSError:  # not empty (or gone): stop climbing
+            return

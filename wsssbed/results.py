@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from wsssbed.errors import InputError
@@ -174,6 +175,7 @@ def append_run(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
     if not required <= set(tables) <= set(TABLES):
         raise ValueError(f"expected tables {TABLES}, got {sorted(tables)}")
     with locked(folder):
+        committed = _committed(folder)
         staged: list[tuple[Path, pa.Table]] = []
         for name in TABLES:
             path = folder / f"{name}.parquet"
@@ -190,12 +192,46 @@ def append_run(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
                 frame.reindex(columns=schema.names), schema=schema, preserve_index=False
             )
             old = _read(path)
-            if old is not None:
-                new = pa.concat_tables([_conform(old, schema, path), new])
+            if old is not None:  # rows of an uncommitted run (a killed append) are dropped
+                new = pa.concat_tables(
+                    [_committed_rows(_conform(old, schema, path), committed), new]
+                )
             metadata = {b"wsssbed_schema_version": str(SCHEMA_VERSION).encode()}
             staged.append((path, new.replace_schema_metadata(metadata)))
         for path, table in staged:
             write_atomic(path, lambda stream, t=table: pq.write_table(t, stream))
+
+
+def _committed(folder: Path) -> pa.Array | None:
+    """Run ids in `runs.parquet` (None when there is none: nothing is committed yet)."""
+    runs = _read(folder / "runs.parquet")
+    return None if runs is None else runs.column("run_id").combine_chunks()
+
+
+def _committed_rows(table: pa.Table, committed: pa.Array | None) -> pa.Table:
+    if committed is None:
+        return table.slice(0, 0)
+    return table.filter(pc.is_in(table.column("run_id"), value_set=committed))
+
+
+def repair(folder: Path) -> dict[str, int]:
+    """Remove rows of uncommitted runs (left by an append killed between its renames) from
+    every table, under the lock; returns the rows removed per table."""
+    removed = {}
+    with locked(folder):
+        committed = _committed(folder)
+        if committed is None:
+            raise InputError("no results here (runs.parquet is missing)", folder)
+        for name in TABLES:
+            path = folder / f"{name}.parquet"
+            table = _read(path)
+            if table is None or name == "runs":
+                continue
+            kept = _committed_rows(table, committed)
+            removed[name] = table.num_rows - kept.num_rows
+            if removed[name]:
+                write_atomic(path, lambda stream, t=kept: pq.write_table(t, stream))
+    return removed
 
 
 def read_table(folder: Path, name: str) -> pd.DataFrame:
@@ -212,8 +248,7 @@ def read_table(folder: Path, name: str) -> pd.DataFrame:
         return SCHEMAS[name].empty_table().to_pandas()
     if table is None:
         raise InputError(f"{name}.parquet is missing", folder)
-    frame = table.to_pandas()
-    return frame[frame.run_id.isin(set(runs.column("run_id").to_pylist()))]
+    return _committed_rows(table, runs.column("run_id").combine_chunks()).to_pandas()
 
 
 def best_row(sweeps: pd.DataFrame) -> pd.Series:

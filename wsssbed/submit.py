@@ -36,6 +36,7 @@ from wsssbed.manifest import (
     version_key,
 )
 from wsssbed.methods import ResolvedMethod, UsedManifest
+from wsssbed.outputs import check_output_folder, remove_empty_parents
 from wsssbed.runs import SweepResult, compute_run
 
 Progress = Callable[[int, int], None]
@@ -89,16 +90,20 @@ def submit(
         out: results folder.
     """
     check_name(submission.name)
+    check_output_folder(out, "results folder")  # before any extraction or sweeping
     previous = _previous(submission.name, submission.version)
     extracted: Path | None = None
-    if maps.is_file():
-        extracted = home() / "maps" / submission.name / submission.version
-        folder = single_folder(extract(maps, extracted))
-    elif maps.is_dir():
-        folder = maps.resolve()
-    else:
+    if not maps.exists():
         raise InputError("no such file or folder", maps)
     try:
+        if maps.is_file():
+            # this version is not registered (`_previous` checked): a folder left by a
+            # refused or killed earlier try is stale, not someone's maps
+            extracted = home() / "maps" / submission.name / submission.version
+            shutil.rmtree(extracted, ignore_errors=True)
+            folder = single_folder(extract(maps, extracted))
+        else:
+            folder = maps.resolve()
         found = folder_digest(folder, submission.fmt)
         job = dataclasses.replace(
             job, activation=folder, activation_format=submission.fmt, allow_extra=False
@@ -130,10 +135,11 @@ def submit(
             UsedManifest(manifest, folder, True),
         )
         summary = compute_run(job, stage="activation", progress=progress, extra=used.provenance())
+        summary.save(out)
     except BaseException:
         if extracted is not None:
             shutil.rmtree(extracted, ignore_errors=True)
+            remove_empty_parents(extracted, home())
         raise
-    write_manifest(manifest)
-    summary.save(out)
+    write_manifest(manifest)  # last: a failure above leaves nothing that blocks a retry
     return manifest, summary

@@ -21,6 +21,18 @@ from wsssbed.cli.common import (
 )
 
 
+@results_app.command("repair")
+def results_repair(results: Path = RESULTS_IN_OPTION) -> None:
+    """Remove rows of runs that never committed (an append killed between its renames)."""
+    from wsssbed.results import repair
+
+    with reported_errors():
+        removed = repair(results)
+    total = sum(removed.values())
+    details = ", ".join(f"{n} from {name}" for name, n in removed.items() if n)
+    out.print(f"removed {total:,} rows of uncommitted runs" + (f" ({details})" if total else ""))
+
+
 @results_app.command("show")
 def results_show(
     results: Path = RESULTS_IN_OPTION,

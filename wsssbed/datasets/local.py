@@ -60,19 +60,34 @@ def read_label_list(path: Path, spec: DatasetSpec) -> dict[str, tuple[int, ...]]
     """Image-level labels from `image_id c1 c2 ...` lines (0-based foreground indices).
 
     Returns dataset class ids (with background, `c + 1`).
+
+    Raises:
+        InputError: naming the line of any byte that is not UTF-8, or of an index that is
+            not an integer of the dataset (checked before any arithmetic).
     """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the label list: {exc.strerror}", path) from exc
+    foreground = spec.num_classes - spec.first_foreground
     labels: dict[str, tuple[int, ...]] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        tokens = line.split()
+    for number, line in enumerate(raw.splitlines(), start=1):
+        try:
+            tokens = line.decode("utf-8").split()
+        except UnicodeDecodeError as exc:
+            raise InputError(f"line {number}: not UTF-8 text ({exc.reason})", path) from exc
         if not tokens:
             continue
-        try:
-            keys = np.array([int(t) for t in tokens[1:]], dtype=np.int64)
-        except ValueError as exc:
-            raise InputError(f"line {number}: class indices must be integers", path) from exc
-        ids = spec.foreground_class_ids(keys)
-        if ids.size and (ids.min() < spec.first_foreground or ids.max() >= spec.num_classes):
-            raise InputError(f"line {number}: class index outside the dataset", path)
+        keys = []
+        for token in tokens[1:]:
+            if not (token.isascii() and token.isdigit()) or int(token) >= foreground:
+                raise InputError(
+                    f"line {number}: class index {token[:20]!r} is not an integer in "
+                    f"0..{foreground - 1}",
+                    path,
+                )
+            keys.append(int(token))
+        ids = spec.foreground_class_ids(np.array(keys, dtype=np.int64))
         labels[tokens[0]] = tuple(sorted(set(ids.tolist())))
     return labels
 

@@ -8,6 +8,9 @@ the totals are identical on every device and under any sharding.
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -25,9 +28,25 @@ from wsssbed.eval.reduce import ImageResult, SweepState, reduce_image
 from wsssbed.eval.rules import Rule
 from wsssbed.eval.sample import EvalSample
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
-def _worker_init(_: int) -> None:
+
+def _worker_init(_: int, parent: int) -> None:
     torch.set_num_threads(1)
+    die_with_parent(parent)
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask Linux to kill this worker when `parent` (the process that started it) dies, so
+    a killed sweep (even by SIGKILL) leaves no decoding workers behind. A no-op elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def iterate_results(job: SweepJob) -> Iterator[ImageResult]:
@@ -41,7 +60,7 @@ def iterate_results(job: SweepJob) -> Iterator[ImageResult]:
             batch_size=None,
             shuffle=False,
             num_workers=job.workers,
-            worker_init_fn=_worker_init,
+            worker_init_fn=functools.partial(_worker_init, parent=os.getpid()),
             prefetch_factor=4,
             pin_memory=not on_cpu,
         )

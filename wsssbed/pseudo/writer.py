@@ -10,6 +10,7 @@ rather than mixed. When every image is done, the record gets the files' count an
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import tomli_w
 
 import wsssbed
-from wsssbed.activation import write_activation
+from wsssbed.activation import read_activation, write_activation
 from wsssbed.configio import read_toml
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.datasets.spec import DatasetSpec
@@ -25,7 +26,7 @@ from wsssbed.digest import folder_digest
 from wsssbed.errors import InputError
 from wsssbed.eval.inputs import SweepInputs
 from wsssbed.eval.job import SweepJob, resolve_device
-from wsssbed.imageio import write_atomic
+from wsssbed.imageio import picture_size, read_png_array, write_atomic
 from wsssbed.maps import write_label_map, write_saliency
 from wsssbed.provenance import git_commit
 from wsssbed.pseudo.generators import Generator
@@ -39,12 +40,25 @@ class Output:
 
     extension: str
     write: Callable[[Path, str, object, DatasetSpec], None]
+    check: Callable[[Path, str, tuple[int, int], DatasetSpec], object]  # raises if damaged
 
 
 OUTPUTS = {
-    "labels": Output("png", lambda out, i, v, spec: write_label_map(out, i, v, spec.palette())),
-    "saliency": Output("png", lambda out, i, v, spec: write_saliency(out, i, v)),
-    "activation": Output("npz", lambda out, i, v, spec: write_activation(out, i, "npz", spec, v)),
+    "labels": Output(
+        "png",
+        lambda out, i, v, spec: write_label_map(out, i, v, spec.palette()),
+        lambda out, i, shape, spec: read_png_array(out / f"{i}.png", expected=shape),
+    ),
+    "saliency": Output(
+        "png",
+        lambda out, i, v, spec: write_saliency(out, i, v),
+        lambda out, i, shape, spec: read_png_array(out / f"{i}.png", expected=shape),
+    ),
+    "activation": Output(
+        "npz",
+        lambda out, i, v, spec: write_activation(out, i, "npz", spec, v),
+        lambda out, i, shape, spec: read_activation(out, i, "npz", spec, shape=shape),
+    ),
 }
 
 
@@ -124,14 +138,18 @@ def start(job: GenerationJob) -> None:
 def generate(
     job: GenerationJob, ids: list[str], progress: Callable[[int, int], None] | None = None
 ) -> tuple[int, int]:
-    """Write the output of the `ids` that are not there yet; returns (written, skipped)."""
+    """Write the output of the `ids` that are not there yet; returns (written, skipped).
+
+    A file already there is skipped only when it decodes at the ground truth's size; a
+    damaged one is generated again, with a warning.
+    """
     inputs = job.inputs()
     device = resolve_device(job.device)
     spec = job.dataset.spec
     output = OUTPUTS[job.generator.output]
     written = skipped = 0
     for done, image_id in enumerate(ids, start=1):
-        if (job.out / f"{image_id}.{output.extension}").exists():
+        if _intact(job, output, image_id):
             skipped += 1
         else:
             sample = inputs.load(image_id).to(device)
@@ -140,6 +158,20 @@ def generate(
         if progress is not None:
             progress(done, len(ids))
     return written, skipped
+
+
+def _intact(job: GenerationJob, output: Output, image_id: str) -> bool:
+    """Whether an earlier run's file for `image_id` exists and reads back whole."""
+    path = job.out / f"{image_id}.{output.extension}"
+    if not path.exists():
+        return False
+    try:
+        shape = picture_size(job.dataset.gt_path(image_id))
+        output.check(job.out, image_id, shape, job.dataset.spec)
+    except InputError as error:
+        warnings.warn(f"{path}: {error.problem}; generating it again", stacklevel=2)
+        return False
+    return True
 
 
 def finish(job: GenerationJob) -> dict:
