@@ -282,3 +282,34 @@ def test_a_named_pipe_in_an_input_folder_is_refused_not_waited_on(sample_root, t
     assert "not a regular file" in result.stderr and "sample_0003" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "results").exists()
+
+
+PIPES = """
+import sys
+from pathlib import Path
+from wsssbed.archive import extract
+from wsssbed.datasets import get_dataset, load_spec
+from wsssbed.datasets.local import read_id_list, read_label_list
+from wsssbed.errors import InputError
+pipe = Path(sys.argv[1])
+for call in (lambda: load_spec(pipe), lambda: read_id_list(pipe),
+             lambda: read_label_list(pipe, get_dataset("voc2012")),
+             lambda: extract(pipe, pipe.parent / "out")):
+    try:
+        call()
+        print("read")
+    except InputError as error:
+        print(error.problem)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_as_a_spec_list_or_archive_is_refused(tmp_path):
+    pipe = tmp_path / "spec.toml"
+    os.mkfifo(pipe)
+    result = subprocess.run(
+        [sys.executable, "-c", PIPES, str(pipe)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["not a regular file (a pipe, device or folder); "
+                                          "give a plain file"] * 4  # fmt: skip

@@ -37,15 +37,15 @@ def _writer(folder, worker):
 
 def test_concurrent_appends_never_lose_or_corrupt_rows(tmp_path):
     context = multiprocessing.get_context("fork")
-    processes = [context.Process(target=_writer, args=(tmp_path, w)) for w in range(3)]
+    processes = [context.Process(target=_writer, args=(tmp_path, w)) for w in range(4)]
     for p in processes:
         p.start()
     for p in processes:
         p.join()
         assert p.exitcode == 0
     runs = read_table(tmp_path, "runs")
-    assert len(runs) == 30 and runs.run_id.is_unique
-    assert len(read_table(tmp_path, "sweeps")) == 30 * 50
+    assert len(runs) == 40 and runs.run_id.is_unique
+    assert len(read_table(tmp_path, "sweeps")) == 40 * 50
 
 
 def test_readers_ignore_rows_of_uncommitted_runs(tmp_path):

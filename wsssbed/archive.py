@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from wsssbed.errors import InputError
+from wsssbed.imageio import regular_file
 from wsssbed.outputs import follow_umask
 
 MAX_MEMBERS = 2_000_000
@@ -94,6 +95,7 @@ def extract(archive: Path, destination: Path) -> Path:
     Returns:
         `destination`, holding the archive's members.
     """
+    regular_file(archive)
     if destination.exists():
         raise InputError("extraction target already exists", destination)
     destination.parent.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,10 @@ def read_json(path: Path, what: str) -> object:
 
 
 def _read_text(path: Path, what: str) -> str:
+    from wsssbed.imageio import regular_file
+
+    if path.exists():
+        regular_file(path)  # a pipe named like a spec would block the read forever
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:

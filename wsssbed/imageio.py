@@ -102,7 +102,7 @@ def _decode(path: Path, convert, expected: tuple[int, int] | None = None):
                     )
                 if expected is not None and (height, width) != tuple(expected):
                     raise InputError(
-                        f"map size {height}x{width} differs from the ground truth's "
+                        f"size {height}x{width} differs from the ground truth's "
                         f"{expected[0]}x{expected[1]} (H x W)",
                         path,
                     )

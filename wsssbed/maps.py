@@ -21,11 +21,13 @@ def list_png_ids(folder: Path) -> set[str]:
     return {p.name[:-4] for p in folder.iterdir() if p.name.endswith(".png")}
 
 
-def read_saliency(folder: Path, image_id: str) -> np.ndarray:
-    """HxW float32 saliency in [0, 1]: the 8-bit value / 255 in float32 (WSSS-BED)."""
-    return read_png_array(folder / f"{image_id}.png", gray=True).astype(np.float32) / np.float32(
-        255.0
-    )
+def read_saliency(
+    folder: Path, image_id: str, expected: tuple[int, int] | None = None
+) -> np.ndarray:
+    """HxW float32 saliency in [0, 1]: the 8-bit value / 255 in float32 (WSSS-BED);
+    `expected` (H, W) is checked from the header before decoding."""
+    stored = read_png_array(folder / f"{image_id}.png", gray=True, expected=expected)
+    return stored.astype(np.float32) / np.float32(255.0)
 
 
 def read_saliency_u8(folder: Path, image_id: str) -> np.ndarray:
@@ -38,9 +40,12 @@ def write_saliency(folder: Path, image_id: str, saliency_u8: np.ndarray) -> None
     write_png_atomic(folder / f"{image_id}.png", saliency_u8)
 
 
-def read_label_map(folder: Path, image_id: str) -> np.ndarray:
-    """HxW uint8 class ids of a hard label map (255 = unlabelled)."""
-    return read_png_array(folder / f"{image_id}.png")
+def read_label_map(
+    folder: Path, image_id: str, expected: tuple[int, int] | None = None
+) -> np.ndarray:
+    """HxW uint8 class ids of a hard label map (255 = unlabelled); `expected` (H, W) is
+    checked from the header before decoding."""
+    return read_png_array(folder / f"{image_id}.png", expected=expected)
 
 
 def write_label_map(folder: Path, image_id: str, labels: np.ndarray, palette: list[int]) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from wsssbed.datasets.spec import DatasetSpec, GroundTruthSource
 from wsssbed.errors import InputError
-from wsssbed.imageio import picture_size, read_png_array, read_rgb
+from wsssbed.imageio import picture_size, read_png_array, read_rgb, regular_file
 
 UNKNOWN = -1
 
@@ -43,6 +43,7 @@ def map_labels(raw: np.ndarray, table: np.ndarray, path: Path) -> np.ndarray:
 
 def read_id_list(path: Path) -> list[str]:
     """Image ids from a split file: first token of each non-empty line, order kept."""
+    regular_file(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
@@ -65,6 +66,7 @@ def read_label_list(path: Path, spec: DatasetSpec) -> dict[str, tuple[int, ...]]
         InputError: naming the line of any byte that is not UTF-8, or of an index that is
             not an integer of the dataset (checked before any arithmetic).
     """
+    regular_file(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:

@@ -131,7 +131,7 @@ class SweepInputs(Dataset):
             sample.class_ids = torch.from_numpy(maps.class_ids)
             sample.cams = torch.from_numpy(maps.cams)
         elif job.rule.needs_predictions:
-            pred = read_label_map(job.predictions, image_id)
+            pred = read_label_map(job.predictions, image_id, gt.shape)
             _validate_label_map(
                 pred, gt.shape, spec.num_classes, job.predictions / f"{image_id}.png"
             )
@@ -139,13 +139,7 @@ class SweepInputs(Dataset):
         else:
             sample.class_ids = torch.tensor(labels, dtype=torch.int64)
         if job.rule.needs_saliency:
-            saliency = read_saliency(job.saliency, image_id)
-            if saliency.shape != gt.shape:
-                raise InputError(
-                    f"saliency size {saliency.shape} differs from the ground truth's {gt.shape}",
-                    job.saliency / f"{image_id}.png",
-                )
-            sample.saliency = torch.from_numpy(saliency)
+            sample.saliency = torch.from_numpy(read_saliency(job.saliency, image_id, gt.shape))
         if job.images:
             image = job.dataset.read_image(image_id)
             if image.shape[:2] != gt.shape:
