@@ -16,7 +16,7 @@ reaches numpy until it has been checked:
   dtypes. The object type `O8` is accepted only as the 0-d top-level container.
 - An array stand-in is built only when its declared shape fits the caller's
   `MapBudget`, its byte length equals the shape times the item size, and its data are
-  bytes. The array is then made with `np.frombuffer` and copied.
+  bytes. The array is then a read-only `np.frombuffer` view of those bytes.
 - The file's size is checked against the budget before it is read.
 
 What is accepted, and why, is documented in docs/security.md.
@@ -134,11 +134,9 @@ def _from_bytes(
         raise _Refused(
             f"array of shape {shape} needs {count * dtype.itemsize:,} bytes, has {len(raw):,}"
         )
-    return (
-        np.frombuffer(raw, dtype=dtype, count=count)
-        .reshape(shape, order="F" if fortran else "C")
-        .copy()
-    )
+    # read-only over the pickle's bytes (no copy); `MapFormat.read` copies what it keeps
+    array = np.frombuffer(raw, dtype=dtype, count=count)
+    return array.reshape(shape, order="F" if fortran else "C")
 
 
 class _Unpickler(pickle.Unpickler):
