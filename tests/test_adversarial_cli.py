@@ -62,3 +62,19 @@ def test_an_os_error_is_a_message_that_says_what_to_do(sample_root, tmp_path, mo
     text = " ".join(result.output.split())
     assert "runs.parquet: No space left on device; the disk is full" in text
     assert "Traceback" not in result.output
+
+
+def test_percentage_grids_and_edge_points_are_warned_not_refused(sample_root, tmp_path):
+    common = ["sweep", "--data-root", str(sample_root), "--activation",
+              str(sample_root / "activation/sample-cam/npz"), "--activation-format", "npz",
+              "--allow-extra-maps", "--no-boundary", "--out", str(tmp_path / "r")]  # fmt: skip
+    percent = CliRunner().invoke(app, [*common, "--thresholds", "0:60:1"])
+    assert percent.exit_code == 0
+    text = " ".join(percent.output.split())
+    assert "warning: --thresholds goes up to 60, but scores are in [0, 1]: percentages?" in text
+    edge = CliRunner().invoke(app, [*common, "--thresholds", "0.05:0.25:0.1"])
+    assert edge.exit_code == 0
+    text = " ".join(edge.output.split())
+    assert "the best mIoU is at the upper edge of --thresholds (0.25)" in text
+    inside = CliRunner().invoke(app, [*common, "--thresholds", "0:0.9:0.05"])
+    assert inside.exit_code == 0 and "the best mIoU is at" not in inside.output

@@ -19,6 +19,7 @@ import pandas as pd
 
 from wsssbed.datasets.embedded import default_to_sample, sample_activation, sample_saliency
 from wsssbed.errors import InputError
+from wsssbed.eval.axes import edge_warnings
 from wsssbed.outputs import check_output_folder
 from wsssbed.protocol import DEFAULT_TOLERANCE, HARD_LABELS, Protocol, build_protocol
 from wsssbed.runs import Progress, SweepResult, compute_run
@@ -143,6 +144,9 @@ def sweep(
     result = compute_run(
         job, stage="activation", progress=progress, extra=extra, backend=backend, address=address
     )
+    best = {name: float(result.best[name]) for name, _ in protocol.grids}
+    for message in edge_warnings(protocol.grids, best):
+        warnings.warn(message, stacklevel=2)
     if out is not None:
         result.save(out)
     return result

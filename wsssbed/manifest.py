@@ -181,7 +181,7 @@ def validate(manifest: Manifest) -> None:
     except InputError as exc:
         raise InputError(exc.problem, where) from None
     if manifest.kind not in KINDS:
-        raise InputError(f"kind {manifest.kind!r} is not one of {KINDS}", where)
+        raise InputError(f"kind {manifest.kind!r} is not one of {', '.join(KINDS)}", where)
     from wsssbed.datasets import get_dataset
 
     try:

@@ -11,13 +11,14 @@ and `Protocol.from_json` rebuilds it.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from wsssbed.errors import InputError
-from wsssbed.eval.axes import AXES, GRID_PARAMETERS
+from wsssbed.eval.axes import AXES, GRID_PARAMETERS, grid_warnings
 from wsssbed.grids import parse_grid
 
 if TYPE_CHECKING:
@@ -164,6 +165,8 @@ def build_protocol(
         labels=labels,
     )
     rule = protocol.rule  # checks the combination now
+    for message in grid_warnings(protocol.grids):
+        warnings.warn(message, stacklevel=2)
     if boundary and (rule.supports_boundary or boundary_tolerance is not None):
         tolerance = boundary_tolerance or DEFAULT_TOLERANCE
         protocol = replace(protocol, boundary_tolerance=tolerance)

@@ -187,7 +187,9 @@ def sensitivity(
 @app.command()
 def leaderboard(
     results: Path = RESULTS_IN_OPTION,
-    out_dir: Path = typer.Option(Path("leaderboard/site"), "--out", help="Site folder."),
+    out_dir: Path = typer.Option(
+        Path("wsssbed-leaderboard"), "--out", help="Site folder (replaced as a whole)."
+    ),
     reported: Path = typer.Option(
         None, help="TOML file of numbers reported in papers (`[[reported]]` tables)."
     ),

@@ -171,7 +171,8 @@ def _check_values(spec: _SpecFile, sources: list[_GroundTruthTable], path: Path)
     for number, source in enumerate(sources, start=1):
         where = f"[[ground_truth]] #{number}"
         if source.mapping not in MAPPINGS:
-            raise InputError(f"{where}: mapping {source.mapping!r} is not one of {MAPPINGS}", path)
+            choices = ", ".join(MAPPINGS)
+            raise InputError(f"{where}: mapping {source.mapping!r} is not one of {choices}", path)
         if source.mapping == "reduce-zero-label" and k > 254:
             raise InputError(f"{where}: reduce-zero-label fits at most 254 classes", path)
         if source.mapping != "lookup":

@@ -165,7 +165,8 @@ def read_reported(path: Path) -> pd.DataFrame:
                 )
         if row.stage not in STAGE_TITLES:
             raise InputError(
-                f"[[reported]] #{number}: stage {row.stage!r} is not one of {list(STAGE_TITLES)}",
+                f"[[reported]] #{number}: stage {row.stage!r} is not one of "
+                f"{', '.join(STAGE_TITLES)}",
                 path,
             )
         if not row.source.startswith(("https://", "http://")):
