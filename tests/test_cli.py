@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 from conftest import run_cli
 from reference import CLASS_COUNTS, confusion, irn_labels, metrics
+from typer.testing import CliRunner
 
 from wsssbed.activation import read_activation
+from wsssbed.cli import app
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.maps import write_label_map
@@ -257,3 +259,33 @@ def test_store_is_untouched_by_a_failedrun_cli(sample_root, broken_maps, tmp_pat
     (broken_maps / "sample_0070.npz").write_bytes(b"junk")
     assert _bad_sweep(sample_root, broken_maps, out, "--thresholds", "0.2").exit_code == 2
     assert {p.name: p.read_bytes() for p in out.glob("*.parquet")} == before
+
+
+def test_help_shows_defaults_brackets_and_the_metric_glossary():
+    from wsssbed.eval.summary import GLOSSARY
+
+    env = {"COLUMNS": "200"}
+    sweep = " ".join(CliRunner().invoke(app, ["sweep", "--help"], env=env).output.split())
+    assert "[default: 0:0.6:0.01]" in sweep and "[default: irn-npy]" in sweep
+    for name in GLOSSARY:
+        assert f"{name}:" in sweep
+    board = " ".join(CliRunner().invoke(app, ["leaderboard", "--help"], env=env).output.split())
+    assert "`[[reported]]` tables" in board and "[default: wsssbed-leaderboard]" in board
+
+
+def test_tables_fit_80_columns_without_breaking_ids(sample_root, tmp_path):
+    out = tmp_path / "results"
+    for split in ("train", "val"):
+        result = run_cli("sweep", "--data-root", sample_root, "--split", split, "--activation",
+                         sample_root / "activation/sample-cam/npz", "--activation-format", "npz",
+                         "--allow-extra-maps", "--out", out)  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+    runs = pd.read_parquet(out / "runs.parquet")
+    env = {"COLUMNS": "80"}
+    shown = CliRunner().invoke(app, ["results", "show", "--results", str(out)], env=env).output
+    listing = CliRunner().invoke(app, ["manifests", "--kind", "pipeline"], env=env).output
+    for text in (shown, listing):
+        assert max(len(line) for line in text.splitlines()) <= 80
+    for run_id in runs.run_id:
+        assert run_id[-8:] in shown  # whole, on one line
+    assert "voc2012-cam-wsssbed" in listing and "coco2014-cam-wsssbed" in listing

@@ -171,10 +171,13 @@ def test_sensitivity_command_writes_everything(store, tmp_path):
     assert "curves_miou_voc2012_train_threshold.svg" in names
     assert "curves_bf_f_voc2012_val_threshold.png" in names
     assert any(n.startswith("heatmap_") and n.endswith(".svg") for n in names)
+    curves = (out / "curves_miou_voc2012_train_threshold.svg").read_text()
+    assert "recommended 0.25:" in curves and "shaded: within 1 points of the best" in curves
+    assert "activation threshold (CAM score in [0, 1])" in curves  # axis units
     again = tmp_path / "again"
-    assert (
-        run_cli("sensitivity", "--results", store, "--out", again, "--halves", "0").exit_code == 0
-    )
+    result = run_cli("sensitivity", "--results", store, "--out", again, "--halves", "0",
+                     "--recommended", "threshold=0.25")  # fmt: skip
+    assert result.exit_code == 0
     for svg in out.glob("*.svg"):
         assert (again / svg.name).read_bytes() == svg.read_bytes()  # deterministic figures
 

@@ -15,6 +15,7 @@ from wsssbed.cli.common import (
     JSON_SUMMARY_OPTION,
     RESULTS_OPTION,
     WORKERS_OPTION,
+    fitted_table,
     out,
     progress_bar,
     progress_bars,
@@ -55,15 +56,15 @@ def manifests(
         ]
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"{len(found)} manifests")
-    for column in ("name", "version", "kind", "dataset/split", "pinned", "local copy"):
-        table.add_column(column, overflow="fold")
-    for m in found:
-        pinned = "-" if m.kind == "pipeline" else ("yes" if m.content.digest else "not yet")
-        table.add_row(
-            m.name, m.version, m.kind, f"{m.dataset}/{m.split}", pinned, m.source.path or "-"
-        )
-    out.print(table)
+    rows = [
+        [m.name, m.version, m.kind, f"{m.dataset}/{m.split}",
+         "-" if m.kind == "pipeline" else ("yes" if m.content.digest else "not yet"),
+         m.source.path or "-"]
+        for m in found
+    ]  # fmt: skip
+    headers = ["name", "version", "kind", "dataset/split", "pinned", "local copy"]
+    optional = ("local copy", "dataset/split", "version")
+    out.print(fitted_table(f"{len(found)} manifests", headers, rows, optional=optional))
 
 
 @app.command()

@@ -29,6 +29,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.table import Table
 from rich.text import Text
 
 from wsssbed.errors import WsssbedError
@@ -179,6 +180,44 @@ def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, in
     """One rich progress bar on stderr, fed by `callback(done, total)`."""
     with progress_bars(label, enabled=enabled) as (update,):
         yield update
+
+
+def fitted_table(
+    title: str,
+    headers: list[str],
+    rows: list[list[str]],
+    optional: tuple[str, ...] = (),
+    shorten: dict[str, Callable[[str], str]] | None = None,
+    right: tuple[str, ...] = (),
+) -> Table:
+    """A table that fits the terminal without breaking a cell mid-word.
+
+    Cells never wrap. When the natural width is too wide, columns in `shorten` are
+    shortened first (a run id to its last 8 characters), then the `optional` columns are
+    dropped, in the order given, until the table fits (at least the other columns stay).
+    """
+    shorten = shorten or {}
+
+    def width(columns: list[int], cells: list[list[str]]) -> int:
+        return 1 + sum(
+            3 + max(len(headers[c]), *(Text.from_markup(r[c]).cell_len for r in cells))
+            for c in columns
+        )
+
+    columns = list(range(len(headers)))
+    if width(columns, rows) > out.width and shorten:
+        rows = [[shorten.get(headers[c], str)(v) for c, v in enumerate(r)] for r in rows]
+    for name in optional:
+        if width(columns, rows) <= out.width:
+            break
+        columns.remove(headers.index(name))
+    table = Table(title=title)
+    for c in columns:
+        justify = "right" if headers[c] in right else "left"
+        table.add_column(headers[c], justify=justify, no_wrap=True, overflow="ellipsis")
+    for r in rows:
+        table.add_row(*(r[c] for c in columns))
+    return table
 
 
 def fraction(value) -> float | None:

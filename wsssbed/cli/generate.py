@@ -63,7 +63,7 @@ def pseudo_labels(
     ),
     without_saliency: bool = typer.Option(False, help="saliency-rule without saliency maps."),
     boxes: Path = typer.Option(
-        None, help="sam-box: a detector's boxes (JSON: id -> [{box, label, score}])."
+        None, help="sam-box: a detector's boxes (JSON: id -> \\[{box, label, score}])."
     ),
     min_box_pixels: int = typer.Option(16, help="sam-box: smallest CAM region giving a box."),
     sam_checkpoint: Path = SAM_CHECKPOINT_OPTION,

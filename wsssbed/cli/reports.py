@@ -13,6 +13,7 @@ from wsssbed.cli.common import (
     JSON_OPTION,
     RESULTS_IN_OPTION,
     err,
+    fitted_table,
     fraction,
     out,
     percent,
@@ -75,23 +76,29 @@ def results_show(
             )
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"best points in {results}")
-    columns = ("run", "method", "dataset/split", "ground truth", "generator", "point", "mIoU", "BF")
-    for column in columns:
-        justify = "right" if column in ("mIoU", "BF") else "left"
-        table.add_column(column, justify=justify, overflow="fold")
-    for _, run in best.iterrows():
-        point = ", ".join(f"{a}={run[a]:g}" for a in AXIS_COLUMNS if pd.notna(run[a]))
-        table.add_row(
+    headers = ["run", "method", "dataset/split", "ground truth", "generator", "point", "mIoU",
+               "BF"]  # fmt: skip
+    rows = [
+        [
             run.run_id,
             "-" if pd.isna(run.method) else str(run.method),
             f"{run.dataset}/{run.split}",
             short(run.gt_digest),
             run.generator,
-            point,
+            ", ".join(f"{a}={run[a]:g}" for a in AXIS_COLUMNS if pd.notna(run[a])),
             percent(run.miou),
             percent(run.bf_f),
-        )
+        ]
+        for _, run in best.iterrows()
+    ]
+    table = fitted_table(
+        f"best points in {results}",
+        headers,
+        rows,
+        optional=("generator", "BF", "method", "ground truth"),
+        shorten={"run": lambda v: v[-8:]},
+        right=("mIoU", "BF"),
+    )
     out.print(table)
     for (dataset_name, split), found in mixed_ground_truth(best).items():
         err.print(
@@ -191,7 +198,7 @@ def leaderboard(
         Path("wsssbed-leaderboard"), "--out", help="Site folder (replaced as a whole)."
     ),
     reported: Path = typer.Option(
-        None, help="TOML file of numbers reported in papers (`[[reported]]` tables)."
+        None, help="TOML file of numbers reported in papers (`\\[\\[reported]]` tables)."
     ),
     gallery: int = typer.Option(4, help="Gallery images per run (0: none)."),
     draws: int = typer.Option(1000, help="Bootstrap resamples for the intervals."),

@@ -29,6 +29,7 @@ from wsssbed.cli.common import (
     reported_errors,
 )
 from wsssbed.eval.axes import AXES, DISPLAY_ORDER
+from wsssbed.eval.summary import GLOSSARY
 
 STAGES = ("activation", "pseudo-label", "final")
 
@@ -79,7 +80,12 @@ def finish(result, results: Path, as_json: bool, title: str) -> None:
     )
 
 
-@app.command()
+METRICS_EPILOG = "Metrics stored for every grid point:\n\n" + "\n\n".join(
+    f"[bold]{name}[/]: {text}" for name, text in GLOSSARY.items()
+)
+
+
+@app.command(epilog=METRICS_EPILOG)
 def sweep(
     method: str = typer.Option(
         None,

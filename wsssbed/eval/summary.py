@@ -34,6 +34,32 @@ SUMMARY_METRICS = (
 )
 BOUNDARY_METRICS = ("bf_f", "bf_p", "bf_r")
 
+#: Each reported metric in one sentence, with the convention it follows (shown by the
+#: leaderboard's glossary page and by `wsssbed sweep --help`).
+GLOSSARY = {
+    "miou": "Mean IoU over classes with a non-zero union (nanmean; IRN/chainercv, "
+    "mmsegmentation, torchmetrics >= 1.0): the headline number.",
+    "miou_zero": "Mean IoU over all classes, a class with zero union counting as 0 "
+    "(SEAM, PuzzleCAM).",
+    "miou_gt_present": "Mean IoU over the classes present in the ground truth (CLIP-ES, ToCo).",
+    "miou_labeled": "Mean IoU counting only pixels the prediction labels: unlabelled (255) "
+    "pixels are not misses.",
+    "ignore_ratio": "Share of labelled ground-truth pixels that the prediction leaves "
+    "unlabelled (255).",
+    "pixel_accuracy": "Share of labelled ground-truth pixels predicted as their class.",
+    "mean_precision": "Mean over classes of TP / (TP + FP).",
+    "mean_recall": "Mean over classes of TP / (TP + FN), unlabelled pixels counting as FN.",
+    "fp_ratio": "Mean over classes of FP / union: how much a class spills over (PuzzleCAM, DHR).",
+    "fn_ratio": "Mean over classes of FN / union: how much of a class is missed (PuzzleCAM, DHR).",
+    "bf_f": "Boundary F-score: per image, the mean over classes on either side of F1 "
+    "between boundary pixels matched within the tolerance (0.75% of the diagonal), then "
+    "the mean over images.",
+    "bf_p": "Boundary precision: the share of predicted boundary pixels with a "
+    "ground-truth boundary within the tolerance.",
+    "bf_r": "Boundary recall: the share of ground-truth boundary pixels with a predicted "
+    "boundary within the tolerance.",
+}
+
 
 def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """Elementwise ratio as float64, NaN where the denominator is 0."""

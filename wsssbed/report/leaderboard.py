@@ -30,7 +30,7 @@ import pandas as pd
 from wsssbed.configio import from_table, read_toml
 from wsssbed.datasets import BUILTIN, get_dataset, spec_of_run
 from wsssbed.errors import InputError
-from wsssbed.eval.summary import BOUNDARY_METRICS, SUMMARY_METRICS
+from wsssbed.eval.summary import BOUNDARY_METRICS, GLOSSARY, SUMMARY_METRICS
 from wsssbed.fingerprint import mixed_ground_truth, short
 from wsssbed.outputs import check_output_folder, follow_umask
 from wsssbed.report import figures
@@ -48,6 +48,27 @@ from wsssbed.report.sensitivity import (
 from wsssbed.results import best_row, read_table
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+PROVENANCE_WIDTH = 48  # longer values show their start; the full value is one click away
+COLUMNS = [
+    ("method", "The maps' method: the manifest name, or the maps folder's name."),
+    ("saliency", "The saliency source the generator used, when it uses one."),
+    ("generator", "The pseudo-label rule swept (`+ ignore`: salient background is void)."),
+    ("split", "The split scored, or the id-list file a subset came from."),
+    ("ground truth", "A fingerprint of the decoded masks scored (first 12 hex digits of "
+     "gt_digest); rows of one split with different fingerprints are marked other GT."),
+    ("point", "The grid point shown."),
+    ("chosen by", "How the point was chosen: recommended by the method's pipeline manifest, "
+     "transferred from the best of the same setting on another split, or oracle (the best "
+     "on this very split, an upper bound)."),
+    ("mIoU, BF", "The metrics at the shown point (see above)."),
+    ("95% CI", "A bootstrap interval of mIoU over images, for runs stored with "
+     "--per-image."),
+    ("images", "The number of images scored."),
+    ("manifest", "The pinned manifests the run used; a check mark: verified against its "
+     "digest."),
+    ("run", "When the run started (UTC) and the end of its run id, which tells repeated "
+     "runs apart."),
+]  # fmt: skip
 STAGE_TITLES = {
     "activation": "Activation maps (pseudo-labels swept from them)",
     "pseudo-label": "Pseudo-labels",
@@ -88,6 +109,11 @@ class Entry:
     ci: tuple[float, float] | None
     manifests: list[dict]
     gt_mixed: bool = False  # its split was scored on other ground truth in the same table
+
+    @property
+    def date(self) -> str:
+        """When the run started, to the minute (UTC)."""
+        return str(self.run.started_at)[:16].replace("T", " ")
 
     @property
     def gt_short(self) -> str:
@@ -181,14 +207,20 @@ def read_reported(path: Path) -> pd.DataFrame:
 
 
 def _figures(entry: Entry, rows: pd.DataFrame) -> list[str]:
+    """The run page's figures, each marking the shown point and how it was chosen."""
     if len(rows) < 2:
         return []
+    kind = entry.chosen_by.split(":")[0].split(" ")[0]  # recommended, transferred, oracle
+    point = rows.set_index("point").loc[entry.point]
+    title = f"{entry.label} on {entry.run.dataset}/{entry.run.split}"
     if is_2d(rows):
-        return [figures.svg_text(figures.heatmap_figure(rows, entry.label))]
+        chosen = {a: float(point[a]) for a in ("threshold", "sal_threshold")}
+        return [figures.svg_text(figures.heatmap_figure(rows, title, "miou", chosen, kind))]
     axis = activation_axis(rows)
-    svgs = [figures.svg_text(figures.curves_figure([(entry.label, rows)], axis, "miou"))]
+    curve = figures.Curve(entry.label, rows, float(point[axis]), kind)
+    svgs = [figures.svg_text(figures.curves_figure([curve], axis, "miou", title))]
     if rows.bf_f.notna().any():
-        svgs.append(figures.svg_text(figures.curves_figure([(entry.label, rows)], axis, "bf_f")))
+        svgs.append(figures.svg_text(figures.curves_figure([curve], axis, "bf_f", title)))
     return svgs
 
 
@@ -253,9 +285,13 @@ def render_site(
     try:
         (staging / "runs").mkdir()
         index = environment.get_template("index.html").render(
-            sections=sections, metrics=SUMMARY_METRICS + BOUNDARY_METRICS
+            sections=sections, metrics=SUMMARY_METRICS + BOUNDARY_METRICS, root=""
         )
         (staging / "index.html").write_text(index, encoding="utf-8")
+        glossary = environment.get_template("glossary.html").render(
+            glossary=list(GLOSSARY.items()), columns=COLUMNS, root=""
+        )
+        (staging / "glossary.html").write_text(glossary, encoding="utf-8")
         for entry in entries:
             rows = sweeps[sweeps.run_id == entry.run.run_id].sort_values("point")
             classes = per_class[
@@ -270,6 +306,7 @@ def render_site(
                 gallery=gallery(entry.run, entry.point, gallery_images),
                 provenance=_provenance(entry.run),
                 metrics=SUMMARY_METRICS + BOUNDARY_METRICS,
+                root="../",
             )
             (staging / entry.page).write_text(page, encoding="utf-8")
         _swap(staging, out)
@@ -284,14 +321,25 @@ def _builtin_title(dataset: str) -> str:
     return get_dataset(dataset).title if dataset in BUILTIN else dataset
 
 
-def _provenance(run: pd.Series) -> list[tuple[str, str]]:
+def _provenance(run: pd.Series) -> list[tuple[str, str, str]]:
+    """(name, value rounded or cut for reading, full value) of each provenance field."""
     names = ("run_id", "stage", "dataset", "split", "n_images", "generator", "ignore_label",
              "grid", "activation", "activation_format", "saliency", "predictions", "labels",
              "boundary_tolerance", "gt_digest", "gt_source", "split_digest", "split_file",
              "split_file_sha256", "dataset_spec_sha256", "method", "verified", "device",
              "workers", "wall_time_s", "started_at", "wsssbed_version", "git_commit",
              "packages", "command")  # fmt: skip
-    return [(n, "-" if pd.isna(run.get(n)) else str(run.get(n))) for n in names]
+    rows = []
+    for name in names:
+        value = run.get(name)
+        full = "-" if value is None or pd.isna(value) else str(value)
+        short = full
+        if name == "wall_time_s" and full != "-":
+            short = f"{float(value):.2f} s"
+        elif len(full) > PROVENANCE_WIDTH:
+            short = full[: PROVENANCE_WIDTH - 1] + "\u2026"
+        rows.append((name, short, full))
+    return rows
 
 
 def _swap(staging: Path, out: Path) -> None:

@@ -6,10 +6,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from wsssbed.datasets import spec_of_run
 from wsssbed.errors import InputError
+from wsssbed.eval.axes import AXIS_COLUMNS
 from wsssbed.imageio import write_atomic
 from wsssbed.outputs import check_output_folder
 from wsssbed.report import figures
@@ -106,7 +108,7 @@ def run_study(results: Path, out: Path, options: StudyOptions) -> Study:
     sweeps = sweeps[sweeps.run_id.isin(runs.run_id)]
     stats_rows, files = [], []
     per_images: dict[str, PerImage] = {}
-    lines: dict[tuple[str, str, str], list[tuple[str, pd.DataFrame]]] = {}
+    lines: dict[tuple[str, str, str], list[tuple[str, str, pd.DataFrame, dict]]] = {}
     for _, run in runs.iterrows():
         rows = sweeps[sweeps.run_id == run.run_id].sort_values("point")
         label = run_label(run)
@@ -126,20 +128,29 @@ def run_study(results: Path, out: Path, options: StudyOptions) -> Study:
                 stats.update({f"half_{k}": v for k, v in half.items()})
         stats_rows.append(stats)
         axis = activation_axis(rows)
+        best = best_row(rows)
+        shown = point or {a: float(best[a]) for a in AXIS_COLUMNS if pd.notna(best[a])}
+        kind = "recommended" if point else "best"
         if is_2d(rows):
-            best = best_row(rows)
             title = f"{label} on {run.dataset}/{run.split}"
             stem = out / f"heatmap_{run.run_id}"
-            files += figures.save(figures.heatmap_figure(rows, title), stem)
-            rows = rows[rows.sal_threshold == best.sal_threshold]
-            label = f"{label} (saliency {best.sal_threshold:g})"
-        lines.setdefault((run.dataset, run.split, axis), []).append((label, rows))
+            files += figures.save(figures.heatmap_figure(rows, title, "miou", shown, kind), stem)
+            saliency = shown.get("sal_threshold", best_row(rows).sal_threshold)
+            rows = rows[np.isclose(rows.sal_threshold, saliency)]
+            label = f"{label} (saliency {saliency:g})"
+        lines.setdefault((run.dataset, run.split, axis), []).append(
+            (label, run.run_id, rows, {"chosen": shown.get(axis), "chosen_by": kind})
+        )
     for (dataset, split, axis), group in sorted(lines.items()):
+        labels = figures.distinct_labels([g[0] for g in group], [g[1] for g in group])
+        curves = [figures.Curve(label, rows, **marks)
+                  for label, (_, _, rows, marks) in zip(labels, group, strict=True)]  # fmt: skip
         for metric in ("miou", "bf_f"):
-            if metric == "bf_f" and all(r.bf_f.isna().all() for _, r in group):
+            if metric == "bf_f" and all(c.rows.bf_f.isna().all() for c in curves):
                 continue
             stem = out / f"curves_{metric}_{dataset}_{split}_{axis}"
-            files += figures.save(figures.curves_figure(group, axis, metric), stem)
+            title = f"{dataset}/{split}: {figures.METRIC_TITLES[metric]}"
+            files += figures.save(figures.curves_figure(curves, axis, metric, title), stem)
     stats = pd.DataFrame(stats_rows)
     stats["seed"] = options.seed
     transfer = split_transfer(runs, sweeps)
