@@ -291,6 +291,13 @@ def test_run_pages_in_a_real_browser(site, store, page, sample_root):
             name = rows.nth(i).locator("td").first.inner_text()
             value = float(rows.nth(i).locator("td").nth(1).get_attribute("data-value"))
             assert value == mine.iou[name]
+        wall = page.locator("xpath=//table[@class='provenance']//tr[th='wall_time_s']/td")
+        assert wall.inner_text() == f"{run.wall_time_s:.2f} s"  # rounded for reading
+        packages = page.locator("xpath=//table[@class='provenance']//tr[th='packages']//details")
+        assert packages.count() == 1  # a long value: its start, the whole one click away
+        if run.generator != "hard-labels":  # the shown point is marked with how it was chosen
+            how = expected[run.run_id][1].split(":")[0].split(" ")[0]
+            assert f"{how} " in figures.first.inner_html()
         if run.generator == "saliency-rule":
             continue  # its labels need the WSSS-BED reference; the other runs cover the gallery
         _check_gallery(page, run, point, sample_root)
@@ -323,3 +330,11 @@ def test_every_page_links_the_glossary(site):
         assert f'id="{name}"' in glossary
     for page in [site / "index.html", *(site / "runs").glob("*.html")]:
         assert "glossary.html" in page.read_text()
+
+
+def test_legends_tell_two_runs_of_one_method_apart():
+    from wsssbed.report.figures import distinct_labels
+
+    runs = ["20261125T010203Z-aaaaaaaa", "20261126T010203Z-bbbbbbbb", "20261126T0102Z-cccccccc"]
+    labels = distinct_labels(["cam", "cam", "eps"], runs)
+    assert labels == ["cam (2026-11-25 aaaaaaaa)", "cam (2026-11-26 bbbbbbbb)", "eps"]
