@@ -37,6 +37,9 @@ CLIP_WEIGHTS_OPTION = typer.Option(
 CLIP_MODEL_OPTION = typer.Option(None, help="open_clip architecture, e.g. ViT-B-16.")
 CLIP_CONFIG_OPTION = typer.Option(None, help="open_clip model config (JSON), for other ViTs.")
 CLIP_TEMPLATE_OPTION = typer.Option("a photo of a {}.", help="Prompt template, one {}.")
+REFINE_OPTION = typer.Option(
+    "none", help="crf: refine the labels with a dense CRF over the picture (IRN's parameters)."
+)
 
 
 @app.command("pseudo-labels")
@@ -75,6 +78,7 @@ def pseudo_labels(
     clip_model: str = CLIP_MODEL_OPTION,
     clip_config: Path = CLIP_CONFIG_OPTION,
     clip_template: str = CLIP_TEMPLATE_OPTION,
+    refine: str = REFINE_OPTION,
     labels: str = LABELS_OPTION,
     device: str = DEVICE_OPTION,
     backend: str = BACKEND_OPTION,
@@ -121,6 +125,7 @@ def pseudo_labels(
                                pred_iou_thresh, stability_thresh)  # fmt: skip
             clip = _clip_options(clip_weights, clip_model, clip_config, clip_template, None)
             made = SamBoxGenerator(sam, boxes, None if boxes else classic, clip, min_box_pixels)
+        made = _refined(made, refine)
         if made.rule.needs_maps and activation is None:
             raise WsssbedError("give --activation (the folder of activation maps)")
         if made.rule.needs_saliency and saliency is None:
@@ -132,6 +137,39 @@ def pseudo_labels(
             saliency=saliency if made.rule.needs_saliency else None,
         )  # fmt: skip
         _run_generation(job, backend, address, "pseudo-labels", "label maps")
+
+
+def _refined(generator, refine: str):
+    """`generator`, followed by the refinement `refine` names (`none` or `crf`)."""
+    if refine == "none":
+        return generator
+    if refine != "crf":
+        raise WsssbedError(f"--refine {refine!r}: use none or crf")
+    from wsssbed.pseudo.crf import CrfRefined
+
+    return CrfRefined(generator)
+
+
+@app.command("refine")
+def refine_labels(
+    pred: Path = typer.Option(..., help="Folder of label maps `<id>.png` to refine."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder of the refined label maps."),
+    method: str = typer.Option("crf", help="crf: dense CRF over the picture (IRN's parameters)."),
+    dataset: str = DATASET_OPTION,
+    data_root: Path = DATA_ROOT_OPTION,
+    split: str = SPLIT_OPTION,
+    device: str = DEVICE_OPTION,
+    backend: str = BACKEND_OPTION,
+    address: str = ADDRESS_OPTION,
+) -> None:
+    """Refine label maps already on disk (pseudo-labels or a segmenter's output)."""
+    from wsssbed.pseudo.crf import GivenLabels
+
+    with reported_errors():
+        made = _refined(GivenLabels(), method)
+        job = _generation_job(made, dataset, data_root, split, out_dir, "masks", device,
+                              predictions=pred)  # fmt: skip
+        _run_generation(job, backend, address, "refining", "label maps")
 
 
 @app.command("clip-activations")

@@ -74,6 +74,7 @@ class GenerationJob:
         activation: folder of activation maps, for generators that read them;
             `activation_format` their format.
         saliency: folder of saliency PNGs, for generators that use them.
+        predictions: folder of label maps, for generators that refine them.
         labels: `masks` or a label-list file (`image_id c1 c2 ...`).
         device: `auto`, `cpu` or `cuda`.
     """
@@ -84,6 +85,7 @@ class GenerationJob:
     activation: Path | None = None
     activation_format: str = "irn-npy"
     saliency: Path | None = None
+    predictions: Path | None = None
     labels: str = "masks"
     device: str = "cpu"
 
@@ -95,6 +97,7 @@ class GenerationJob:
             activation=self.activation,
             activation_format=self.activation_format,
             saliency=self.saliency,
+            predictions=self.predictions,
             labels=self.labels,
             allow_extra=True,
             device=self.device,
@@ -112,6 +115,9 @@ class GenerationJob:
             "activation": "" if self.activation is None else str(self.activation.resolve()),
             "activation_format": "" if self.activation is None else self.activation_format,
             "saliency": "" if self.saliency is None else str(self.saliency.resolve()),
+            **(
+                {} if self.predictions is None else {"predictions": str(self.predictions.resolve())}
+            ),
             "labels": self.labels,
         }
 
