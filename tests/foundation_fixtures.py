@@ -74,3 +74,50 @@ def voc_figures_layout(figures: Path, root: Path, count: int) -> list[str]:
         Image.fromarray(gt).save(voc / "SegmentationClass" / f"{image_id}.png")
     (voc / "ImageSets/Segmentation/train.txt").write_text("\n".join(ids) + "\n")
     return ids
+
+
+#: Words of the tiny detector's vocabulary: BERT's specials, the prompt's `.`, and the
+#: VOC class names as they read in a prompt.
+TINY_VOCAB = [
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "aeroplane", "bicycle", "bird",
+    "boat", "bottle", "bus", "car", "cat", "chair", "cow", "dining", "table", "dog",
+    "horse", "motorbike", "person", "potted", "plant", "sheep", "sofa", "train", "tv",
+    "monitor", "background",
+]  # fmt: skip
+
+
+def save_tiny_grounding_dino(folder: Path, seed: int = 0, max_text_len: int = 32) -> Path:
+    """A tiny Grounding DINO (transformers' classes, random weights) with its processor,
+    saved as `save_pretrained` writes them; returns the folder."""
+    from transformers import (
+        BertConfig,
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(TINY_VOCAB)})
+    images = GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
+    backbone = SwinConfig(
+        embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=4,
+        image_size=64, out_features=["stage2", "stage3", "stage4"],
+    )  # fmt: skip
+    text = BertConfig(
+        vocab_size=len(TINY_VOCAB), hidden_size=32, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=32, max_position_embeddings=64,
+    )  # fmt: skip
+    config = GroundingDinoConfig(
+        backbone_config=backbone, text_config=text, d_model=32, encoder_layers=1,
+        decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32, encoder_attention_heads=2,
+        decoder_attention_heads=2, num_queries=10, num_feature_levels=3,
+        encoder_n_points=2, decoder_n_points=2, max_text_len=max_text_len,
+        use_timm_backbone=False, use_pretrained_backbone=False,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    GroundingDinoForObjectDetection(config).save_pretrained(folder)
+    GroundingDinoProcessor(images, tokenizer).save_pretrained(folder)
+    return folder

@@ -113,3 +113,42 @@ def test_crf_on_real_voc_pictures_is_scored(shared_data, tmp_path):
                               CrfSettings())  # fmt: skip
         assert np.array_equal(np.array(Image.open(tmp_path / "crf" / f"{image_id}.png")), expected)
     assert 0 < after.points.miou[0] <= 1
+
+
+def test_worker_processes_write_the_in_process_files(sample_root, tmp_path):
+    """`--workers 2` (spawned processes, shards of 8) writes the in-process run's files and
+    digest; a damaged picture met in a worker stops the run naming the file."""
+    import shutil
+
+    runner = CliRunner()
+    common = [
+        "--data-root",
+        str(sample_root),
+        "--activation",
+        "",
+        "--activation-format",
+        "npz",
+        "--generator",
+        "bg-threshold",
+        "--threshold",
+        "0.3",
+        "--refine",
+        "crf",
+    ]
+    common[3] = str(sample_root / "activation/sample-cam/npz")
+    runs = {}
+    for workers in ("0", "2"):
+        result = runner.invoke(app, ["pseudo-labels", *common, "--workers", workers,
+                                     "--out", str(tmp_path / workers)])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        runs[workers] = (tmp_path / workers / "wsssbed.toml").read_text()
+    assert runs["0"].split("digest")[1] == runs["2"].split("digest")[1]
+    copy = tmp_path / "copy"
+    shutil.copytree(sample_root, copy)
+    victim = sorted((copy / "VOC2012/JPEGImages").glob("*.jpg"))[30]
+    victim.write_bytes(b"\xff\xd8 not a picture")
+    common[1], common[3] = str(copy), str(copy / "activation/sample-cam/npz")
+    broken = runner.invoke(app, ["pseudo-labels", *common, "--workers", "2", "--out",
+                                 str(tmp_path / "broken")])  # fmt: skip
+    assert broken.exit_code == 2 and victim.name in broken.stderr, broken.output
+    assert "Traceback" not in broken.stderr

@@ -221,3 +221,29 @@ def test_sam_refinement_on_ray_ships_the_recipe_not_the_model(sample_root, tmp_p
     assert generate(jobs[0], dataset.ids) == (12, 0)
     assert generate_ray(jobs[1], shard_images=4) == (12, 0)
     assert finish(jobs[0])["digest"] == finish(jobs[1])["digest"]
+
+
+def test_grounding_dino_boxes_on_ray_are_the_local_files(sample_root, tmp_path):
+    """The detector -> SAM -> CRF pipeline: workers rebuild the detector and SAM from their
+    recipes and write the local run's files."""
+    from foundation_fixtures import save_tiny_grounding_dino, save_tiny_sam
+
+    from wsssbed.distributed import generate_ray
+    from wsssbed.models.options import DetectorOptions, SamOptions
+    from wsssbed.pseudo.crf import CrfRefined
+    from wsssbed.pseudo.sam_box import SamBoxGenerator
+    from wsssbed.pseudo.writer import GenerationJob, finish, generate, start
+
+    sam = SamOptions(save_tiny_sam(tmp_path))
+    detector = DetectorOptions(save_tiny_grounding_dino(tmp_path / "gd"))
+    split = LocalDataset(VOC, sample_root, "train")
+    dataset = split.subset(split.ids[:8])
+    jobs = [GenerationJob(dataset, CrfRefined(SamBoxGenerator(sam, detector=detector)),
+                          tmp_path / name, device="cpu")
+            for name in ("local", "ray")]  # fmt: skip
+    for job in jobs:
+        start(job)
+    assert len(pickle.dumps(jobs[1].generator)) < 10_000  # weights stay behind
+    assert generate(jobs[0], dataset.ids) == (8, 0)
+    assert generate_ray(jobs[1], shard_images=3) == (8, 0)
+    assert finish(jobs[0])["digest"] == finish(jobs[1])["digest"]

@@ -29,7 +29,7 @@ from wsssbed.eval.inputs import SweepInputs
 from wsssbed.eval.job import SweepJob, resolve_device
 from wsssbed.eval.loop import check_boundary, run_sweep
 from wsssbed.eval.reduce import SweepState
-from wsssbed.pseudo.writer import GenerationJob, generate
+from wsssbed.pseudo.writer import GenerationJob, generate_shard
 
 DEFAULT_SHARD_IMAGES = 64
 MAX_RETRIES = 3
@@ -66,14 +66,6 @@ def _sweep_shard(job: SweepJob, ids: list[str]):
     except InputError as error:
         return error
     return state, device
-
-
-def _pseudo_label_shard(job: GenerationJob, ids: list[str]):
-    """One Ray task: write the pseudo-labels of `ids` (whole files only)."""
-    try:
-        return generate(job, ids)
-    except InputError as error:
-        return error
 
 
 def shard_ranges(count: int, shard_images: int) -> list[tuple[int, int]]:
@@ -160,6 +152,6 @@ def generate_ray(
     shard_images: int = DEFAULT_SHARD_IMAGES,
 ) -> tuple[int, int]:
     """`pseudo.writer.generate` over the whole split on a Ray cluster: (written, skipped)."""
-    counts = _run_tasks(_pseudo_label_shard, job, job.dataset.ids, shard_images, address,
+    counts = _run_tasks(generate_shard, job, job.dataset.ids, shard_images, address,
                         job.device != "cpu", progress)  # fmt: skip
     return sum(w for w, _ in counts), sum(s for _, s in counts)

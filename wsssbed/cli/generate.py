@@ -37,6 +37,20 @@ CLIP_WEIGHTS_OPTION = typer.Option(
 CLIP_MODEL_OPTION = typer.Option(None, help="open_clip architecture, e.g. ViT-B-16.")
 CLIP_CONFIG_OPTION = typer.Option(None, help="open_clip model config (JSON), for other ViTs.")
 CLIP_TEMPLATE_OPTION = typer.Option("a photo of a {}.", help="Prompt template, one {}.")
+DETECTOR_WEIGHTS_OPTION = typer.Option(
+    None, help="Grounding DINO folder (transformers' save_pretrained); never downloaded."
+)
+BOX_THRESHOLD_OPTION = typer.Option(0.35, help="Grounding DINO: box score threshold.")
+TEXT_THRESHOLD_OPTION = typer.Option(0.25, help="Grounding DINO: token threshold.")
+PROMPT_OPTION = typer.Option(
+    "labels", help="Grounding DINO prompt: labels (each image's labels) or all (every class)."
+)
+BOX_CLASSES_OPTION = typer.Option(
+    "detector", help="A detected box's class: detector (its grounded name) or clip."
+)
+WORKERS_OPTION = typer.Option(
+    0, help="Processes generating side by side, each loading its own models; 0: this one."
+)
 REFINE_OPTION = typer.Option(
     "none", help="crf: refine the labels with a dense CRF over the picture (IRN's parameters)."
 )
@@ -65,9 +79,16 @@ def pseudo_labels(
         True, help="saliency-rule: salient background becomes 255 (ignore)."
     ),
     without_saliency: bool = typer.Option(False, help="saliency-rule without saliency maps."),
-    boxes: Path = typer.Option(
-        None, help="sam-box: a detector's boxes (JSON: id -> \\[{box, label, score}])."
+    boxes: str = typer.Option(
+        None,
+        help="sam-box: a detector's boxes (JSON: id -> \\[{box, label, score}]), or "
+        "grounding-dino to detect them with --detector-weights.",
     ),
+    detector_weights: Path = DETECTOR_WEIGHTS_OPTION,
+    box_threshold: float = BOX_THRESHOLD_OPTION,
+    text_threshold: float = TEXT_THRESHOLD_OPTION,
+    prompt: str = PROMPT_OPTION,
+    box_classes: str = BOX_CLASSES_OPTION,
     min_box_pixels: int = typer.Option(16, help="sam-box: smallest CAM region giving a box."),
     sam_checkpoint: Path = SAM_CHECKPOINT_OPTION,
     sam_model: str = SAM_MODEL_OPTION,
@@ -81,6 +102,7 @@ def pseudo_labels(
     refine: str = REFINE_OPTION,
     labels: str = LABELS_OPTION,
     device: str = DEVICE_OPTION,
+    workers: int = WORKERS_OPTION,
     backend: str = BACKEND_OPTION,
     address: str = ADDRESS_OPTION,
 ) -> None:
@@ -124,7 +146,15 @@ def pseudo_labels(
             sam = _sam_options(generator, sam_checkpoint, sam_model, points_per_side,
                                pred_iou_thresh, stability_thresh)  # fmt: skip
             clip = _clip_options(clip_weights, clip_model, clip_config, clip_template, None)
-            made = SamBoxGenerator(sam, boxes, None if boxes else classic, clip, min_box_pixels)
+            detector = None
+            if boxes == "grounding-dino":
+                detector = _detector_options(detector_weights, box_threshold, text_threshold,
+                                             prompt, box_classes)  # fmt: skip
+            elif detector_weights is not None:
+                raise WsssbedError("--detector-weights goes with --boxes grounding-dino")
+            box_file = None if boxes in (None, "grounding-dino") else Path(boxes)
+            made = SamBoxGenerator(sam, box_file, None if boxes else classic, clip,
+                                   min_box_pixels, detector)  # fmt: skip
         made = _refined(made, refine)
         if made.rule.needs_maps and activation is None:
             raise WsssbedError("give --activation (the folder of activation maps)")
@@ -136,7 +166,7 @@ def pseudo_labels(
             activation_format=activation_format,
             saliency=saliency if made.rule.needs_saliency else None,
         )  # fmt: skip
-        _run_generation(job, backend, address, "pseudo-labels", "label maps")
+        _run_generation(job, backend, address, workers, "pseudo-labels", "label maps")
 
 
 def _refined(generator, refine: str):
@@ -159,6 +189,7 @@ def refine_labels(
     data_root: Path = DATA_ROOT_OPTION,
     split: str = SPLIT_OPTION,
     device: str = DEVICE_OPTION,
+    workers: int = WORKERS_OPTION,
     backend: str = BACKEND_OPTION,
     address: str = ADDRESS_OPTION,
 ) -> None:
@@ -169,7 +200,7 @@ def refine_labels(
         made = _refined(GivenLabels(), method)
         job = _generation_job(made, dataset, data_root, split, out_dir, "masks", device,
                               predictions=pred)  # fmt: skip
-        _run_generation(job, backend, address, "refining", "label maps")
+        _run_generation(job, backend, address, workers, "refining", "label maps")
 
 
 @app.command("clip-activations")
@@ -184,6 +215,7 @@ def clip_activations(
     split: str = SPLIT_OPTION,
     labels: str = LABELS_OPTION,
     device: str = DEVICE_OPTION,
+    workers: int = WORKERS_OPTION,
     backend: str = BACKEND_OPTION,
     address: str = ADDRESS_OPTION,
 ) -> None:
@@ -194,7 +226,7 @@ def clip_activations(
         clip = _clip_options(clip_weights, clip_model, clip_config, clip_template, "clip-cam")
         job = _generation_job(ClipCamGenerator(clip), dataset, data_root, split, out_dir,
                               labels, device)  # fmt: skip
-        _run_generation(job, backend, address, "CLIP activations", "activation maps")
+        _run_generation(job, backend, address, workers, "CLIP activations", "activation maps")
 
 
 @app.command("saliency")
@@ -214,6 +246,7 @@ def saliency_maps(
     data_root: Path = DATA_ROOT_OPTION,
     split: str = SPLIT_OPTION,
     device: str = DEVICE_OPTION,
+    workers: int = WORKERS_OPTION,
     backend: str = BACKEND_OPTION,
     address: str = ADDRESS_OPTION,
 ) -> None:
@@ -228,7 +261,7 @@ def saliency_maps(
         clip = _clip_options(clip_weights, clip_model, clip_config, clip_template, generator)
         job = _generation_job(SamClipSaliency(sam, clip), dataset, data_root, split, out_dir,
                               "masks", device)  # fmt: skip
-        _run_generation(job, backend, address, "saliency", "saliency maps")
+        _run_generation(job, backend, address, workers, "saliency", "saliency maps")
 
 
 def _sam_options(
@@ -247,6 +280,59 @@ def _sam_options(
     return SamOptions(
         checkpoint, model_type, MaskSettings(points_per_side, pred_iou_thresh, stability_thresh)
     )
+
+
+def _detector_options(
+    weights: Path | None, box_threshold: float, text_threshold: float, prompt: str,
+    box_classes: str,
+):  # fmt: skip
+    from wsssbed.models.options import BOX_CLASSES, PROMPTS, DetectorOptions
+
+    if weights is None:
+        raise WsssbedError("Grounding DINO boxes need --detector-weights (a local folder)")
+    if prompt not in PROMPTS:
+        raise WsssbedError(f"--prompt {prompt!r}: use one of {', '.join(PROMPTS)}")
+    if box_classes not in BOX_CLASSES:
+        raise WsssbedError(f"--box-classes {box_classes!r}: use one of {', '.join(BOX_CLASSES)}")
+    for name, value in (("--box-threshold", box_threshold), ("--text-threshold", text_threshold)):
+        if not 0 <= value < 1:
+            raise WsssbedError(f"{name} {value:g}: use a probability in [0, 1)")
+    return DetectorOptions(weights, box_threshold, text_threshold, prompt, box_classes)
+
+
+@app.command("boxes")
+def detect_boxes(
+    out_file: Path = typer.Option(..., "--out", help="Boxes JSON to write."),
+    detector_weights: Path = DETECTOR_WEIGHTS_OPTION,
+    box_threshold: float = BOX_THRESHOLD_OPTION,
+    text_threshold: float = TEXT_THRESHOLD_OPTION,
+    prompt: str = PROMPT_OPTION,
+    box_classes: str = BOX_CLASSES_OPTION,
+    dataset: str = DATASET_OPTION,
+    data_root: Path = DATA_ROOT_OPTION,
+    split: str = SPLIT_OPTION,
+    labels: str = LABELS_OPTION,
+    device: str = DEVICE_OPTION,
+) -> None:
+    """Grounding DINO's boxes for a split, as the JSON `sam-box --boxes FILE` reads."""
+    from wsssbed.digest import file_sha256
+    from wsssbed.pseudo.grounded import detect_boxes, write_boxes
+
+    with reported_errors():
+        options = _detector_options(detector_weights, box_threshold, text_threshold, prompt,
+                                    box_classes)  # fmt: skip
+        if out_file.is_dir():
+            raise WsssbedError(f"{out_file} is a folder; --out names the JSON file to write")
+        local = _local_dataset(dataset, data_root, split)
+        with progress_bar(f"boxes {local.spec.name}/{local.split_name}") as update:
+            found = detect_boxes(local, options, labels, device, update)
+        write_boxes(out_file, found)
+        count = sum(len(v) for v in found.values())
+        out.print(
+            f"{count:,} boxes in {len(found):,} images written to {out_file} "
+            f"(sha256 {file_sha256(out_file)})",
+            soft_wrap=True,
+        )
 
 
 def _clip_options(
@@ -269,23 +355,34 @@ def _generation_job(
     generator, dataset: str, data_root: Path | None, split: str | None, out_dir: Path,
     labels: str, device: str, **inputs,
 ):  # fmt: skip
-    from wsssbed.datasets import get_dataset
-    from wsssbed.datasets.embedded import default_to_sample
-    from wsssbed.datasets.local import LocalDataset
     from wsssbed.pseudo.writer import GenerationJob
 
-    dataset, data_root, split = default_to_sample(dataset, data_root, split)
-    spec = get_dataset(dataset)
-    local = LocalDataset(spec, data_root, split or spec.default_split)
+    local = _local_dataset(dataset, data_root, split)
     return GenerationJob(local, generator, out_dir, labels=labels, device=device, **inputs)
 
 
-def _run_generation(job, backend: str, address: str | None, what: str, files: str) -> None:
-    """Check everything, generate with a progress bar (locally or on Ray), seal the folder."""
-    from wsssbed.pseudo.writer import finish, generate, start
+def _local_dataset(dataset: str | None, data_root: Path | None, split: str | None):
+    """The split to generate for (the embedded sample when no data root is given)."""
+    from wsssbed.datasets import get_dataset
+    from wsssbed.datasets.embedded import default_to_sample
+    from wsssbed.datasets.local import LocalDataset
+
+    dataset, data_root, split = default_to_sample(dataset, data_root, split)
+    spec = get_dataset(dataset)
+    return LocalDataset(spec, data_root, split or spec.default_split)
+
+
+def _run_generation(
+    job, backend: str, address: str | None, workers: int, what: str, files: str
+) -> None:
+    """Check everything, generate with a progress bar (in this process, in `workers`
+    processes, or on Ray), seal the folder."""
+    from wsssbed.pseudo.writer import finish, generate, generate_parallel, start
 
     if backend not in BACKENDS:
         raise WsssbedError(f"--backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if workers < 0 or (workers and backend == "ray"):
+        raise WsssbedError("--workers takes a count >= 0, for --backend local")
     start(job)
     local = job.dataset
     with progress_bar(f"{what} {local.spec.name}/{local.split}") as update:
@@ -293,6 +390,8 @@ def _run_generation(job, backend: str, address: str | None, what: str, files: st
             from wsssbed.distributed import generate_ray
 
             written, skipped = generate_ray(job, address, update)
+        elif workers:
+            written, skipped = generate_parallel(job, workers, update)
         else:
             written, skipped = generate(job, local.ids, update)
     record = finish(job)

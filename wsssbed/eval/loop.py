@@ -32,7 +32,12 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _worker_init(_: int, parent: int) -> None:
-    torch.set_num_threads(1)
+    start_worker(parent, 1)
+
+
+def start_worker(parent: int, threads: int) -> None:
+    """A worker process's start: `threads` torch threads, and death with its parent."""
+    torch.set_num_threads(threads)
     die_with_parent(parent)
 
 

@@ -1,4 +1,4 @@
-"""Which SAM and which CLIP a generator uses: the user's options, and a recipe-carrying slot
+"""Which SAM, CLIP and detector a generator uses: the user's options, and a recipe-carrying slot
 that loads the model once per process (workers rebuild it from the recipe)."""
 
 from __future__ import annotations
@@ -7,9 +7,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import numpy as np
+
+from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.models.clip import DEFAULT_TEMPLATE, load_clip
+from wsssbed.models.grounding_dino import BOX_THRESHOLD, TEXT_THRESHOLD, Detector, load_detector
 from wsssbed.models.sam import MaskSettings, load_sam
 from wsssbed.models.slot import ModelSlot
+from wsssbed.pseudo.boxes import Box
 
 
 @dataclass(frozen=True)
@@ -51,3 +56,64 @@ class ClipOptions:
         }
         load = partial(load_clip, self.model, self.weights, self.config, template=self.template)
         return ModelSlot(load, recipe)  # load(device)
+
+
+PROMPTS = ("labels", "all")
+BOX_CLASSES = ("detector", "clip")
+
+
+@dataclass(frozen=True)
+class DetectorOptions:
+    """Which Grounding DINO and how it is prompted (`--detector-*`, `--box-threshold`,
+    `--text-threshold`, `--prompt`).
+
+    Attributes:
+        weights: folder that transformers' `save_pretrained` wrote.
+        box_threshold: a query is a box above this score.
+        text_threshold: tokens above this name the box's class.
+        prompt: `labels`, each image's image-level labels; `all`, every class.
+        classes: `detector`, a box's class is the name it is grounded on; `clip`, the
+            detector only finds boxes and CLIP names them (the founding paper's pipeline).
+    """
+
+    weights: Path
+    box_threshold: float = BOX_THRESHOLD
+    text_threshold: float = TEXT_THRESHOLD
+    prompt: str = "labels"
+    classes: str = "detector"
+
+    def slot(self) -> ModelSlot:
+        return ModelSlot(partial(load_detector, self.weights), self.params())
+
+    def params(self) -> dict:
+        return {
+            "detector": "grounding-dino",
+            "detector_weights": str(self.weights.resolve()),
+            "box_threshold": self.box_threshold,
+            "text_threshold": self.text_threshold,
+            "prompt": self.prompt,
+            "box_classes": self.classes,
+        }
+
+    def detect(
+        self, detector: Detector, image: np.ndarray, class_ids: list[int], spec: DatasetSpec
+    ) -> list[tuple[Box, str]]:
+        """One picture's boxes and phrases, prompted with its image-level `class_ids` (or
+        every class). With `classes="detector"`, a box no name is grounded on is dropped;
+        with `clip`, every box's class is None (CLIP decides).
+
+        Args:
+            detector: the loaded model (`slot().get(device)`).
+            image: (H, W, 3) uint8 RGB.
+            class_ids: the image's labels, dataset class ids.
+            spec: the dataset (class names).
+        """
+        if self.prompt == "all":
+            class_ids = list(range(spec.first_foreground, spec.num_classes))
+        prompted = sorted(class_ids)
+        found = detector.detect(image, [spec.classes[i] for i in prompted],
+                                self.box_threshold, self.text_threshold)  # fmt: skip
+        if self.classes == "clip":
+            return [(Box(*d.box, None, d.score), d.phrase) for d in found]
+        return [(Box(*d.box, prompted[d.name], d.score), d.phrase)
+                for d in found if d.name is not None]  # fmt: skip

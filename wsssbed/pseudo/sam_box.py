@@ -1,9 +1,9 @@
 """`sam-box`: SAM's mask for each box prompt, classes from the box or from CLIP.
 
-Boxes come from a detector's JSON or from the connected components of the CAM
-pseudo-label; overlaps go to the higher score; the class is the box's label, or CLIP's
-zero-shot choice over the dataset's classes for a box without one; uncovered pixels are
-background (ignore on datasets without one).
+Boxes come from a detector's JSON, from Grounding DINO run on the picture, or from the
+connected components of the CAM pseudo-label; overlaps go to the higher score; the class
+is the box's label, or CLIP's zero-shot choice over the dataset's classes for a box
+without one; uncovered pixels are background (ignore on datasets without one).
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import torch
 
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.datasets.spec import DatasetSpec
+from wsssbed.digest import file_sha256
 from wsssbed.errors import InputError
 from wsssbed.eval.rules import PictureOnly, Rule
 from wsssbed.eval.sample import EvalSample
 from wsssbed.models.clip import ClipModel
-from wsssbed.models.options import ClipOptions, SamOptions
+from wsssbed.models.options import ClipOptions, DetectorOptions, SamOptions
 from wsssbed.models.sam import box_masks
 from wsssbed.pseudo.boxes import Box, check_inside, component_boxes, read_boxes
 from wsssbed.pseudo.generators import ClassicGenerator
@@ -54,8 +55,9 @@ class SamBoxGenerator:
 
     Attributes:
         sam: the SAM.
-        boxes_file: a detector's boxes (JSON); None: boxes from `base`'s CAM regions.
-        base: the CAM pseudo-label whose regions give boxes (without `boxes_file`).
+        boxes_file: a detector's boxes (JSON).
+        base: the CAM pseudo-label whose regions give boxes.
+        detector: Grounding DINO, run on each picture.
         clip: classifies boxes without a label.
         min_pixels: smallest CAM region that gives a box.
     """
@@ -65,26 +67,35 @@ class SamBoxGenerator:
     base: ClassicGenerator | None = None
     clip: ClipOptions | None = None
     min_pixels: int = 16
+    detector: DetectorOptions | None = None
     name = "sam-box"
     output = "labels"
     needs_image = True
 
     def __post_init__(self) -> None:
-        if (self.boxes_file is None) == (self.base is None):
-            raise InputError("sam-box takes its boxes from --boxes FILE or from a CAM "
-                             "pseudo-label (--base with --activation), exactly one")  # fmt: skip
+        sources = (self.boxes_file, self.base, self.detector)
+        if sum(source is not None for source in sources) != 1:
+            raise InputError("sam-box takes its boxes from --boxes FILE, from --boxes "
+                             "grounding-dino, or from a CAM pseudo-label (--base with "
+                             "--activation): exactly one")  # fmt: skip
+        if self.detector is not None and self.detector.classes == "clip" and self.clip is None:
+            raise InputError("--box-classes clip needs --clip-weights")
         self.model = self.sam.slot()
         self.clip_model = None if self.clip is None else self.clip.slot()
+        self.detector_model = None if self.detector is None else self.detector.slot()
         self.boxes: dict[str, list[Box]] = {}
 
     @property
     def rule(self) -> Rule:
-        return PictureOnly("sam-box", ()) if self.base is None else self.base.rule
+        return self.base.rule if self.base is not None else PictureOnly("sam-box", ())
 
     def params(self) -> dict:
         found = {**self.model.recipe, "min_pixels": self.min_pixels}
         if self.boxes_file is not None:
             found["boxes"] = str(self.boxes_file.resolve())
+            found["boxes_sha256"] = file_sha256(self.boxes_file)
+        elif self.detector is not None:
+            found.update(self.detector.params())
         else:
             found.update({"base": self.base.name, **self.base.params()})
         if self.clip_model is not None:
@@ -102,14 +113,22 @@ class SamBoxGenerator:
                 if self.boxes.get(image_id):
                     height, width = dataset.image_size(image_id)
                     check_inside(self.boxes[image_id], image_id, height, width, self.boxes_file)
+        if self.detector_model is not None:
+            self.detector_model.get(device).check_names(
+                list(dataset.spec.foreground_names), self.detector.weights
+            )
         self.model.get(device)
         if self.clip_model is not None:
             self.clip_model.get(device)
 
     def produce(self, sample: EvalSample, spec: DatasetSpec) -> np.ndarray:
         image = sample.image.cpu().numpy()
-        if self.base is None:
+        if self.boxes_file is not None:
             boxes = self.boxes.get(sample.image_id, [])
+        elif self.detector is not None:
+            found = self.detector.detect(self.detector_model.get(sample.gt.device), image,
+                                         sample.class_ids.tolist(), spec)  # fmt: skip
+            boxes = [box for box, _ in found]
         else:
             boxes = component_boxes(
                 self.base.produce(sample, spec),

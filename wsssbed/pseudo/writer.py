@@ -10,12 +10,17 @@ rather than mixed. When every image is done, the record gets the files' count an
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 import tomli_w
+import torch
 
 import wsssbed
 from wsssbed.activation import read_activation, write_activation
@@ -23,7 +28,7 @@ from wsssbed.configio import read_toml
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.digest import folder_digest
-from wsssbed.errors import InputError
+from wsssbed.errors import InputError, WsssbedError
 from wsssbed.eval.inputs import SweepInputs
 from wsssbed.eval.job import SweepJob, resolve_device
 from wsssbed.imageio import picture_size, read_png_array, write_atomic
@@ -163,6 +168,53 @@ def generate(
             written += 1
         if progress is not None:
             progress(done, len(ids))
+    return written, skipped
+
+
+def generate_shard(job: GenerationJob, ids: list[str]) -> tuple[int, int] | InputError:
+    """`generate` for one shard in a worker (a process or a Ray task): an `InputError`
+    comes back as a value, so the caller stops the run with the file's name."""
+    try:
+        return generate(job, ids)
+    except InputError as error:
+        return error
+
+
+def generate_parallel(
+    job: GenerationJob,
+    workers: int,
+    progress: Callable[[int, int], None] | None = None,
+    shard_images: int = 8,
+) -> tuple[int, int]:
+    """`generate` over the whole split in `workers` spawned processes, each loading the
+    models once from the generator's recipes and taking shards of `shard_images` images;
+    the CPU's threads are shared out between them. Returns (written, skipped)."""
+    from wsssbed.distributed import shard_ranges
+    from wsssbed.eval.loop import start_worker
+
+    ids = job.dataset.ids
+    ranges = shard_ranges(len(ids), shard_images)
+    threads = max(1, torch.get_num_threads() // workers)
+    written = skipped = done = 0
+    context = multiprocessing.get_context("spawn")  # torch's threads do not survive fork
+    with ProcessPoolExecutor(workers, context, start_worker, (os.getpid(), threads)) as pool:
+        pending = {pool.submit(generate_shard, job, ids[a:b]): b - a for a, b in ranges}
+        try:
+            for future in as_completed(pending):
+                outcome = future.result()
+                if isinstance(outcome, InputError):
+                    raise outcome
+                written, skipped, done = (
+                    written + outcome[0],
+                    skipped + outcome[1],
+                    done + pending[future],
+                )
+                if progress is not None:
+                    progress(done, len(ids))
+        except BrokenProcessPool as exc:
+            raise WsssbedError(f"a generating process died ({exc}); run again to resume") from exc
+        finally:
+            pool.shutdown(cancel_futures=True)
     return written, skipped
 
 

@@ -1,0 +1,246 @@
+"""Grounding DINO boxes from class names (Hugging Face transformers), from local weights.
+
+The model folder is what `save_pretrained` writes for `GroundingDinoForObjectDetection`
+and its `GroundingDinoProcessor` (config, safetensors, preprocessor and tokenizer files);
+nothing is downloaded. The prompt is the class names as they read (`potted plant`),
+lower-case, each followed by ` .` (the authors' format); names that do not fit the text
+encoder in one prompt are split over several, each a forward pass.
+
+A query is a box when its best token probability exceeds the box threshold (the box's
+score, as in transformers' `post_process_grounded_object_detection`). Its class is the
+name whose tokens hold its best probability among the tokens above the text threshold;
+none above it: no class (such a box is dropped, unless CLIP names every box). Its phrase
+is the tokens above the text threshold, as the authors print it. Thresholds default to
+the authors' demo values: box 0.35, text 0.25 (IDEA-Research/GroundingDINO, README).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wsssbed.configio import read_json
+from wsssbed.errors import InputError
+from wsssbed.models.clip import prompt_name
+
+BOX_THRESHOLD = 0.35
+TEXT_THRESHOLD = 0.25
+MODEL_TYPE = "grounding-dino"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One grounded box.
+
+    Attributes:
+        box: pixel corners (x0, y0, x1, y1), clipped to the picture.
+        name: index into the prompted names of its class; None: no token of a name
+            passed the text threshold.
+        phrase: the tokens above the text threshold, decoded.
+        score: its best token probability.
+    """
+
+    box: tuple[float, float, float, float]
+    name: int | None
+    phrase: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One text prompt and which name each of its tokens belongs to.
+
+    Attributes:
+        text: `cat . potted plant .`
+        names: indices of the prompted names it holds.
+        owner: (T,) per token, the position in `names` of its name, -1 for the rest
+            (`[CLS]`, `.`, `[SEP]`).
+    """
+
+    text: str
+    names: list[int]
+    owner: np.ndarray
+
+
+def prompt_text(names: list[str]) -> tuple[str, list[tuple[int, int]]]:
+    """`cat . dog .` and each name's character span in it."""
+    parts, spans, at = [], [], 0
+    for name in names:
+        readable = prompt_name(name).lower()
+        spans.append((at, at + len(readable)))
+        parts.append(f"{readable} .")
+        at += len(readable) + 3
+    return " ".join(parts), spans
+
+
+@dataclass
+class Detector:
+    """A loaded Grounding DINO and its processor on one device."""
+
+    model: object
+    processor: object
+    device: torch.device
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.model.config.max_text_len)
+
+    def _tokens(self, text: str) -> dict:
+        return self.processor.tokenizer(text, return_offsets_mapping=True)
+
+    def check_names(self, names: list[str], where: Path | None = None) -> None:
+        """Refuse class names the tokenizer cannot spell or that would not fit the text
+        encoder even alone, before any image is done."""
+        tokenizer = self.processor.tokenizer
+        for name in names:
+            readable = prompt_name(name).lower()
+            tokens = tokenizer.tokenize(readable)
+            if not tokens or tokenizer.unk_token in tokens:
+                raise InputError(
+                    f"class name {name!r} is unknown to the detector's tokenizer "
+                    f"(it reads {tokens})",
+                    where,
+                )
+            length = len(self._tokens(prompt_text([name])[0])["input_ids"])
+            if length > self.max_tokens:
+                raise InputError(
+                    f"class name {name!r} is {length} tokens with its prompt; the "
+                    f"detector reads at most {self.max_tokens}, so it would be cut",
+                    where,
+                )
+
+    def prompts(self, names: list[str]) -> list[Prompt]:
+        """The names in order, packed into as few prompts as fit the text encoder."""
+        found, start = [], 0
+        while start < len(names):
+            stop = start + 1
+            while stop < len(names) and self._fits(names[start : stop + 1]):
+                stop += 1
+            found.append(self._prompt(names, list(range(start, stop))))
+            start = stop
+        return found
+
+    def _fits(self, names: list[str]) -> bool:
+        return len(self._tokens(prompt_text(names)[0])["input_ids"]) <= self.max_tokens
+
+    def _prompt(self, names: list[str], indices: list[int]) -> Prompt:
+        text, spans = prompt_text([names[i] for i in indices])
+        offsets = self._tokens(text)["offset_mapping"]
+        owner = np.full(len(offsets), -1, dtype=np.int64)
+        for token, (begin, end) in enumerate(offsets):
+            for position, (low, high) in enumerate(spans):
+                if end > begin and low <= begin and end <= high:
+                    owner[token] = position
+        return Prompt(text, indices, owner)
+
+    @torch.no_grad()
+    def detect(
+        self, image: np.ndarray, names: list[str], box_threshold: float, text_threshold: float
+    ) -> list[Detection]:
+        """Boxes of `names` in an (H, W, 3) uint8 RGB picture, prompt by prompt."""
+        from PIL import Image
+
+        picture = Image.fromarray(image)
+        found = []
+        for prompt in self.prompts(names) if names else []:
+            inputs = self.processor(images=picture, text=prompt.text, return_tensors="pt")
+            outputs = self.model(**inputs.to(self.device))
+            found += self._decode(outputs, inputs["input_ids"][0], prompt, image.shape[:2],
+                                  box_threshold, text_threshold)  # fmt: skip
+        return found
+
+    def _decode(
+        self, outputs, input_ids: torch.Tensor, prompt: Prompt, size: tuple[int, int],
+        box_threshold: float, text_threshold: float,
+    ) -> list[Detection]:  # fmt: skip
+        height, width = size
+        probs = outputs.logits[0].sigmoid().float().cpu()  # (Q, max_text_len)
+        scores = probs.max(-1).values
+        corners = outputs.pred_boxes[0].float().cpu()  # (Q, 4) centre x, y, w, h in [0, 1]
+        tokens = len(prompt.owner)
+        detections = []
+        for query in torch.nonzero(scores > box_threshold).flatten().tolist():
+            cx, cy, w, h = corners[query].tolist()
+            x0, y0 = max((cx - w / 2) * width, 0.0), max((cy - h / 2) * height, 0.0)
+            x1, y1 = min((cx + w / 2) * width, float(width)), min((cy + h / 2) * height,
+                                                                 float(height))  # fmt: skip
+            if not (x0 < x1 and y0 < y1):
+                continue
+            above = probs[query, :tokens] > text_threshold
+            above[0] = above[tokens - 1] = False  # [CLS] and [SEP] never name anything
+            phrase = self.processor.tokenizer.decode(input_ids[:tokens][above].tolist())
+            named = above.numpy() & (prompt.owner >= 0)
+            name = None
+            if named.any():
+                best = int(np.flatnonzero(named)[probs[query, :tokens].numpy()[named].argmax()])
+                name = prompt.names[int(prompt.owner[best])]
+            detections.append(Detection((x0, y0, x1, y1), name, phrase, float(scores[query])))
+        return detections
+
+
+def load_detector(folder: Path, device: str = "cpu") -> Detector:
+    """Grounding DINO and its processor from a local `save_pretrained` folder.
+
+    Raises:
+        InputError: not a folder, weights of another model, or a missing processor file.
+    """
+    from wsssbed.models import require
+
+    transformers = require("transformers", "detector")
+    config = folder / "config.json"
+    if not config.is_file():
+        raise InputError("no config.json: give the folder that transformers' save_pretrained "
+                         "wrote for Grounding DINO", folder)  # fmt: skip
+    found = read_json(config, "transformers config")
+    model_type = found.get("model_type") if isinstance(found, dict) else None
+    if model_type != MODEL_TYPE:
+        raise InputError(
+            f"these are weights of another model (config.json says {model_type!r}, "
+            f"not {MODEL_TYPE!r})",
+            folder,
+        )
+    for needed, note in (
+        (("processor_config.json", "preprocessor_config.json"), "the image processor"),
+        (("tokenizer.json", "vocab.txt"), "the tokenizer"),
+        (("model.safetensors", "model.safetensors.index.json"),
+         "the weights, read from safetensors only, never from pickles"),
+    ):  # fmt: skip
+        if not any((folder / name).is_file() for name in needed):
+            raise InputError(
+                f"no {' or '.join(needed)} ({note}), as transformers' save_pretrained writes it",
+                folder,
+            )
+    with _quiet(transformers):
+        try:
+            processor = transformers.GroundingDinoProcessor.from_pretrained(
+                folder, local_files_only=True
+            )
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise InputError(f"cannot load the processor: {exc}", folder) from exc
+        try:
+            model = transformers.GroundingDinoForObjectDetection.from_pretrained(
+                folder, local_files_only=True, use_safetensors=True
+            )
+        except Exception as exc:  # a stranger's file: any failure to read it is its fault
+            raise InputError(f"cannot load the Grounding DINO weights: {exc}", folder) from exc
+    return Detector(model.eval().to(device), processor, torch.device(device))
+
+
+@contextmanager
+def _quiet(transformers) -> Iterator[None]:
+    """transformers without its loading bars and notices (our progress bar is the run's)."""
+    logging = transformers.utils.logging
+    bars, level = logging.is_progress_bar_enabled(), logging.get_verbosity()
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()
