@@ -223,6 +223,48 @@ def test_boundary_counts_equal_brute_force_per_class(spec, theta, quantised):
             assert np.array_equal(got.gt_matched[:, point], expected[3])
 
 
+@pytest.mark.parametrize("spec", [VOC, ADE], ids=["with-background", "no-background"])
+@pytest.mark.parametrize("tolerance", [Tolerance(0.06), Tolerance(2.5, True)],
+                         ids=["fraction", "pixels"])  # fmt: skip
+def test_a_batch_of_mixed_sizes_gives_each_image_its_own_counts(spec, tolerance):
+    """The batched path (what a GPU runs, 32 images at a time) on the CPU: images of
+    different sizes, hence different padding and (as fractions) different tolerance
+    disks, share one flat array; each gets exactly the counts it gets alone, and the
+    brute-force reference's."""
+    from wsssbed.eval.reduce import reduce_batch, reduce_image
+
+    rng = np.random.default_rng(5)
+    images = []
+    for height, width in ((23, 27), (31, 18), (12, 40), (23, 27), (40, 40), (9, 11)):
+        images.append(random_image(rng, spec.num_classes, spec.has_background, height=height,
+                                   width=width, quantised=True))  # fmt: skip
+    images.append((np.full((15, 16), 255, np.uint8),))  # all void
+    thresholds = sorted({0.0, 0.05, 0.3, 0.5, 0.55, 0.95})
+    rule = make_rule("bg-threshold", {"threshold": thresholds})
+    samples = list(_samples(images[:-1]))
+    _, keys, cams, _ = images[4]  # 40x40
+    samples.append(EvalSample("void", torch.from_numpy(images[-1][0]), torch.from_numpy(keys),
+                              torch.from_numpy(cams[:, :15, :16].copy()),
+                              torch.zeros(15, 16)))  # fmt: skip
+    batched = reduce_batch(samples, rule, spec, tolerance)
+    for sample, together in zip(samples, batched, strict=True):
+        alone = reduce_image(sample, rule, spec, tolerance)
+        assert together.boundary.same_as(alone.boundary), sample.image_id
+        assert torch.equal(together.pairs.hist, alone.pairs.hist)
+        np.testing.assert_array_equal(together.boundary_scores.f, alone.boundary_scores.f)
+    for (gt, keys, cams, _), result in zip(images[:-1], batched):
+        theta = tolerance.pixels(*gt.shape)
+        for point, t in enumerate(thresholds):
+            pred = irn_labels(keys, cams, np.float32(t), spec.has_background, gt.shape)
+            expected = _reference_boundary_counts(pred, gt, spec.num_classes, theta)
+            got = result.boundary
+            assert np.array_equal(got.pred_total[:, point], expected[0])
+            assert np.array_equal(got.pred_matched[:, point], expected[1])
+            assert np.array_equal(got.gt_total, expected[2])
+            assert np.array_equal(got.gt_matched[:, point], expected[3])
+    assert batched[-1].boundary.gt_total.sum() == 0
+
+
 def test_boundary_uses_more_than_62_thresholds_exactly():
     images = _images(6, VOC, count=3, height=21, width=21)
     thresholds = [round(0.01 * i, 2) for i in range(101)]

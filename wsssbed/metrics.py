@@ -127,10 +127,11 @@ class ThresholdSweep(Metric):
             raise InputError("cams must be finite and within [0, 1]")
         sal = None if saliency is None else _unit_saliency(saliency.to(self.device))
         tolerance = self.protocol.tolerance
+        samples = []
         for b in range(cams.shape[0]):
             keys = labels[b].to(self.device).bool().nonzero().squeeze(1)
-            sample = _sample(cams[b], gt[b], keys, sal, b, spec, self.device)
-            pairs, counts = reduce_on_device(sample, rule, spec, tolerance)
+            samples.append(_sample(cams[b], gt[b], keys, sal, b, spec, self.device))
+        for pairs, counts in reduce_on_device(samples, rule, spec, tolerance):
             self.pairs.index_add_(0, pairs.codes, pairs.hist.reshape(pairs.codes.numel(), -1))
             self.images += 1
             if counts is not None:

@@ -13,8 +13,11 @@ image border, else the neighbours' largest b). Precision counts come from differ
 arrays over these intervals. For recall, the grid indices at which a ground-truth
 boundary pixel has a match form one interval, found by a min and a max over its
 tolerance disk (`_covered_intervals` gives the argument), so recall needs no bitmask
-dilation and is exact. Every count is an integer, so CPU and GPU
-agree.
+dilation and is exact. Every count is an integer, so CPU and GPU agree.
+
+Images are counted in batches (`batch_boundary_counts`): one flat array holds every
+image of the batch with a margin, so a batch costs one set of kernels; a single image
+is a batch of one, and a batch gives each image the counts it gets alone.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from wsssbed.errors import InputError
 from wsssbed.eval.histogram import value_counts
@@ -73,26 +75,27 @@ def disk_offsets(theta: float) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _differs_from_neighbour(labels: torch.Tensor) -> torch.Tensor:
-    """(H, W) bool: a 4-neighbour holds another label, or the pixel is on the image border."""
+    """(..., H, W) bool: a 4-neighbour holds another label (or, on the array's edge, the
+    pixel has no neighbour there)."""
     differs = torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
-    vertical = labels[1:] != labels[:-1]
-    horizontal = labels[:, 1:] != labels[:, :-1]
-    differs[1:] |= vertical
-    differs[:-1] |= vertical
-    differs[:, 1:] |= horizontal
-    differs[:, :-1] |= horizontal
-    differs[0] = differs[-1] = True
-    differs[:, 0] = differs[:, -1] = True
+    vertical = labels[..., 1:, :] != labels[..., :-1, :]
+    horizontal = labels[..., :, 1:] != labels[..., :, :-1]
+    differs[..., 1:, :] |= vertical
+    differs[..., :-1, :] |= vertical
+    differs[..., :, 1:] |= horizontal
+    differs[..., :, :-1] |= horizontal
+    differs[..., 0, :] = differs[..., -1, :] = True
+    differs[..., :, 0] = differs[..., :, -1] = True
     return differs
 
 
 def _neighbour_extreme(values: torch.Tensor, fill: int, pick) -> torch.Tensor:
-    """(H, W): `pick` (torch.minimum / maximum) over the 4 neighbours inside the image."""
+    """(..., H, W): `pick` (torch.minimum / maximum) over the 4 neighbours in the array."""
     out = torch.full_like(values, fill)
-    out[1:] = pick(out[1:], values[:-1])
-    out[:-1] = pick(out[:-1], values[1:])
-    out[:, 1:] = pick(out[:, 1:], values[:, :-1])
-    out[:, :-1] = pick(out[:, :-1], values[:, 1:])
+    out[..., 1:, :] = pick(out[..., 1:, :], values[..., :-1, :])
+    out[..., :-1, :] = pick(out[..., :-1, :], values[..., 1:, :])
+    out[..., :, 1:] = pick(out[..., :, 1:], values[..., :, :-1])
+    out[..., :, :-1] = pick(out[..., :, :-1], values[..., :, 1:])
     return out
 
 
@@ -129,14 +132,34 @@ class BoundaryCounts:
 
 
 @dataclass(frozen=True)
-class _Margin:
-    """Flat pixel indices of an (H, W) image inside a margin of `reach` pixels on every
-    side, so that a pixel plus any tolerance-disk offset stays inside the array: the
-    disk needs no bounds checks."""
+class BoundaryInput:
+    """One image of a two-outcome sweep, as boundary counting reads it.
 
+    Attributes:
+        best_id: (H, W) integer label of a pixel while foreground (K = none).
+        buckets: (H, W) integer; the pixel is foreground for grid indices j < bucket.
+        gt: (H, W) uint8 ground truth.
+        theta: tolerance in pixels.
+    """
+
+    best_id: torch.Tensor
+    buckets: torch.Tensor
+    gt: torch.Tensor
+    theta: float
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A batch of images in one flat array: image b's plane holds it at its top left
+    inside a margin of `reach` (>= 1) pixels, padded to the batch's largest height and
+    width, so a pixel plus any tolerance-disk offset stays inside its own plane and its
+    4-neighbours exist. Margin and padding hold values no reduction picks."""
+
+    images: int
     height: int
     width: int
     reach: int
+    filled: bool  # every image has the layout's height and width: no padding
 
     @property
     def row_length(self) -> int:
@@ -144,26 +167,41 @@ class _Margin:
 
     @property
     def size(self) -> int:
-        """Elements of one padded plane."""
+        """Elements of one image's plane."""
         return (self.height + 2 * self.reach) * self.row_length
 
-    def index(self, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-        """Padded flat index of pixels (ys, xs), int32."""
-        return (ys + self.reach) * self.row_length + xs + self.reach
+    def outside(self, values: torch.Tensor, fill: int, inside: torch.Tensor) -> torch.Tensor:
+        """(B, H', W') `values` with `fill` outside the images (in the margin and padding);
+        four slice fills when nothing is padded (cheaper than a select)."""
+        if not self.filled:
+            return torch.where(inside, values, fill)
+        r = self.reach
+        values[:, :r] = values[:, -r:] = fill
+        values[:, :, :r] = values[:, :, -r:] = fill
+        return values
 
-    def every_pixel(self, device: torch.device) -> torch.Tensor:
-        """(H*W,) int32 padded flat index of each pixel in row-major order."""
-        ys = torch.arange(self.height, dtype=torch.int32, device=device)[:, None]
-        xs = torch.arange(self.width, dtype=torch.int32, device=device)[None]
-        return self.index(ys, xs).reshape(-1)
+    def edge(self, inside: torch.Tensor) -> torch.Tensor:
+        """(B, H', W') bool: each image's own border pixels."""
+        if not self.filled:
+            return inside & _differs_from_neighbour(inside)
+        r, h, w = self.reach, self.height, self.width
+        edge = torch.zeros_like(inside)
+        edge[:, r, r : r + w] = edge[:, r + h - 1, r : r + w] = True
+        edge[:, r : r + h, r] = edge[:, r : r + h, r + w - 1] = True
+        return edge
 
-    def offsets(self, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-        """(D,) int32 flat offsets of the disk."""
-        return dy * self.row_length + dx
-
-    def pad(self, plane: torch.Tensor, value: int) -> torch.Tensor:
-        """(H, W) -> flat padded plane, the margin filled with `value`."""
-        return F.pad(plane[None], (self.reach,) * 4, value=value).reshape(-1)
+    def stack(self, planes: list[torch.Tensor], fill: int) -> torch.Tensor:
+        """(B, H', W') int32: each (h, w) plane placed in its image's padded plane."""
+        out = torch.full(
+            (self.images, self.height + 2 * self.reach, self.row_length),
+            fill,
+            dtype=torch.int32,
+            device=planes[0].device,
+        )
+        r = self.reach
+        for b, plane in enumerate(planes):
+            out[b, r : r + plane.shape[0], r : r + plane.shape[1]] = plane
+        return out
 
 
 def sweep_boundary_counts(
@@ -177,103 +215,148 @@ def sweep_boundary_counts(
     theta: float,
     void_label: int | None = 255,
 ) -> BoundaryCounts:
-    """Boundary counts at every grid index of a two-outcome sweep.
+    """Boundary counts of one image at every grid index of a two-outcome sweep
+    (`batch_boundary_counts` of one image; the arguments are `BoundaryInput`'s)."""
+    (counts,) = batch_boundary_counts(
+        [BoundaryInput(best_id, buckets, gt, theta)],
+        num_points=num_points,
+        num_classes=num_classes,
+        background_label=background_label,
+        void_label=void_label,
+    )
+    return counts
+
+
+def batch_boundary_counts(
+    images: list[BoundaryInput],
+    *,
+    num_points: int,
+    num_classes: int,
+    background_label: int,
+    void_label: int | None = 255,
+) -> list[BoundaryCounts]:
+    """Boundary counts at every grid index of a two-outcome sweep, for a batch of images
+    of any sizes and tolerances at once: one set of kernels and three host
+    synchronisations (`nonzero`, `unique`, the copy back) serve the whole batch.
 
     Args:
-        best_id: (H, W) integer label of a pixel while foreground (K = none).
-        buckets: (H, W) integer; the pixel is foreground for grid indices j < bucket.
-        gt: (H, W) uint8 ground truth.
+        images: the images, on one device.
         num_points: T, grid points (internal order).
         num_classes: K.
         background_label: label after the bucket (0, or K = unlabelled, not scored).
-        theta: tolerance in pixels.
         void_label: ground-truth value excluded from precision (None: no void).
+
+    Returns:
+        each image's counts, in order; the same integers whatever the batch.
     """
     k, t = num_classes, num_points
-    device = best_id.device
-    height, width = best_id.shape
-    best = best_id.to(torch.int32)
-    bucket = buckets.to(torch.int32).clamp(max=t)
+    device = images[0].best_id.device
+    disks = [disk_offsets(image.theta) for image in images]  # on the host: no GPU sync
+    sizes = {tuple(image.gt.shape) for image in images}
+    layout = _Layout(
+        len(images),
+        max(height for height, _ in sizes),
+        max(width for _, width in sizes),
+        max(1, *(int(dy.abs().max()) for dy, _ in disks)),
+        filled=len(sizes) == 1,
+    )
+    plane = layout.size
+    best = layout.stack([image.best_id for image in images], -1)  # -1: outside the image
+    inside = best >= 0
+    bucket = layout.stack([image.buckets.clamp(max=t) for image in images], t)
     # a pixel whose best class is the background label (a hard label map's background)
     # is background at every grid index: one background set, however it got there
     bucket = torch.where(best == background_label, 0, bucket)
-    border = torch.zeros((height, width), dtype=torch.bool, device=device)
-    border[0] = border[-1] = True
-    border[:, 0] = border[:, -1] = True
+    edge = layout.edge(inside)
 
-    # Each pixel's interval as a boundary of its best class, and of the background.
+    # Each pixel's interval as a boundary of its best class, and of the background; the
+    # margin gets values no reduction picks (fg low T, bucket T, bg high 0).
     fg_low = torch.where(
         _differs_from_neighbour(best), 0, _neighbour_extreme(bucket, t, torch.minimum)
     )
-    fg_low = torch.minimum(fg_low, bucket)
+    fg_low = layout.outside(torch.minimum(fg_low, bucket), t, inside).reshape(-1)
+    bg_high = torch.where(edge, t, _neighbour_extreme(bucket, 0, torch.maximum))
+    bg_high = layout.outside(torch.maximum(bg_high, bucket), 0, inside).reshape(-1)
+    bucket = layout.outside(bucket, t, inside).reshape(-1)
+    best = best.reshape(-1)
     scores_background = background_label < k
-    bg_high = torch.where(border, t, _neighbour_extreme(bucket, 0, torch.maximum))
-    bg_high = torch.maximum(bg_high, bucket)
 
-    # Ground-truth boundary pixels, and which (class, pixel) pairs lie within theta of one.
-    gt_labels = gt.to(torch.int32)
-    gy, gx = torch.nonzero(_differs_from_neighbour(gt_labels) & (gt_labels < k), as_tuple=True)
-    gy, gx = gy.to(torch.int32), gx.to(torch.int32)
-    gt_class = gt_labels[gy.long(), gx.long()]
-    gt_total = value_counts(gt_class, k)
-    dy, dx = disk_offsets(theta)
-    margin = _Margin(height, width, int(dy.abs().max()))  # read on the host: no GPU sync
-    dy, dx = dy.to(device, torch.int32), dx.to(device, torch.int32)
-    offsets = margin.offsets(dy, dx)
-    centres = margin.index(gy, gx)
-    present = torch.unique(gt_class)
-    # plane of class c in the near map: one per class with a ground-truth boundary, and
-    # an all-false plane for every other class
-    plane_start = torch.full((k + 1,), present.numel(), dtype=torch.int32, device=device)
-    plane_start[present.long()] = torch.arange(present.numel(), dtype=torch.int32, device=device)
-    plane_start *= margin.size
-    near = torch.zeros((present.numel() + 1) * margin.size, dtype=torch.bool, device=device)
-    near[(centres + plane_start.index_select(0, gt_class))[:, None] + offsets[None]] = True
+    # Ground-truth boundary pixels (flat indices in the batch), and for each its disk:
+    # the largest disk of the batch, with offsets beyond the image's own tolerance sent
+    # to its plane's corner, a margin pixel.
+    gt = layout.stack([image.gt for image in images], -1)
+    centres = torch.nonzero((_differs_from_neighbour(gt) & inside & (gt < k)).reshape(-1))
+    centres = centres.squeeze(1).to(torch.int32)
+    gt = gt.reshape(-1)
+    gt_class = gt.index_select(0, centres)
+    image_of = torch.div(centres, plane, rounding_mode="floor")
+    gt_key = image_of * k + gt_class  # (image, class)
+    gt_total = value_counts(gt_key, layout.images * k).view(layout.images, k)
+    widest = max(range(len(images)), key=lambda b: disks[b][0].numel())
+    dy, dx = disks[widest]
+    offsets = (dy * layout.row_length + dx).to(device, torch.int32)
+    reach2 = dy * dy + dx * dx
+    disk = centres[:, None] + offsets
+    within = torch.stack([reach2 < image.theta**2 for image in images])
+    if not within.all():
+        corner = (image_of * plane)[:, None]
+        disk = torch.where(within.to(device).index_select(0, image_of), disk, corner)
+
+    # Which (image, class, pixel) lie within theta of a ground-truth boundary of that
+    # class: one near plane per (image, class) with such a boundary, and an all-false
+    # plane for every other pair.
+    present = torch.unique(image_of * (k + 1) + gt_class)
+    plane_of = torch.full((layout.images * (k + 1),), present.numel(), dtype=torch.int32,
+                          device=device)  # fmt: skip
+    plane_of[present.long()] = torch.arange(present.numel(), dtype=torch.int32, device=device)
+    near_base = plane_of.index_select(0, image_of * (k + 1) + gt_class) * plane
+    near = torch.zeros((present.numel() + 1) * plane, dtype=torch.bool, device=device)
+    near[(near_base - image_of * plane)[:, None] + disk] = True
 
     # Precision: difference arrays over each pixel's intervals (empty ones cancel). A
-    # pixel counts in one row, (its class, whether a ground-truth boundary of that class
-    # lies within theta); a class's total is the sum of its two rows.
-    counted = torch.ones_like(border) if void_label is None else gt_labels != void_label
-    every_pixel = margin.every_pixel(device)
-    size = 2 * (k + 1) * (t + 1)
+    # pixel counts in one row, (its image, its class, whether a ground-truth boundary of
+    # that class lies within theta); a class's total is the sum of its two rows.
+    local = torch.arange(plane, dtype=torch.int32, device=device)
+    if layout.images > 1:
+        local = local.repeat(layout.images)
+        pixel_image = torch.arange(layout.images, dtype=torch.int32, device=device)
+        pixel_image = pixel_image.repeat_interleave(plane) * (k + 1)  # each pixel's image row
+    counted = inside.reshape(-1)
+    if void_label is not None:
+        counted = counted & (gt != void_label)
+    size = layout.images * (k + 1) * 2 * (t + 1)
     diff = torch.zeros(size, dtype=torch.int64, device=device)
     intervals = [(torch.where(counted & (best < k), best, k), fg_low, bucket)]
     if scores_background:
         intervals.append((torch.where(counted, background_label, k), bucket, bg_high))
     for row, low, high in intervals:
-        row = row.reshape(-1)
-        is_near = near.index_select(0, plane_start.index_select(0, row) + every_pixel)
-        cell = torch.add(row * (2 * (t + 1)), is_near, alpha=t + 1)
-        diff += value_counts(cell + low.reshape(-1), size)
-        diff -= value_counts(cell + high.reshape(-1), size)
-    counts = diff.view(k + 1, 2, t + 1)[:k].cumsum(2)[:, :, :t]
-    pred_total, pred_matched = counts.sum(1), counts[:, 1]
+        key = pixel_image + row if layout.images > 1 else row
+        is_near = near.index_select(0, plane_of.index_select(0, key) * plane + local)
+        cell = torch.add(key * (2 * (t + 1)), is_near, alpha=t + 1)
+        diff += value_counts(cell + low, size)
+        diff -= value_counts(cell + high, size)
+    counts = diff.view(layout.images, k + 1, 2, t + 1)[:, :k].cumsum(3)[..., :t]
+    pred_total, pred_matched = counts.sum(2), counts[:, :, 1]
 
     # Recall: per ground-truth boundary pixel, the one interval of grid indices at which
-    # its disk holds a matching predicted boundary pixel, summed per class as a
+    # its disk holds a matching predicted boundary pixel, summed per (image, class) as a
     # difference array over the grid.
-    planes = [margin.pad(plane, pad) for plane, pad in zip((best, fg_low, bucket, bg_high),
-                                                           (-1, t, t, 0))]  # fmt: skip
     low, high = _covered_intervals(
-        planes, centres, offsets, gt_class, background_label if scores_background else -1
-    )
-    row = gt_class * (t + 1)
-    size = k * (t + 1)
+        (best, fg_low, bucket, bg_high), disk, gt_class,
+        background_label if scores_background else -1,
+    )  # fmt: skip
+    row = gt_key * (t + 1)
+    size = layout.images * k * (t + 1)
     starts = value_counts(row + low, size)
     ends = value_counts(row + torch.maximum(low, high), size)  # empty: cancels
-    gt_matched = (starts - ends).view(k, t + 1).cumsum(1)[:, :t]
-    return BoundaryCounts(
-        pred_total.cpu().numpy(),
-        pred_matched.cpu().numpy(),
-        gt_total.cpu().numpy(),
-        gt_matched.cpu().numpy(),
-    )
+    gt_matched = (starts - ends).view(layout.images, k, t + 1).cumsum(2)[..., :t]
+    found = [x.cpu().numpy() for x in (pred_total, pred_matched, gt_total, gt_matched)]
+    return [BoundaryCounts(*(x[b] for x in found)) for b in range(layout.images)]
 
 
 def _covered_intervals(
-    planes: list[torch.Tensor],
-    centres: torch.Tensor,
-    offsets: torch.Tensor,
+    planes: tuple[torch.Tensor, ...],
+    disk: torch.Tensor,
     gt_class: torch.Tensor,
     background_label: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -291,34 +374,34 @@ def _covered_intervals(
     [min bucket, max bg_high).
 
     Args:
-        planes: four flat padded (`_Margin.pad`) int32 planes: best class, fg low,
-            bucket (= fg high and bg low), bg high; the margin holds values no reduction
+        planes: four flat int32 planes in `_Layout`: best class, fg low, bucket (= fg
+            high and bg low), bg high; outside the images they hold values no reduction
             picks (class -1, fg low T, bucket T, bg high 0).
-        centres: (N,) padded flat index of each ground-truth boundary pixel.
-        offsets: (D,) flat disk offsets in the padded geometry.
+        disk: (N, D) flat indices of each ground-truth boundary pixel's disk.
+        gt_class: (N,) its class.
     """
-    n = centres.numel()
+    n = disk.shape[0]
     if n == 0:
-        empty = torch.zeros(0, dtype=torch.int32, device=centres.device)
+        empty = torch.zeros(0, dtype=torch.int32, device=disk.device)
         return empty, empty
     label, fg_low, bucket, bg_high = planes
 
     def near(which: torch.Tensor, *values: torch.Tensor) -> list[torch.Tensor]:
         """(len(which), D) values of each plane in the disks of ground-truth pixels `which`."""
-        index = centres[which][:, None] + offsets[None]
+        index = disk.index_select(0, which)
         flat = index.reshape(-1)
         return [v.index_select(0, flat).view(index.shape) for v in values]
 
     # each group gathers only the planes it needs (two for background, three otherwise)
     is_background = gt_class == background_label
-    low = torch.empty(n, dtype=torch.int32, device=centres.device)
+    low = torch.empty(n, dtype=torch.int32, device=disk.device)
     high = torch.empty_like(low)
     background = is_background.nonzero().squeeze(1)
     bucket_near, bg_high_near = near(background, bucket, bg_high)
     low[background], high[background] = bucket_near.amin(1), bg_high_near.amax(1)
     classes = (~is_background).nonzero().squeeze(1)
     label_near, fg_low_near, bucket_near = near(classes, label, fg_low, bucket)
-    same = label_near == gt_class[classes][:, None]
+    same = label_near == gt_class.index_select(0, classes)[:, None]
     low[classes] = fg_low_near.amin(1)
     high[classes] = torch.where(same, bucket_near, 0).amax(1)
     return low, high

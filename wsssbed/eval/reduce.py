@@ -9,10 +9,11 @@ import numpy as np
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.eval.boundary import (
     BoundaryCounts,
+    BoundaryInput,
     ImageBoundaryScores,
     Tolerance,
+    batch_boundary_counts,
     image_scores,
-    sweep_boundary_counts,
 )
 from wsssbed.eval.histogram import PairCounts, PairHistogram, count_pairs
 from wsssbed.eval.rules import Rule
@@ -104,33 +105,48 @@ def reduce_image(
 ) -> ImageResult:
     """One image -> integer counts (and boundary scores), computed on the sample's device
     and returned on the CPU."""
-    pairs, counts = reduce_on_device(sample, rule, spec, boundary)
-    result = ImageResult(
-        sample.image_id, PairCounts(pairs.codes.cpu(), pairs.hist.cpu()), gt_hash=sample.gt_hash
-    )
-    if counts is not None:
-        result.boundary = counts
-        result.boundary_scores = image_scores(counts)
+    (result,) = reduce_batch([sample], rule, spec, boundary)
     return result
 
 
+def reduce_batch(
+    samples: list[EvalSample], rule: Rule, spec: DatasetSpec, boundary: Tolerance | None = None
+) -> list[ImageResult]:
+    """Images -> their `ImageResult`s, in order, on the CPU (see `reduce_on_device`)."""
+    results = []
+    for sample, (pairs, counts) in zip(
+        samples, reduce_on_device(samples, rule, spec, boundary), strict=True
+    ):
+        result = ImageResult(sample.image_id, PairCounts(pairs.codes.cpu(), pairs.hist.cpu()),
+                             gt_hash=sample.gt_hash)  # fmt: skip
+        if counts is not None:
+            result.boundary = counts
+            result.boundary_scores = image_scores(counts)
+        results.append(result)
+    return results
+
+
 def reduce_on_device(
-    sample: EvalSample, rule: Rule, spec: DatasetSpec, boundary: Tolerance | None = None
-) -> tuple[PairCounts, BoundaryCounts | None]:
-    """One image's pair histogram (left on the sample's device) and boundary counts."""
+    samples: list[EvalSample], rule: Rule, spec: DatasetSpec, boundary: Tolerance | None = None
+) -> list[tuple[PairCounts, BoundaryCounts | None]]:
+    """Each image's pair histogram (left on its device) and boundary counts. The boundary
+    counts of the whole batch come from one `batch_boundary_counts` call (on a GPU, one
+    set of kernels instead of one per image); each image's counts are those it gets
+    alone."""
     k = spec.num_classes
-    states = rule.states(sample, none_class=k)
-    pairs = count_pairs(sample.gt, states, rule.bucket_shape, k)
+    states = [rule.states(sample, none_class=k) for sample in samples]
+    pairs = [count_pairs(sample.gt, s, rule.bucket_shape, k)
+             for sample, s in zip(samples, states, strict=True)]  # fmt: skip
     if boundary is None:
-        return pairs, None
-    height, width = sample.gt.shape
-    counts = sweep_boundary_counts(
-        states.best_id,
-        rule.line_buckets(states),
-        sample.gt,
+        return [(p, None) for p in pairs]
+    inputs = [
+        BoundaryInput(s.best_id, rule.line_buckets(s), sample.gt, boundary.pixels(*sample.gt.shape))
+        for sample, s in zip(samples, states, strict=True)
+    ]
+    counts = batch_boundary_counts(
+        inputs,
         num_points=int(np.prod(rule.shape)),
         num_classes=k,
         background_label=0 if spec.has_background else k,
-        theta=boundary.pixels(height, width),
     )
-    return pairs, counts
+    return list(zip(pairs, counts, strict=True))
