@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from foundation_fixtures import voc_figures_layout
+from foundation_fixtures import voc_class_ids, voc_figures_layout
 
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
@@ -58,18 +58,6 @@ def direct(image: np.ndarray, labels: np.ndarray, s: CrfSettings) -> np.ndarray:
     return present[np.argmax(q, axis=0)].astype(np.uint8)
 
 
-def predictions(figures: Path, ids: list[str]) -> dict[str, np.ndarray]:
-    palette = np.array(VOC.palette()[: 256 * 3]).reshape(256, 3)
-    found = {}
-    for image_id in ids:
-        colours = np.array(Image.open(figures / f"{image_id}_pred.png").convert("RGB"))
-        labels = np.full(colours.shape[:2], 255, dtype=np.uint8)
-        for class_id in range(21):
-            labels[(colours == palette[class_id]).all(-1)] = class_id
-        found[image_id] = labels
-    return found
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--figures", type=Path, default=FIGURES)
@@ -82,7 +70,7 @@ def main() -> None:
         ids = voc_figures_layout(args.figures, scratch, 100)
         root = scratch / "VOC2012"
         pictures = {i: np.array(Image.open(root / "JPEGImages" / f"{i}.jpg")) for i in ids}
-        labels = predictions(args.figures, ids)
+        labels = {i: voc_class_ids(args.figures / f"{i}_pred.png") for i in ids}
         settings = CrfSettings()
         torch.set_num_threads(1)
         times: dict[str, list[float]] = {"wsssbed crf_refine": [], "pydensecrf2 direct": []}

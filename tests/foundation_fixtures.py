@@ -52,25 +52,32 @@ def save_tiny_clip(
     return config, weights
 
 
+def voc_class_ids(path: Path) -> np.ndarray:
+    """(H, W) uint8 VOC class ids of a colour-coded label picture (VOC's palette; other
+    colours, the void border included, become 255)."""
+    from wsssbed.datasets import get_dataset
+
+    palette = np.array(get_dataset("voc2012").palette()[: 256 * 3]).reshape(256, 3)
+    colours = np.array(Image.open(path).convert("RGB"))
+    labels = np.full(colours.shape[:2], 255, dtype=np.uint8)
+    for class_id in range(21):
+        labels[(colours == palette[class_id]).all(-1)] = class_id
+    return labels
+
+
 def voc_figures_layout(figures: Path, root: Path, count: int) -> list[str]:
     """Copy `count` of ../shared/data/voc2012-figures into a VOC layout under `root`
     (JPEGImages, SegmentationClass with the colour-coded ground truth mapped back to class
     ids, a `train` split); returns the image ids."""
-    from wsssbed.datasets import get_dataset
-
     voc = root / "VOC2012"
     for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (voc / folder).mkdir(parents=True, exist_ok=True)
-    palette = np.array(get_dataset("voc2012").palette()[: 256 * 3]).reshape(256, 3)
     ids = sorted(p.stem for p in figures.glob("*.png") if not p.stem.endswith(("_gt", "_pred")))
     ids = ids[:count]
     for image_id in ids:
         picture = Image.open(figures / f"{image_id}.png").convert("RGB")
         picture.save(voc / "JPEGImages" / f"{image_id}.jpg", quality=95)
-        colours = np.array(Image.open(figures / f"{image_id}_gt.png").convert("RGB"))
-        gt = np.full(colours.shape[:2], 255, dtype=np.uint8)
-        for class_id in range(21):
-            gt[(colours == palette[class_id]).all(-1)] = class_id
+        gt = voc_class_ids(figures / f"{image_id}_gt.png")
         Image.fromarray(gt).save(voc / "SegmentationClass" / f"{image_id}.png")
     (voc / "ImageSets/Segmentation/train.txt").write_text("\n".join(ids) + "\n")
     return ids

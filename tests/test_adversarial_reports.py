@@ -61,8 +61,8 @@ def test_only_web_addresses_become_links(tmp_path):
     assert template.render(s="https://x.org").startswith("<a href='https://x.org'>")
 
 
-def test_report_outputs_naming_a_file_are_refused_and_the_file_kept(tmp_path, sample_root):
-    results = tmp_path / "results"
+def _swept_sample(sample_root, results):
+    """A results folder holding one sweep of the sample's CAMs."""
     swept = CliRunner().invoke(
         app,
         ["sweep", "--data-root", str(sample_root), "--activation",
@@ -70,6 +70,11 @@ def test_report_outputs_naming_a_file_are_refused_and_the_file_kept(tmp_path, sa
          "--allow-extra-maps", "--no-boundary", "--out", str(results)],
     )  # fmt: skip
     assert swept.exit_code == 0, swept.output
+    return results
+
+
+def test_report_outputs_naming_a_file_are_refused_and_the_file_kept(tmp_path, sample_root):
+    results = _swept_sample(sample_root, tmp_path / "results")
     precious = tmp_path / "notes.txt"
     precious.write_text("mine")
     for command in ("leaderboard", "sensitivity"):
@@ -89,14 +94,7 @@ def test_outputs_follow_the_umask(sample_root, tmp_path):
     previous = os.umask(0o027)
     try:
         wsssbed.outputs.UMASK = 0o027
-        results = tmp_path / "results"
-        swept = CliRunner().invoke(
-            app,
-            ["sweep", "--data-root", str(sample_root), "--activation",
-             str(sample_root / "activation/sample-cam/npz"), "--activation-format", "npz",
-             "--allow-extra-maps", "--no-boundary", "--out", str(results)],
-        )  # fmt: skip
-        assert swept.exit_code == 0, swept.output
+        results = _swept_sample(sample_root, tmp_path / "results")
         render_site(results, tmp_path / "site", gallery_images=0, draws=10)
     finally:
         os.umask(previous)

@@ -9,7 +9,7 @@ import numpy as np
 import pydensecrf.densecrf as densecrf
 import pydensecrf.utils as utils
 import pytest
-from foundation_fixtures import voc_figures_layout
+from foundation_fixtures import voc_class_ids, voc_figures_layout
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -89,16 +89,10 @@ def test_crf_on_real_voc_pictures_is_scored(shared_data, tmp_path):
     if not figures.is_dir():
         pytest.skip("no voc2012-figures in ../shared/data")
     ids = voc_figures_layout(figures, tmp_path, 6)
-    from wsssbed.datasets import get_dataset
-
-    palette = np.array(get_dataset("voc2012").palette()).reshape(256, 3)
     predictions = tmp_path / "pred"
     predictions.mkdir()
     for image_id in ids:
-        colours = np.array(Image.open(figures / f"{image_id}_pred.png").convert("RGB"))
-        pred = np.full(colours.shape[:2], 255, dtype=np.uint8)
-        for class_id in range(21):
-            pred[(colours == palette[class_id]).all(-1)] = class_id
+        pred = voc_class_ids(figures / f"{image_id}_pred.png")
         Image.fromarray(pred).save(predictions / f"{image_id}.png")
     result = CliRunner().invoke(app, ["refine", "--pred", str(predictions), "--data-root",
                                       str(tmp_path), "--split", "train", "--out",

@@ -144,22 +144,18 @@ VOC = Path(__file__).resolve().parents[1].parent / "shared/data"
 
 def test_an_id_file_of_the_22_real_pictures_matches_numpy(shared_data, tmp_path):
     """Real VOC masks and a published method's predictions, scored through an id file."""
-    from wsssbed.datasets import get_dataset
+    from foundation_fixtures import voc_class_ids
 
     figures, voc = shared_data / "voc2012-figures", shared_data / "VOC2012"
     if not figures.is_dir() or not voc.is_dir():
         pytest.skip("voc2012-figures or VOC2012 is not in ../shared/data")
     ids = sorted(p.stem for p in figures.glob("*.png") if not p.stem.endswith(("_gt", "_pred")))
     assert len(ids) == 22
-    palette = np.array(get_dataset("voc2012").palette()).reshape(256, 3)
     predictions = tmp_path / "pred"
     predictions.mkdir()
     total = 0
     for image_id in ids:
-        colours = np.array(Image.open(figures / f"{image_id}_pred.png").convert("RGB"))
-        pred = np.full(colours.shape[:2], 255, dtype=np.uint8)
-        for class_id in range(21):
-            pred[(colours == palette[class_id]).all(-1)] = class_id
+        pred = voc_class_ids(figures / f"{image_id}_pred.png")
         Image.fromarray(pred).save(predictions / f"{image_id}.png")
         gt = np.array(Image.open(voc / "SegmentationClassAug" / f"{image_id}.png"))
         total = total + confusion(gt, pred, 21)

@@ -53,6 +53,14 @@ def check_output_folder(folder: Path, what: str = "output folder") -> None:
         raise InputError(f"no permission to write the {what} in {parent}", folder)
 
 
+def check_output_file(path: Path, what: str = "output file") -> None:
+    """`check_output_folder` for a single file: refuse a folder in its place, or a
+    parent that cannot hold it, before anything is computed."""
+    if path.is_dir():
+        raise InputError(f"the {what} is a folder, not a file; choose another location", path)
+    check_output_folder(path.parent, f"folder of the {what}")
+
+
 def os_error_message(error: OSError) -> str:
     """An OS error as one line: the file, what happened, and what to do."""
     where = f"{error.filename}: " if error.filename else ""

@@ -301,7 +301,7 @@ def _detector_options(
 
 
 @app.command("boxes")
-def detect_boxes(
+def boxes_command(
     out_file: Path = typer.Option(..., "--out", help="Boxes JSON to write."),
     detector_weights: Path = DETECTOR_WEIGHTS_OPTION,
     box_threshold: float = BOX_THRESHOLD_OPTION,
@@ -316,13 +316,13 @@ def detect_boxes(
 ) -> None:
     """Grounding DINO's boxes for a split, as the JSON `sam-box --boxes FILE` reads."""
     from wsssbed.digest import file_sha256
+    from wsssbed.outputs import check_output_file
     from wsssbed.pseudo.grounded import detect_boxes, write_boxes
 
     with reported_errors():
         options = _detector_options(detector_weights, box_threshold, text_threshold, prompt,
                                     box_classes)  # fmt: skip
-        if out_file.is_dir():
-            raise WsssbedError(f"{out_file} is a folder; --out names the JSON file to write")
+        check_output_file(out_file, "boxes JSON")
         local = _local_dataset(dataset, data_root, split)
         with progress_bar(f"boxes {local.spec.name}/{local.split_name}") as update:
             found = detect_boxes(local, options, labels, device, update)

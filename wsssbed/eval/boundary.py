@@ -70,8 +70,13 @@ def disk_offsets(theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     dy, dx = torch.meshgrid(
         torch.arange(-reach, reach + 1), torch.arange(-reach, reach + 1), indexing="ij"
     )
-    inside = (dy * dy + dx * dx).double() < theta * theta
+    inside = in_disk(dy, dx, theta)
     return dy[inside], dx[inside]
+
+
+def in_disk(dy: torch.Tensor, dx: torch.Tensor, theta: float) -> torch.Tensor:
+    """Whether each offset lies strictly inside the tolerance disk (in double precision)."""
+    return (dy * dy + dx * dx).double() < theta * theta
 
 
 def _differs_from_neighbour(labels: torch.Tensor) -> torch.Tensor:
@@ -295,9 +300,8 @@ def batch_boundary_counts(
     widest = max(range(len(images)), key=lambda b: disks[b][0].numel())
     dy, dx = disks[widest]
     offsets = (dy * layout.row_length + dx).to(device, torch.int32)
-    reach2 = dy * dy + dx * dx
     disk = centres[:, None] + offsets
-    within = torch.stack([reach2 < image.theta**2 for image in images])
+    within = torch.stack([in_disk(dy, dx, image.theta) for image in images])
     if not within.all():
         corner = (image_of * plane)[:, None]
         disk = torch.where(within.to(device).index_select(0, image_of), disk, corner)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +85,7 @@ class Detector:
     model: object
     processor: object
     device: torch.device
+    _prompts: dict[tuple[str, ...], list[Prompt]] = field(default_factory=dict, repr=False)
 
     @property
     def max_tokens(self) -> int:
@@ -115,7 +116,14 @@ class Detector:
                 )
 
     def prompts(self, names: list[str]) -> list[Prompt]:
-        """The names in order, packed into as few prompts as fit the text encoder."""
+        """The names in order, packed into as few prompts as fit the text encoder (worked
+        out once per list of names)."""
+        key = tuple(names)
+        if key not in self._prompts:
+            self._prompts[key] = self._pack(names)
+        return self._prompts[key]
+
+    def _pack(self, names: list[str]) -> list[Prompt]:
         found, start = [], 0
         while start < len(names):
             stop = start + 1

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from wsssbed.datasets.local import LocalDataset
-from wsssbed.errors import InputError
 from wsssbed.eval.inputs import SweepInputs
 from wsssbed.eval.job import SweepJob, resolve_device
 from wsssbed.eval.rules import PictureOnly
 from wsssbed.imageio import write_atomic
 from wsssbed.models.options import DetectorOptions
+from wsssbed.outputs import check_output_file
 
 
 def detect_boxes(
@@ -64,8 +64,7 @@ def detect_boxes(
 
 def write_boxes(path: Path, boxes: dict[str, list[dict]]) -> None:
     """Write the boxes JSON whole or not at all."""
-    if path.is_dir():
-        raise InputError("is a folder; --out names the boxes JSON file to write", path)
+    check_output_file(path, "boxes JSON")
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(boxes, indent=1)
     write_atomic(path, lambda stream: stream.write(text.encode()))
