@@ -15,9 +15,10 @@ boundary pixel has a match form one interval, found by a min and a max over its
 tolerance disk (`_covered_intervals` gives the argument), so recall needs no bitmask
 dilation and is exact. Every count is an integer, so CPU and GPU agree.
 
-Images are counted in batches (`batch_boundary_counts`): one flat array holds every
-image of the batch with a margin, so a batch costs one set of kernels; a single image
-is a batch of one, and a batch gives each image the counts it gets alone.
+Images are counted in batches (`batch_boundary_counts`): one (B, H, W) array holds every
+image of the batch (padded to the largest), and the disks read the same planes with a
+margin, so a batch costs one set of kernels; a single image is a batch of one, and a
+batch gives each image the counts it gets alone.
 """
 
 from __future__ import annotations
@@ -155,10 +156,11 @@ class BoundaryInput:
 
 @dataclass(frozen=True)
 class _Layout:
-    """A batch of images in one flat array: image b's plane holds it at its top left
-    inside a margin of `reach` (>= 1) pixels, padded to the batch's largest height and
-    width, so a pixel plus any tolerance-disk offset stays inside its own plane and its
-    4-neighbours exist. Margin and padding hold values no reduction picks."""
+    """A batch of images as (B, H, W) arrays, each image at the top left of its slice and
+    padded to the batch's largest height and width; and, for reading tolerance disks, the
+    same planes flattened with a margin of `reach` (>= 1) pixels all round, so a pixel
+    plus any disk offset stays inside its own plane. Padding and margin hold values no
+    reduction picks."""
 
     images: int
     height: int
@@ -172,41 +174,46 @@ class _Layout:
 
     @property
     def size(self) -> int:
-        """Elements of one image's plane."""
+        """Elements of one image's plane with its margin."""
         return (self.height + 2 * self.reach) * self.row_length
 
-    def outside(self, values: torch.Tensor, fill: int, inside: torch.Tensor) -> torch.Tensor:
-        """(B, H', W') `values` with `fill` outside the images (in the margin and padding);
-        four slice fills when nothing is padded (cheaper than a select)."""
-        if not self.filled:
-            return torch.where(inside, values, fill)
-        r = self.reach
-        values[:, :r] = values[:, -r:] = fill
-        values[:, :, :r] = values[:, :, -r:] = fill
-        return values
-
-    def edge(self, inside: torch.Tensor) -> torch.Tensor:
-        """(B, H', W') bool: each image's own border pixels."""
-        if not self.filled:
-            return inside & _differs_from_neighbour(inside)
-        r, h, w = self.reach, self.height, self.width
-        edge = torch.zeros_like(inside)
-        edge[:, r, r : r + w] = edge[:, r + h - 1, r : r + w] = True
-        edge[:, r : r + h, r] = edge[:, r : r + h, r + w - 1] = True
-        return edge
-
     def stack(self, planes: list[torch.Tensor], fill: int) -> torch.Tensor:
-        """(B, H', W') int32: each (h, w) plane placed in its image's padded plane."""
-        out = torch.full(
-            (self.images, self.height + 2 * self.reach, self.row_length),
-            fill,
-            dtype=torch.int32,
-            device=planes[0].device,
-        )
-        r = self.reach
+        """(B, H, W) int32: the (h, w) planes, padded with `fill`."""
+        if len(planes) == 1:
+            return planes[0].to(torch.int32).unsqueeze(0)
+        if self.filled:
+            return torch.stack(planes).to(torch.int32)
+        out = torch.full((self.images, self.height, self.width), fill, dtype=torch.int32,
+                         device=planes[0].device)  # fmt: skip
         for b, plane in enumerate(planes):
-            out[b, r : r + plane.shape[0], r : r + plane.shape[1]] = plane
+            out[b, : plane.shape[0], : plane.shape[1]] = plane
         return out
+
+    def with_margin(self, values: torch.Tensor, fill: int) -> torch.Tensor:
+        """(B * size,) int32: (B, H, W) `values` inside a margin of `fill`."""
+        r = self.reach
+        out = torch.full((self.images, self.height + 2 * r, self.row_length), fill,
+                         dtype=torch.int32, device=values.device)  # fmt: skip
+        out[:, r : r + self.height, r : r + self.width] = values
+        return out.reshape(-1)
+
+    def plane_index(self, device: torch.device) -> torch.Tensor:
+        """(H, W) int32: each pixel's index in its plane with the margin."""
+        r = self.reach
+        rows = torch.arange(r, r + self.height, dtype=torch.int32, device=device)
+        columns = torch.arange(r, r + self.width, dtype=torch.int32, device=device)
+        return rows[:, None] * self.row_length + columns
+
+    def edge(self, inside: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+        """(B, H, W) bool: each image's own border pixels (`inside`: the image pixels,
+        None when nothing is padded)."""
+        if inside is not None:
+            return inside & _differs_from_neighbour(inside)
+        shape = (self.images, self.height, self.width)
+        edge = torch.zeros(shape, dtype=torch.bool, device=device)
+        edge[:, 0] = edge[:, -1] = True
+        edge[:, :, 0] = edge[:, :, -1] = True
+        return edge
 
 
 def sweep_boundary_counts(
@@ -266,87 +273,93 @@ def batch_boundary_counts(
         filled=len(sizes) == 1,
     )
     plane = layout.size
-    best = layout.stack([image.best_id for image in images], -1)  # -1: outside the image
-    inside = best >= 0
+    best = layout.stack([image.best_id for image in images], -1)  # -1: padding
     bucket = layout.stack([image.buckets.clamp(max=t) for image in images], t)
+    gt = layout.stack([image.gt for image in images], k)  # k: padding, no class
+    inside = None if layout.filled else best >= 0
     # a pixel whose best class is the background label (a hard label map's background)
     # is background at every grid index: one background set, however it got there
     bucket = torch.where(best == background_label, 0, bucket)
-    edge = layout.edge(inside)
 
-    # Each pixel's interval as a boundary of its best class, and of the background; the
-    # margin gets values no reduction picks (fg low T, bucket T, bg high 0).
+    # Each pixel's interval as a boundary of its best class, and of the background.
     fg_low = torch.where(
         _differs_from_neighbour(best), 0, _neighbour_extreme(bucket, t, torch.minimum)
     )
-    fg_low = layout.outside(torch.minimum(fg_low, bucket), t, inside).reshape(-1)
+    fg_low = torch.minimum(fg_low, bucket)
+    edge = layout.edge(inside, device)
     bg_high = torch.where(edge, t, _neighbour_extreme(bucket, 0, torch.maximum))
-    bg_high = layout.outside(torch.maximum(bg_high, bucket), 0, inside).reshape(-1)
-    bucket = layout.outside(bucket, t, inside).reshape(-1)
-    best = best.reshape(-1)
+    bg_high = torch.maximum(bg_high, bucket)
+    if inside is not None:  # padding: values no reduction picks (fg low T, bg high 0)
+        fg_low = torch.where(inside, fg_low, t)
+        bg_high = torch.where(inside, bg_high, 0)
     scores_background = background_label < k
 
-    # Ground-truth boundary pixels (flat indices in the batch), and for each its disk:
-    # the largest disk of the batch, with offsets beyond the image's own tolerance sent
-    # to its plane's corner, a margin pixel.
-    gt = layout.stack([image.gt for image in images], -1)
-    centres = torch.nonzero((_differs_from_neighbour(gt) & inside & (gt < k)).reshape(-1))
-    centres = centres.squeeze(1).to(torch.int32)
-    gt = gt.reshape(-1)
-    gt_class = gt.index_select(0, centres)
-    image_of = torch.div(centres, plane, rounding_mode="floor")
-    gt_key = image_of * k + gt_class  # (image, class)
+    # Ground-truth boundary pixels (flat indices in the planes with their margins), and
+    # for each its disk: the largest disk of the batch, with offsets beyond the image's
+    # own tolerance sent to its plane's corner, a margin pixel.
+    b, y, x = torch.nonzero(_differs_from_neighbour(gt) & (gt < k), as_tuple=True)
+    gt_class = gt[b, y, x]
+    b, y, x = b.int(), y.int(), x.int()
+    centres = b * plane + (y + layout.reach) * layout.row_length + x + layout.reach
+    if layout.images > 1:
+        pair = b * (k + 1) + gt_class  # (image, class), with a row for "none"
+        gt_key = pair - b  # (image, class)
+    else:  # one image, whose plane starts at 0
+        pair = gt_key = gt_class
     gt_total = value_counts(gt_key, layout.images * k).view(layout.images, k)
-    widest = max(range(len(images)), key=lambda b: disks[b][0].numel())
+    widest = max(range(len(images)), key=lambda i: disks[i][0].numel())
     dy, dx = disks[widest]
     offsets = (dy * layout.row_length + dx).to(device, torch.int32)
     disk = centres[:, None] + offsets
     within = torch.stack([in_disk(dy, dx, image.theta) for image in images])
-    if not within.all():
-        corner = (image_of * plane)[:, None]
-        disk = torch.where(within.to(device).index_select(0, image_of), disk, corner)
+    if not within.all():  # only in a batch: one image's disk is the widest
+        disk = torch.where(within.to(device).index_select(0, b), disk, (b * plane)[:, None])
 
     # Which (image, class, pixel) lie within theta of a ground-truth boundary of that
     # class: one near plane per (image, class) with such a boundary, and an all-false
     # plane for every other pair.
-    present = torch.unique(image_of * (k + 1) + gt_class)
+    present = torch.unique(pair)
     plane_of = torch.full((layout.images * (k + 1),), present.numel(), dtype=torch.int32,
                           device=device)  # fmt: skip
     plane_of[present.long()] = torch.arange(present.numel(), dtype=torch.int32, device=device)
-    near_base = plane_of.index_select(0, image_of * (k + 1) + gt_class) * plane
+    near_base = (plane_of.index_select(0, pair) - b) * plane  # disks within their own plane
     near = torch.zeros((present.numel() + 1) * plane, dtype=torch.bool, device=device)
-    near[(near_base - image_of * plane)[:, None] + disk] = True
+    near[near_base[:, None] + disk] = True
 
     # Precision: difference arrays over each pixel's intervals (empty ones cancel). A
     # pixel counts in one row, (its image, its class, whether a ground-truth boundary of
     # that class lies within theta); a class's total is the sum of its two rows.
-    local = torch.arange(plane, dtype=torch.int32, device=device)
-    if layout.images > 1:
-        local = local.repeat(layout.images)
-        pixel_image = torch.arange(layout.images, dtype=torch.int32, device=device)
-        pixel_image = pixel_image.repeat_interleave(plane) * (k + 1)  # each pixel's image row
-    counted = inside.reshape(-1)
+    counted = inside
     if void_label is not None:
-        counted = counted & (gt != void_label)
+        counted = gt != void_label if counted is None else counted & (gt != void_label)
+    local = layout.plane_index(device)
     size = layout.images * (k + 1) * 2 * (t + 1)
     diff = torch.zeros(size, dtype=torch.int64, device=device)
-    intervals = [(torch.where(counted & (best < k), best, k), fg_low, bucket)]
+    foreground = best if counted is None else torch.where(counted, best, k)  # best <= k
+    intervals = [(foreground, fg_low, bucket)]
     if scores_background:
-        intervals.append((torch.where(counted, background_label, k), bucket, bg_high))
+        background = torch.full_like(best, background_label)
+        intervals.append((background if counted is None else torch.where(counted, background, k),
+                          bucket, bg_high))  # fmt: skip
+    image_rows = (k + 1) * torch.arange(layout.images, dtype=torch.int32, device=device)
     for row, low, high in intervals:
-        key = pixel_image + row if layout.images > 1 else row
-        is_near = near.index_select(0, plane_of.index_select(0, key) * plane + local)
-        cell = torch.add(key * (2 * (t + 1)), is_near, alpha=t + 1)
-        diff += value_counts(cell + low, size)
-        diff -= value_counts(cell + high, size)
+        if layout.images > 1:  # each image's own rows
+            row = row + image_rows.view(-1, 1, 1)
+        near_plane = plane_of.index_select(0, row.reshape(-1)).view(row.shape)
+        is_near = near.index_select(0, (near_plane * plane + local).reshape(-1))
+        cell = torch.add(row * (2 * (t + 1)), is_near.view(row.shape), alpha=t + 1)
+        diff += value_counts((cell + low).reshape(-1), size)
+        diff -= value_counts((cell + high).reshape(-1), size)
     counts = diff.view(layout.images, k + 1, 2, t + 1)[:, :k].cumsum(3)[..., :t]
     pred_total, pred_matched = counts.sum(2), counts[:, :, 1]
 
     # Recall: per ground-truth boundary pixel, the one interval of grid indices at which
     # its disk holds a matching predicted boundary pixel, summed per (image, class) as a
     # difference array over the grid.
+    planes = [layout.with_margin(v, fill) for v, fill in ((best, -1), (fg_low, t), (bucket, t),
+                                                           (bg_high, 0))]  # fmt: skip
     low, high = _covered_intervals(
-        (best, fg_low, bucket, bg_high), disk, gt_class,
+        planes, disk, gt_class,
         background_label if scores_background else -1,
     )  # fmt: skip
     row = gt_key * (t + 1)
