@@ -36,6 +36,18 @@ def save_tiny_sam(folder: Path, seed: int = 0) -> Path:
     return path
 
 
+def calibrate_sam(sam: torch.nn.Module, logit_scale: float, iou_shift: float) -> torch.nn.Module:
+    """A random SAM with outputs in a trained SAM's ranges, so that the automatic-mask
+    filters keep some masks and drop others: mask logits scaled from tenths to tens
+    (stability scores spread over [0, 1]) and predicted IoU shifted towards 0.88."""
+    with torch.no_grad():
+        for mlp in sam.mask_decoder.output_hypernetworks_mlps:
+            mlp.layers[-1].weight.mul_(logit_scale)
+            mlp.layers[-1].bias.mul_(logit_scale)
+        sam.mask_decoder.iou_prediction_head.layers[-1].bias.add_(iou_shift)
+    return sam
+
+
 def save_tiny_clip(
     folder: Path, seed: int = 0, name: str = "wsssbed-tiny-vit"
 ) -> tuple[Path, Path]:

@@ -203,7 +203,7 @@ def test_sam_refinement_on_ray_ships_the_recipe_not_the_model(sample_root, tmp_p
 
     from wsssbed.distributed import generate_ray
     from wsssbed.models.options import SamOptions
-    from wsssbed.models.sam import MaskSettings
+    from wsssbed.models.sam_masks import MaskSettings
     from wsssbed.pseudo.generators import make_generator
     from wsssbed.pseudo.sam_refine import SamRefineGenerator
     from wsssbed.pseudo.writer import GenerationJob, finish, generate, start

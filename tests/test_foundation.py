@@ -28,14 +28,8 @@ from wsssbed.datasets.local import LocalDataset
 from wsssbed.errors import InputError
 from wsssbed.maps import read_saliency_u8
 from wsssbed.models.clip import load_clip
-from wsssbed.models.sam import (
-    MaskSettings,
-    SamArchitecture,
-    automatic_masks,
-    build_sam,
-    infer_architecture,
-    load_sam,
-)
+from wsssbed.models.sam import SamArchitecture, build_sam, infer_architecture, load_sam
+from wsssbed.models.sam_masks import MaskSettings, automatic_masks
 from wsssbed.pseudo.boxes import Box, component_boxes, read_boxes
 from wsssbed.pseudo.generators import make_generator
 from wsssbed.pseudo.sam_box import paint_boxes

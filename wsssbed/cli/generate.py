@@ -31,6 +31,15 @@ SAM_MODEL_OPTION = typer.Option(
 POINTS_PER_SIDE_OPTION = typer.Option(32, help="SAM automatic masks: prompt grid per side.")
 PRED_IOU_OPTION = typer.Option(0.88, help="SAM automatic masks: predicted-IoU filter.")
 STABILITY_OPTION = typer.Option(0.95, help="SAM automatic masks: stability-score filter.")
+SAM_MASKS_OPTION = typer.Option(
+    "fast", help="SAM automatic masks: fast, or exact (segment-anything's generator as shipped)."
+)
+POINTS_PER_BATCH_OPTION = typer.Option(
+    64, help="SAM automatic masks: point prompts per decoder call (memory, not results)."
+)
+SAM_PRECISION_OPTION = typer.Option(
+    "auto", help="SAM image encoder on the fast path: auto (bf16 on CUDA), fp32 or bf16."
+)
 CLIP_WEIGHTS_OPTION = typer.Option(
     None, help="open_clip weights file (.bin, .pt, .safetensors); never downloaded."
 )
@@ -95,6 +104,9 @@ def pseudo_labels(
     points_per_side: int = POINTS_PER_SIDE_OPTION,
     pred_iou_thresh: float = PRED_IOU_OPTION,
     stability_thresh: float = STABILITY_OPTION,
+    sam_masks: str = SAM_MASKS_OPTION,
+    sam_precision: str = SAM_PRECISION_OPTION,
+    points_per_batch: int = POINTS_PER_BATCH_OPTION,
     clip_weights: Path = CLIP_WEIGHTS_OPTION,
     clip_model: str = CLIP_MODEL_OPTION,
     clip_config: Path = CLIP_CONFIG_OPTION,
@@ -141,10 +153,11 @@ def pseudo_labels(
         if generator == "sam-refine":
             made = SamRefineGenerator(classic, _sam_options(
                 generator, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh,
-                stability_thresh))  # fmt: skip
+                stability_thresh, sam_masks, sam_precision, points_per_batch))  # fmt: skip
         elif generator == "sam-box":
             sam = _sam_options(generator, sam_checkpoint, sam_model, points_per_side,
-                               pred_iou_thresh, stability_thresh)  # fmt: skip
+                               pred_iou_thresh, stability_thresh, sam_masks,
+                               sam_precision, points_per_batch)  # fmt: skip
             clip = _clip_options(clip_weights, clip_model, clip_config, clip_template, None)
             detector = None
             if boxes == "grounding-dino":
@@ -238,6 +251,9 @@ def saliency_maps(
     points_per_side: int = POINTS_PER_SIDE_OPTION,
     pred_iou_thresh: float = PRED_IOU_OPTION,
     stability_thresh: float = STABILITY_OPTION,
+    sam_masks: str = SAM_MASKS_OPTION,
+    sam_precision: str = SAM_PRECISION_OPTION,
+    points_per_batch: int = POINTS_PER_BATCH_OPTION,
     clip_weights: Path = CLIP_WEIGHTS_OPTION,
     clip_model: str = CLIP_MODEL_OPTION,
     clip_config: Path = CLIP_CONFIG_OPTION,
@@ -257,7 +273,8 @@ def saliency_maps(
         if generator != "sam-clip":
             raise WsssbedError(f"--generator {generator!r}: use sam-clip")
         sam = _sam_options(generator, sam_checkpoint, sam_model, points_per_side,
-                           pred_iou_thresh, stability_thresh)  # fmt: skip
+                           pred_iou_thresh, stability_thresh, sam_masks,
+                           sam_precision, points_per_batch)  # fmt: skip
         clip = _clip_options(clip_weights, clip_model, clip_config, clip_template, generator)
         job = _generation_job(SamClipSaliency(sam, clip), dataset, data_root, split, out_dir,
                               "masks", device)  # fmt: skip
@@ -266,20 +283,20 @@ def saliency_maps(
 
 def _sam_options(
     generator: str, checkpoint: Path | None, model_type: str, points_per_side: int,
-    pred_iou_thresh: float, stability_thresh: float,
+    pred_iou_thresh: float, stability_thresh: float, path: str, precision: str,
+    points_per_batch: int,
 ):  # fmt: skip
     from wsssbed.models.options import SamOptions
-    from wsssbed.models.sam import SAM_MODEL_CHOICES, MaskSettings
+    from wsssbed.models.sam import SAM_MODEL_CHOICES
+    from wsssbed.models.sam_masks import MaskSettings
 
     if checkpoint is None:
         raise WsssbedError(f"{generator} needs --sam-checkpoint (a local SAM .pth file)")
     if model_type not in SAM_MODEL_CHOICES:
         raise WsssbedError(f"--sam-model {model_type!r}: use one of {', '.join(SAM_MODEL_CHOICES)}")
-    if points_per_side < 1:
-        raise WsssbedError("--points-per-side must be at least 1")
-    return SamOptions(
-        checkpoint, model_type, MaskSettings(points_per_side, pred_iou_thresh, stability_thresh)
-    )
+    masks = MaskSettings(points_per_side, pred_iou_thresh, stability_thresh, path, precision,
+                         points_per_batch)  # fmt: skip
+    return SamOptions(checkpoint, model_type, masks)
 
 
 def _detector_options(

@@ -12,7 +12,8 @@ import numpy as np
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.models.clip import DEFAULT_TEMPLATE, load_clip
 from wsssbed.models.grounding_dino import BOX_THRESHOLD, TEXT_THRESHOLD, Detector, load_detector
-from wsssbed.models.sam import MaskSettings, load_sam
+from wsssbed.models.sam import load_sam
+from wsssbed.models.sam_masks import MaskSettings
 from wsssbed.models.slot import ModelSlot
 from wsssbed.pseudo.boxes import Box
 
@@ -35,6 +36,8 @@ class SamOptions:
             "points_per_side": self.masks.points_per_side,
             "pred_iou_thresh": self.masks.pred_iou_thresh,
             "stability_thresh": self.masks.stability_thresh,
+            "sam_masks": self.masks.path,
+            "sam_precision": self.masks.precision,
         }
 
 

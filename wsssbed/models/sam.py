@@ -164,44 +164,6 @@ def load_sam(checkpoint: Path, model_type: str = "auto", device: str = "cpu") ->
     return sam.to(device)
 
 
-@dataclass(frozen=True)
-class MaskSettings:
-    """SamAutomaticMaskGenerator's filters (its defaults are tuned for vit_h).
-
-    Attributes:
-        points_per_side: prompts on a regular grid, this many per side.
-        pred_iou_thresh: keep masks whose predicted IoU is above this.
-        stability_thresh: keep masks whose stability score is at least this.
-    """
-
-    points_per_side: int = 32
-    pred_iou_thresh: float = 0.88
-    stability_thresh: float = 0.95
-
-
-@torch.no_grad()
-def automatic_masks(
-    sam: torch.nn.Module, image: np.ndarray, settings: MaskSettings
-) -> list[tuple[np.ndarray, float]]:
-    """SAM's automatic masks of a picture, largest first.
-
-    Args:
-        image: (H, W, 3) uint8 RGB.
-
-    Returns:
-        (mask (H, W) bool, predicted IoU) pairs, by decreasing area; none empty.
-    """
-    generator = require("segment_anything", "sam").SamAutomaticMaskGenerator(
-        sam,
-        points_per_side=settings.points_per_side,
-        pred_iou_thresh=settings.pred_iou_thresh,
-        stability_score_thresh=settings.stability_thresh,
-    )
-    found = sorted(generator.generate(image), key=lambda m: -m["area"])
-    return [(m["segmentation"].astype(bool), float(m["predicted_iou"])) for m in found
-            if m["area"] > 0]  # fmt: skip
-
-
 @torch.no_grad()
 def box_masks(sam: torch.nn.Module, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """SAM's mask for each box prompt.

@@ -17,7 +17,7 @@ from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.eval.rules import Rule
 from wsssbed.eval.sample import EvalSample
 from wsssbed.models.options import SamOptions
-from wsssbed.models.sam import automatic_masks
+from wsssbed.models.sam_masks import automatic_masks
 from wsssbed.pseudo.generators import ClassicGenerator
 
 

@@ -22,7 +22,7 @@ from wsssbed.eval.rules import PictureOnly
 from wsssbed.eval.sample import EvalSample
 from wsssbed.models.clip import ClipModel
 from wsssbed.models.options import ClipOptions, SamOptions
-from wsssbed.models.sam import automatic_masks
+from wsssbed.models.sam_masks import automatic_masks
 
 #: Prompts for what is not an object: the background's competitors in the softmax.
 STUFF_NAMES = ("sky", "ground", "grass", "water", "road", "wall", "floor", "tree", "building")
