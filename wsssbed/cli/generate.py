@@ -150,14 +150,13 @@ def pseudo_labels(
                 without_saliency=without_saliency,
             )
         made = classic
-        if generator == "sam-refine":
-            made = SamRefineGenerator(classic, _sam_options(
-                generator, sam_checkpoint, sam_model, points_per_side, pred_iou_thresh,
-                stability_thresh, sam_masks, sam_precision, points_per_batch))  # fmt: skip
-        elif generator == "sam-box":
+        if generator in FOUNDATION:
             sam = _sam_options(generator, sam_checkpoint, sam_model, points_per_side,
                                pred_iou_thresh, stability_thresh, sam_masks,
                                sam_precision, points_per_batch)  # fmt: skip
+        if generator == "sam-refine":
+            made = SamRefineGenerator(classic, sam)
+        elif generator == "sam-box":
             clip = _clip_options(clip_weights, clip_model, clip_config, clip_template, None)
             detector = None
             if boxes == "grounding-dino":

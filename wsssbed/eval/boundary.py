@@ -301,11 +301,8 @@ def batch_boundary_counts(
     gt_class = gt[b, y, x]
     b, y, x = b.int(), y.int(), x.int()
     centres = b * plane + (y + layout.reach) * layout.row_length + x + layout.reach
-    if layout.images > 1:
-        pair = b * (k + 1) + gt_class  # (image, class), with a row for "none"
-        gt_key = pair - b  # (image, class)
-    else:  # one image, whose plane starts at 0
-        pair = gt_key = gt_class
+    pair = b * (k + 1) + gt_class  # (image, class), with a row for "none"
+    gt_key = pair - b  # (image, class)
     gt_total = value_counts(gt_key, layout.images * k).view(layout.images, k)
     widest = max(range(len(images)), key=lambda i: disks[i][0].numel())
     dy, dx = disks[widest]
@@ -338,7 +335,7 @@ def batch_boundary_counts(
     foreground = best if counted is None else torch.where(counted, best, k)  # best <= k
     intervals = [(foreground, fg_low, bucket)]
     if scores_background:
-        background = torch.full_like(best, background_label)
+        background = torch.full_like(best, background_label)  # int32 rows, as foreground's
         intervals.append((background if counted is None else torch.where(counted, background, k),
                           bucket, bg_high))  # fmt: skip
     image_rows = (k + 1) * torch.arange(layout.images, dtype=torch.int32, device=device)

@@ -129,11 +129,12 @@ def fast_masks(
     """The exact path's masks with the work its filters make useless left out (see the
     module's docstring), in the order suppression keeps them."""
     nms = require("torchvision", "sam").ops.batched_nms
+    mask_to_box = require("segment_anything", "sam").utils.amg.batched_mask_to_box
     width = image.shape[1]
     scores, boxes, packed = [], [], []
     for masks, iou in candidate_masks(sam, image, settings):
         scores.append(iou)
-        boxes.append(require("segment_anything", "sam").utils.amg.batched_mask_to_box(masks))
+        boxes.append(mask_to_box(masks))
         packed.append(np.packbits(masks.cpu().numpy(), axis=-1))
     score = torch.cat(scores)
     if not score.numel():
@@ -151,8 +152,9 @@ def candidate_masks(
     """The masks that pass the predicted-IoU and stability filters, before suppression:
     (n, H, W) bool masks and (n,) predicted IoU per decoder call, each point's 3 masks in
     turn (segment-anything's `_process_batch` without the run-length encoding)."""
-    amg = require("segment_anything", "sam").utils.amg
-    predictor = require("segment_anything", "sam").SamPredictor(sam)
+    segment_anything = require("segment_anything", "sam")
+    amg = segment_anything.utils.amg
+    predictor = segment_anything.SamPredictor(sam)
     with settings.encoder_autocast(predictor.device):
         predictor.set_image(image)
     predictor.features = predictor.features.float()
