@@ -34,8 +34,8 @@ from foundation_fixtures import voc_class_ids, voc_figures_layout
 
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
-from wsssbed.pseudo.crf import CrfRefined, CrfSettings, GivenLabels, crf_refine
-from wsssbed.pseudo.writer import GenerationJob, generate, generate_parallel, start
+from wsssbed.generators.crf import CrfRefined, CrfSettings, GivenLabels, crf_refine
+from wsssbed.generators.writer import GenerationJob, generate, generate_parallel, start
 
 VOC = get_dataset("voc2012")
 FIGURES = Path(__file__).resolve().parents[2] / "shared/data/voc2012-figures"

@@ -17,8 +17,8 @@ import torch
 from synth import benchmark_parser, ensure_maps, threshold_job, voc_subset
 
 import wsssbed.eval.inputs
+from wsssbed.datasets.fingerprint import image_hash
 from wsssbed.eval.loop import run_sweep
-from wsssbed.fingerprint import image_hash
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Images per second of each pseudo-label, activation and saliency generator.
 
-Runs every generator through the library's writer (`pseudo.writer.generate`, the code
+Runs every generator through the library's writer (`generators.writer.generate`, the code
 `wsssbed pseudo-labels` runs) on real VOC pictures (../shared/data/voc2012-figures,
 500x375 and similar) in a scratch VOC layout. The foundation models are the published
 architectures (SAM vit_b from segment-anything's registry, open_clip ViT-B-16) with random
@@ -25,15 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from foundation_fixtures import voc_figures_layout
 from synth import ensure_maps
 
-from wsssbed.activation.clip_cam import ClipCamGenerator
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
+from wsssbed.generators.base import make_generator
+from wsssbed.generators.clip_cam import ClipCamGenerator
+from wsssbed.generators.sam_box import SamBoxGenerator
+from wsssbed.generators.sam_clip import SamClipSaliency
+from wsssbed.generators.sam_refine import SamRefineGenerator
+from wsssbed.generators.writer import GenerationJob, generate, start
 from wsssbed.models.options import ClipOptions, SamOptions
-from wsssbed.pseudo.generators import make_generator
-from wsssbed.pseudo.sam_box import SamBoxGenerator
-from wsssbed.pseudo.sam_refine import SamRefineGenerator
-from wsssbed.pseudo.writer import GenerationJob, generate, start
-from wsssbed.saliency.sam_clip import SamClipSaliency
 
 VOC = get_dataset("voc2012")
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wsssbed.activation.budget import MapBudget
-from wsssbed.safe_pickle import load_npy
+from wsssbed.io.budget import MapBudget
+from wsssbed.io.safe_pickle import load_npy
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 

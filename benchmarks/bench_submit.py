@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 from synth import benchmark_parser, ensure_maps
 
-from wsssbed.digest import folder_digest
+from wsssbed.activation import digest_maps
 
 
 def wsssbed(*args: str, env: dict) -> float:
@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     folder, ids = ensure_maps(args.data_root, args.split, "npz", subdir=f"submit-{args.split}")
     started = time.perf_counter()
-    digest = folder_digest(folder, "npz")
+    digest = digest_maps(folder, "npz")
     digest_s = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as scratch:
         env = {**os.environ, "WSSSBED_HOME": str(Path(scratch) / "home")}

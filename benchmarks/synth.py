@@ -24,7 +24,7 @@ from wsssbed.eval.inputs import SweepInputs
 from wsssbed.eval.job import SweepJob
 from wsssbed.eval.rules import make_rule
 from wsssbed.eval.sample import EvalSample
-from wsssbed.imageio import read_png_array
+from wsssbed.io.imageio import read_png_array
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 

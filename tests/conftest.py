@@ -22,7 +22,7 @@ def run_cli(*args):
 @pytest.fixture(scope="session")
 def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The embedded sample, rendered once per test session into a temporary folder."""
-    from wsssbed.datasets.embedded import ensure_sample
+    from wsssbed.embedded.sample import ensure_sample
 
     return ensure_sample(tmp_path_factory.mktemp("sample") / "sample-v1")
 

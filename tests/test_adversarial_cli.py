@@ -51,7 +51,7 @@ def test_an_os_error_is_a_message_that_says_what_to_do(sample_root, tmp_path, mo
     def full(folder, tables):
         raise OSError(errno.ENOSPC, "No space left on device", str(folder / "runs.parquet"))
 
-    monkeypatch.setattr("wsssbed.runs.append_run", full)
+    monkeypatch.setattr("wsssbed.results.runs.append_run", full)
     maps = sample_root / "activation/sample-cam/irn-npy"
     result = CliRunner().invoke(
         app,

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 import wsssbed
 from wsssbed.cli import app
 from wsssbed.errors import InputError
-from wsssbed.results import read_table
+from wsssbed.results.store import read_table
 
 SLOW_SWEEP = """
 import sys, time
@@ -184,7 +184,7 @@ def test_submissions_check_outputs_first_and_leave_nothing_behind(
 
 
 def test_an_archive_beyond_the_free_space_is_refused_as_such(tmp_path, monkeypatch):
-    from wsssbed import archive
+    from wsssbed.io import archive
 
     source = tmp_path / "a.zip"
     with zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as handle:
@@ -222,7 +222,7 @@ def test_a_png_cut_inside_its_pixels_is_refused(tmp_path):
     path = tmp_path / "a.png"
     Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16)).save(path)
     path.write_bytes(path.read_bytes()[:45])  # 8 signature + 25 IHDR + part of IDAT
-    from wsssbed.imageio import read_png_array
+    from wsssbed.io.imageio import read_png_array
 
     with pytest.raises(InputError):
         read_png_array(path)

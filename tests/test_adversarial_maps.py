@@ -18,10 +18,10 @@ from numpy.lib import format as npy_format
 from PIL import Image
 
 from wsssbed.activation import read_activation
-from wsssbed.activation.budget import MapBudget
 from wsssbed.datasets import get_dataset
 from wsssbed.errors import InputError
-from wsssbed.safe_pickle import load_npy
+from wsssbed.io.budget import MapBudget
+from wsssbed.io.safe_pickle import load_npy
 
 VOC = get_dataset("voc2012")
 SHAPE = (4, 5)
@@ -287,7 +287,7 @@ def test_a_named_pipe_in_an_input_folder_is_refused_not_waited_on(sample_root, t
 PIPES = """
 import sys
 from pathlib import Path
-from wsssbed.archive import extract
+from wsssbed.io.archive import extract
 from wsssbed.datasets import get_dataset, load_spec
 from wsssbed.datasets.local import read_id_list, read_label_list
 from wsssbed.errors import InputError

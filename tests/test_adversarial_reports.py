@@ -89,16 +89,16 @@ def test_outputs_follow_the_umask(sample_root, tmp_path):
     """Results, the site and fetched or prepared folders are as readable as `umask` says."""
     import os
 
-    import wsssbed.outputs
+    import wsssbed.io.outputs
 
     previous = os.umask(0o027)
     try:
-        wsssbed.outputs.UMASK = 0o027
+        wsssbed.io.outputs.UMASK = 0o027
         results = _swept_sample(sample_root, tmp_path / "results")
         render_site(results, tmp_path / "site", gallery_images=0, draws=10)
     finally:
         os.umask(previous)
-        wsssbed.outputs.UMASK = previous
+        wsssbed.io.outputs.UMASK = previous
     assert (results / "runs.parquet").stat().st_mode & 0o777 == 0o640
     assert (tmp_path / "site").stat().st_mode & 0o777 == 0o750
     assert (tmp_path / "site/index.html").stat().st_mode & 0o777 == 0o640

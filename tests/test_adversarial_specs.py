@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from wsssbed.catalogue.manifest import parse_manifest
 from wsssbed.cli import app
 from wsssbed.datasets import load_spec
 from wsssbed.errors import InputError
-from wsssbed.manifest import parse_manifest
 
 SPEC = """name = "mine"
 classes = ["background", "a", "b"]

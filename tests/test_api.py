@@ -50,7 +50,7 @@ def test_three_lines_in_a_notebook_give_the_clis_numbers(sample_root, tmp_path):
 
 
 def test_a_bare_sweep_is_the_sample_and_its_protocol_is_stored(sample_root, tmp_path, monkeypatch):
-    monkeypatch.setattr("wsssbed.datasets.embedded.ensure_sample", lambda path=None: sample_root)
+    monkeypatch.setattr("wsssbed.embedded.sample.ensure_sample", lambda path=None: sample_root)
     result = wsssbed.sweep(thresholds=[0.1, 0.3, 0.2])
     run = result.run
     assert (run.dataset, run.split, run.generator) == ("voc2012", "train", "bg-threshold")
@@ -100,7 +100,7 @@ def test_evaluate_scores_label_maps_under_a_name(sample_root, tmp_path):
 
 
 def test_protocol_precedence_and_errors():
-    from wsssbed.manifest import PipelineSpec
+    from wsssbed.catalogue.manifest import PipelineSpec
 
     pinned = PipelineSpec(activation="a", generator="power-bg", alphas="1,2")
     assert build_protocol(pipeline=pinned).grids == (("alpha", (1.0, 2.0)),)
@@ -140,7 +140,7 @@ def test_importing_wsssbed_and_help_load_no_torch():
         "import sys, wsssbed, wsssbed.cli; from typer.testing import CliRunner;"
         "r = CliRunner().invoke(wsssbed.cli.app, ['sweep', '--help']);"
         "assert r.exit_code == 0 and '0:0.6:0.01' in r.stdout, r.stdout;"
-        "from wsssbed.catalogue import all_manifests; all_manifests();"
+        "from wsssbed.catalogue.lookup import all_manifests; all_manifests();"
         "print(json.dumps(sorted(m for m in ('torch', 'pandas') if m in sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", "import json;" + code],
@@ -158,7 +158,7 @@ def test_every_package_ships_and_the_catalogue_resolves():
     except ImportError:  # Python 3.10
         import tomli as tomllib
 
-    from wsssbed.catalogue import CATALOGUE, resolve
+    from wsssbed.catalogue.lookup import CATALOGUE, resolve
 
     root = Path(wsssbed.__file__).resolve().parents[1]
     listed = set(

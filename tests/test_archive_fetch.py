@@ -9,9 +9,9 @@ import zipfile
 import pandas as pd
 import pytest
 
-from wsssbed.archive import extract
 from wsssbed.errors import InputError
-from wsssbed.results import SCHEMA_VERSION, append_run, read_table
+from wsssbed.io.archive import extract
+from wsssbed.results.store import SCHEMA_VERSION, append_run, read_table
 
 
 def _zip(path, members: dict[str, bytes], symlink: str | None = None):
@@ -61,9 +61,9 @@ def test_crafted_archives_are_refused_and_nothing_lands(tmp_path, make, message)
 
 
 def test_zip_bomb_is_refused_from_its_headers(tmp_path, monkeypatch):
-    import wsssbed.archive
+    import wsssbed.io.archive
 
-    monkeypatch.setattr(wsssbed.archive, "MAX_BYTES", 1000)
+    monkeypatch.setattr(wsssbed.io.archive, "MAX_BYTES", 1000)
     archive = _zip(tmp_path / "bomb.zip", {"a.png": b"\0" * 5000})
     with pytest.raises(InputError, match="budget"):
         extract(archive, tmp_path / "out")
@@ -73,7 +73,7 @@ def test_results_written_by_schema_1_are_read_and_extended(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from wsssbed.results import SCHEMAS
+    from wsssbed.results.store import SCHEMAS
 
     old_fields = [f for f in SCHEMAS["runs"] if f.name not in ("method", "manifests", "verified")]
     old_fields = [f for f in old_fields if f.name != "seed"]

@@ -16,7 +16,7 @@ from wsssbed.activation import read_activation
 from wsssbed.cli import app
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
-from wsssbed.maps import write_label_map
+from wsssbed.io.imageio import write_label_map
 
 
 def _sweep(sample_root, out, *extra, fmt="irn-npy"):
@@ -63,7 +63,7 @@ def test_datasets_table_and_check(sample_root, tmp_path):
 
 
 def test_default_sweep_runs_on_the_sample(tmp_path, monkeypatch, sample_root):
-    monkeypatch.setattr("wsssbed.datasets.embedded.ensure_sample", lambda path=None: sample_root)
+    monkeypatch.setattr("wsssbed.embedded.sample.ensure_sample", lambda path=None: sample_root)
     result = run_cli("sweep", "--out", tmp_path / "r")
     assert result.exit_code == 0, result.stderr
     assert "best point" in result.stdout and "miou" in result.stdout

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import wsssbed
 from wsssbed.cli import app
-from wsssbed.pseudo.crf import CrfSettings, crf_refine
+from wsssbed.generators.crf import CrfSettings, crf_refine
 
 
 def _irn_crf(image: np.ndarray, labels: np.ndarray, n_labels: int) -> np.ndarray:

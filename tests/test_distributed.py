@@ -17,13 +17,13 @@ from ray_faults import killing  # noqa: E402
 
 from wsssbed.datasets import get_dataset  # noqa: E402
 from wsssbed.datasets.local import LocalDataset  # noqa: E402
-from wsssbed.distributed import run_sweep_ray, shard_ranges  # noqa: E402
+from wsssbed.distributed import run_sweep_ray  # noqa: E402
 from wsssbed.errors import InputError  # noqa: E402
 from wsssbed.eval.boundary import Tolerance  # noqa: E402
 from wsssbed.eval.job import SweepJob  # noqa: E402
-from wsssbed.eval.loop import run_sweep  # noqa: E402
+from wsssbed.eval.loop import run_sweep, shard_ranges  # noqa: E402
 from wsssbed.eval.rules import HardLabels, make_rule  # noqa: E402
-from wsssbed.runs import compute_run  # noqa: E402
+from wsssbed.results.runs import compute_run  # noqa: E402
 
 VOC = get_dataset("voc2012")
 
@@ -173,8 +173,8 @@ def test_shard_ranges_cover_every_image_once():
 @pytest.mark.parametrize("kill", [False, True], ids=["plain", "worker-killed"])
 def test_pseudo_labels_on_ray_are_the_local_files(sample_root, tmp_path, kill):
     from wsssbed.distributed import generate_ray
-    from wsssbed.pseudo.generators import make_generator
-    from wsssbed.pseudo.writer import GenerationJob, finish, generate, start
+    from wsssbed.generators.base import make_generator
+    from wsssbed.generators.writer import GenerationJob, finish, generate, start
 
     def job(out, dataset=LocalDataset(VOC, sample_root, "train")):
         return GenerationJob(dataset,
@@ -202,11 +202,11 @@ def test_sam_refinement_on_ray_ships_the_recipe_not_the_model(sample_root, tmp_p
     from foundation_fixtures import save_tiny_sam
 
     from wsssbed.distributed import generate_ray
+    from wsssbed.generators.base import make_generator
+    from wsssbed.generators.sam_refine import SamRefineGenerator
+    from wsssbed.generators.writer import GenerationJob, finish, generate, start
     from wsssbed.models.options import SamOptions
     from wsssbed.models.sam_masks import MaskSettings
-    from wsssbed.pseudo.generators import make_generator
-    from wsssbed.pseudo.sam_refine import SamRefineGenerator
-    from wsssbed.pseudo.writer import GenerationJob, finish, generate, start
 
     sam = SamOptions(save_tiny_sam(tmp_path), masks=MaskSettings(4, -100.0, 0.0))
     split = LocalDataset(VOC, sample_root, "train")
@@ -229,10 +229,10 @@ def test_grounding_dino_boxes_on_ray_are_the_local_files(sample_root, tmp_path):
     from foundation_fixtures import save_tiny_grounding_dino, save_tiny_sam
 
     from wsssbed.distributed import generate_ray
+    from wsssbed.generators.crf import CrfRefined
+    from wsssbed.generators.sam_box import SamBoxGenerator
+    from wsssbed.generators.writer import GenerationJob, finish, generate, start
     from wsssbed.models.options import DetectorOptions, SamOptions
-    from wsssbed.pseudo.crf import CrfRefined
-    from wsssbed.pseudo.sam_box import SamBoxGenerator
-    from wsssbed.pseudo.writer import GenerationJob, finish, generate, start
 
     sam = SamOptions(save_tiny_sam(tmp_path))
     detector = DetectorOptions(save_tiny_grounding_dino(tmp_path / "gd"))

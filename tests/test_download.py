@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import wsssbed.download
-from wsssbed.catalogue import local_folder, resolve, write_manifest
+import wsssbed.catalogue.download
+from wsssbed.catalogue.download import DownloadError, download
+from wsssbed.catalogue.fetch import fetch
+from wsssbed.catalogue.lookup import local_folder, resolve, write_manifest
+from wsssbed.catalogue.manifest import ChangelogEntry, Content, Manifest, Source
 from wsssbed.cli import app
-from wsssbed.download import DownloadError, download
 from wsssbed.errors import InputError, WsssbedError
-from wsssbed.fetch import fetch
-from wsssbed.manifest import ChangelogEntry, Content, Manifest, Source
 
 
 @dataclass
@@ -86,7 +86,7 @@ def _handler(behaviour: Behaviour) -> type[http.server.BaseHTTPRequestHandler]:
 @pytest.fixture
 def server(monkeypatch):
     """(behaviour, base address) of a loopback server; retries wait 10 ms, not seconds."""
-    monkeypatch.setattr(wsssbed.download, "BACKOFF_S", 0.01)
+    monkeypatch.setattr(wsssbed.catalogue.download, "BACKOFF_S", 0.01)
     behaviour = Behaviour()
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(behaviour))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -116,7 +116,7 @@ def test_an_interrupted_transfer_resumes_where_it_stopped(server, tmp_path):
 def test_a_later_run_resumes_the_part_an_earlier_one_left(server, tmp_path, monkeypatch):
     behaviour, base = server
     behaviour.files["/maps.zip"] = BODY
-    monkeypatch.setattr(wsssbed.download, "ATTEMPTS", 1)
+    monkeypatch.setattr(wsssbed.catalogue.download, "ATTEMPTS", 1)
     behaviour.cut_after = [2**21]
     with pytest.raises(DownloadError, match="after 1 attempts"):
         download(f"{base}/maps.zip", tmp_path / "maps.zip")
@@ -130,7 +130,7 @@ def test_a_later_run_resumes_the_part_an_earlier_one_left(server, tmp_path, monk
 def test_a_file_changed_since_the_part_starts_over(server, tmp_path, monkeypatch):
     behaviour, base = server
     behaviour.files["/maps.zip"] = BODY
-    monkeypatch.setattr(wsssbed.download, "ATTEMPTS", 1)
+    monkeypatch.setattr(wsssbed.catalogue.download, "ATTEMPTS", 1)
     behaviour.cut_after = [2**20]
     with pytest.raises(DownloadError):
         download(f"{base}/maps.zip", tmp_path / "maps.zip")
@@ -243,7 +243,7 @@ def test_a_changed_archive_with_other_maps_fails_the_digest(sample_root, home, s
 
 def test_an_offline_fetch_names_the_address_and_suggests_path(home, server, monkeypatch):
     _, base = server
-    monkeypatch.setattr(wsssbed.download, "ATTEMPTS", 2)
+    monkeypatch.setattr(wsssbed.catalogue.download, "ATTEMPTS", 2)
     closed = "http://127.0.0.1:9/sal.zip"  # the discard port: nothing listens there
     _register_remote("offline-sal", closed)
     result = CliRunner().invoke(app, ["fetch", "offline-sal"])
@@ -259,7 +259,7 @@ def test_an_offline_fetch_names_the_address_and_suggests_path(home, server, monk
 
 
 def test_catalogue_names_only_the_upstream_release_addresses():
-    from wsssbed.catalogue import CATALOGUE, all_manifests
+    from wsssbed.catalogue.lookup import CATALOGUE, all_manifests
 
     release = "https://github.com/clovaai/WSSS-BED/releases/download"
     folders = {"activation": "act_maps", "saliency": "sal_maps"}

@@ -116,7 +116,7 @@ def test_id_file_errors_name_the_file(sample_root, tmp_path):
 def test_a_named_dataset_without_data_root_is_refused_and_a_bare_sweep_says_sample(
     sample_root, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr("wsssbed.datasets.embedded.ensure_sample", lambda path=None: sample_root)
+    monkeypatch.setattr("wsssbed.embedded.sample.ensure_sample", lambda path=None: sample_root)
     runner = CliRunner()
     refused = runner.invoke(app, ["sweep", "--dataset", "ade20k", "--out", str(tmp_path / "r")])
     assert refused.exit_code == 2 and "--data-root" in refused.output

@@ -26,16 +26,16 @@ from wsssbed.activation import read_activation
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.errors import InputError
-from wsssbed.maps import read_saliency_u8
+from wsssbed.generators.base import make_generator
+from wsssbed.generators.sam_box import paint_boxes
+from wsssbed.generators.sam_clip import STUFF_NAMES, masked_crop, saliency_from_masks
+from wsssbed.generators.sam_refine import refine_with_masks
+from wsssbed.generators.writer import RECORD
+from wsssbed.models.boxes import Box, component_boxes, read_boxes
 from wsssbed.models.clip import load_clip
 from wsssbed.models.sam import SamArchitecture, build_sam, infer_architecture, load_sam
 from wsssbed.models.sam_masks import MaskSettings, automatic_masks
-from wsssbed.pseudo.boxes import Box, component_boxes, read_boxes
-from wsssbed.pseudo.generators import make_generator
-from wsssbed.pseudo.sam_box import paint_boxes
-from wsssbed.pseudo.sam_refine import refine_with_masks
-from wsssbed.pseudo.writer import RECORD
-from wsssbed.saliency.sam_clip import STUFF_NAMES, masked_crop, saliency_from_masks
+from wsssbed.saliency.maps import read_saliency_u8
 
 VOC = get_dataset("voc2012")
 FOREGROUND = VOC.classes[1:]
@@ -195,7 +195,7 @@ def test_sam_refine_end_to_end_is_the_rule_on_sams_masks(sample_root, tmp_path, 
     record = (out / RECORD).read_text()
     assert 'generator = "sam-refine"' in record and "complete = true" in record
 
-    from wsssbed.pseudo.writer import GenerationJob
+    from wsssbed.generators.writer import GenerationJob
 
     base = make_generator("bg-threshold", threshold=0.25)
     job = GenerationJob(dataset, base, out, sample_root / "activation/sample-cam/irn-npy")

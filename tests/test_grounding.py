@@ -19,11 +19,11 @@ from PIL import Image
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.errors import InputError
+from wsssbed.generators.writer import RECORD
+from wsssbed.models.boxes import read_boxes
 from wsssbed.models.clip import prompt_name
 from wsssbed.models.grounding_dino import load_detector
 from wsssbed.models.options import DetectorOptions
-from wsssbed.pseudo.boxes import read_boxes
-from wsssbed.pseudo.writer import RECORD
 
 VOC = get_dataset("voc2012")
 NAMES = list(VOC.foreground_names)

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from conftest import run_cli
 
-from wsssbed.catalogue import CATALOGUE, all_manifests, local_folder, resolve
+from wsssbed.catalogue.lookup import CATALOGUE, all_manifests, local_folder, resolve
+from wsssbed.catalogue.manifest import Manifest, load_manifest, parse_manifest
 from wsssbed.errors import InputError
 from wsssbed.grids import parse_grid
-from wsssbed.manifest import Manifest, load_manifest, parse_manifest
 
 
 @pytest.fixture(autouse=True)

@@ -13,11 +13,12 @@ from wsssbed.activation import (
     validate_activation,
     write_activation,
 )
-from wsssbed.activation.budget import MapBudget
 from wsssbed.datasets import get_dataset
 from wsssbed.errors import InputError
-from wsssbed.maps import read_label_map, read_saliency, write_label_map, write_saliency
-from wsssbed.safe_pickle import load_npy
+from wsssbed.io.budget import MapBudget
+from wsssbed.io.imageio import read_label_map, write_label_map
+from wsssbed.io.safe_pickle import load_npy
+from wsssbed.saliency.maps import read_saliency, write_saliency
 
 VOC = get_dataset("voc2012")
 
@@ -159,7 +160,7 @@ def test_validation_names_the_problem(tmp_path, change, message):
 
 
 def test_oversized_image_is_refused_before_decoding(tmp_path, monkeypatch):
-    import wsssbed.imageio as imageio
+    import wsssbed.io.imageio as imageio
 
     write_saliency(tmp_path, "big", np.zeros((50, 50), np.uint8))
     monkeypatch.setattr(imageio, "MAX_PIXELS", 100)

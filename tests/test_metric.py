@@ -14,8 +14,8 @@ import wsssbed
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.errors import InputError
-from wsssbed.maps import read_saliency
 from wsssbed.metrics import ThresholdSweep
+from wsssbed.saliency.maps import read_saliency
 
 VOC = get_dataset("voc2012")
 FG = VOC.num_classes - 1

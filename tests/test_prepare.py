@@ -14,11 +14,11 @@ from scipy.io import savemat
 from typer.testing import CliRunner
 
 from wsssbed.cli import app
-from wsssbed.configio import read_toml
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.datasets.prepare import coco_mask_layout, prepare
 from wsssbed.errors import InputError
+from wsssbed.io.configio import read_toml
 
 RNG = np.random.default_rng(0)
 

@@ -17,8 +17,8 @@ from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.errors import InputError
 from wsssbed.eval.sample import EvalSample
-from wsssbed.pseudo.generators import make_generator
-from wsssbed.pseudo.writer import RECORD, GenerationJob, generate, start
+from wsssbed.generators.base import make_generator
+from wsssbed.generators.writer import RECORD, GenerationJob, generate, start
 
 VOC = get_dataset("voc2012")
 ADE = get_dataset("ade20k")

@@ -6,7 +6,7 @@ import multiprocessing
 
 import pandas as pd
 
-from wsssbed.results import append_run, read_table
+from wsssbed.results.store import append_run, read_table
 
 
 def _tables(run_id: str, rows: int = 50):

@@ -6,7 +6,7 @@ import hashlib
 
 import numpy as np
 
-from wsssbed.datasets.embedded import BOAT, CAT, DOG, SHEEP, TRAIN, render_sample, render_scene
+from wsssbed.embedded.sample import BOAT, CAT, DOG, SHEEP, TRAIN, render_sample, render_scene
 
 
 def _digest(folder):

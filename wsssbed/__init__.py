@@ -23,7 +23,7 @@ _LAZY = {
     "evaluate": "wsssbed.api",
     "read_results": "wsssbed.api",
     "Results": "wsssbed.api",
-    "SweepResult": "wsssbed.runs",
+    "SweepResult": "wsssbed.results.runs",
     "Protocol": "wsssbed.protocol",
     "build_protocol": "wsssbed.protocol",
     "bfscore": "wsssbed.eval.boundary",
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from wsssbed.errors import InputError, WsssbedError
     from wsssbed.eval.boundary import bfscore
     from wsssbed.protocol import Protocol, build_protocol
-    from wsssbed.runs import SweepResult
+    from wsssbed.results.runs import SweepResult
 
 
 def __getattr__(name: str):

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from wsssbed.datasets.embedded import default_to_sample, sample_activation, sample_saliency
+from wsssbed.embedded.sample import default_to_sample, sample_activation, sample_saliency
 from wsssbed.errors import InputError
 from wsssbed.eval.axes import edge_warnings
-from wsssbed.outputs import check_output_folder
+from wsssbed.io.outputs import check_output_folder
 from wsssbed.protocol import DEFAULT_TOLERANCE, HARD_LABELS, Protocol, build_protocol
-from wsssbed.runs import Progress, SweepResult, compute_run
+from wsssbed.results.runs import Progress, SweepResult, compute_run
 
 PathLike = str | Path
 Grid = str | Sequence[float]
@@ -83,7 +83,7 @@ def sweep(
             raise InputError("`method` needs `data_root` (the dataset's ground truth)")
         if activation is not None:
             raise InputError("give `method` or `activation`, not both")
-        from wsssbed.methods import resolve_method
+        from wsssbed.catalogue.methods import resolve_method
 
         resolved = resolve_method(method, None if saliency is None else str(saliency), verify)
         if not verify:
@@ -217,7 +217,7 @@ class Results:
 
 def read_results(folder: PathLike) -> Results:
     """Read a results folder's tables as DataFrames."""
-    from wsssbed.results import read_table
+    from wsssbed.results.store import read_table
 
     path = Path(folder)
     return Results(*(read_table(path, t) for t in ("runs", "sweeps", "per_class", "per_image")))

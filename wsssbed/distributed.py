@@ -27,9 +27,9 @@ import numpy as np
 from wsssbed.errors import InputError, WsssbedError
 from wsssbed.eval.inputs import SweepInputs
 from wsssbed.eval.job import SweepJob, resolve_device
-from wsssbed.eval.loop import check_boundary, run_sweep
+from wsssbed.eval.loop import check_boundary, run_sweep, shard_ranges
 from wsssbed.eval.reduce import SweepState
-from wsssbed.pseudo.writer import GenerationJob, generate_shard
+from wsssbed.generators.writer import GenerationJob, generate_shard
 
 DEFAULT_SHARD_IMAGES = 64
 MAX_RETRIES = 3
@@ -66,12 +66,6 @@ def _sweep_shard(job: SweepJob, ids: list[str]):
     except InputError as error:
         return error
     return state, device
-
-
-def shard_ranges(count: int, shard_images: int) -> list[tuple[int, int]]:
-    """Contiguous [start, stop) ranges of at most `shard_images` images."""
-    size = max(1, shard_images)
-    return [(start, min(start + size, count)) for start in range(0, count, size)]
 
 
 def _run_tasks(
@@ -151,7 +145,7 @@ def generate_ray(
     progress: Callable[[int, int], None] | None = None,
     shard_images: int = DEFAULT_SHARD_IMAGES,
 ) -> tuple[int, int]:
-    """`pseudo.writer.generate` over the whole split on a Ray cluster: (written, skipped)."""
+    """`generators.writer.generate` over the whole split on a Ray cluster: (written, skipped)."""
     counts = _run_tasks(generate_shard, job, job.dataset.ids, shard_images, address,
                         job.device != "cpu", progress)  # fmt: skip
     return sum(w for w, _ in counts), sum(s for _, s in counts)

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from wsssbed.errors import InputError
-from wsssbed.models import require
+from wsssbed.io.extras import require
 from wsssbed.protocol import Grid, build_protocol
 
 Metric = require("torchmetrics", "metrics").Metric

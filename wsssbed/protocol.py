@@ -22,9 +22,9 @@ from wsssbed.eval.axes import AXES, GRID_PARAMETERS, grid_warnings
 from wsssbed.grids import parse_grid
 
 if TYPE_CHECKING:
+    from wsssbed.catalogue.manifest import PipelineSpec
     from wsssbed.eval.boundary import Tolerance
     from wsssbed.eval.rules import Rule
-    from wsssbed.manifest import PipelineSpec
 
 DEFAULT_GENERATOR = "bg-threshold"
 HARD_LABELS = "hard-labels"  # label maps scored as they are (`evaluate`)

@@ -1,8 +1,10 @@
-"""Activation sources: precomputed map formats (`formats/`, one module each) and the
-CLIP Grad-CAM generator (`clip_cam.py`)."""
+"""Activation sources: precomputed map formats (`formats/`, one module each, registered
+in `FORMATS`), read, written, checked and digested through one door. Generators that
+compute maps (CLIP Grad-CAM) live in `wsssbed.generators`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ from wsssbed.activation.base import (
     validate_activation,
 )
 from wsssbed.datasets.spec import DatasetSpec
+from wsssbed.io.digest import FolderDigest, folder_digest
+from wsssbed.saliency.maps import SALIENCY_FORMAT, is_saliency_file
 
 
 def list_activation_ids(folder: Path, fmt: str) -> dict[str, tuple[int, ...] | None]:
@@ -42,11 +46,26 @@ def write_activation(
     map_format(fmt).write(folder, image_id, keys, np.asarray(maps.cams, dtype=np.float32))
 
 
+def map_file_rule(fmt: str) -> Callable[[str], bool]:
+    """Which file names belong to a map folder of activation format `fmt` (each format's
+    own rule), or of saliency maps (`png`)."""
+    return is_saliency_file if fmt == SALIENCY_FORMAT else map_format(fmt).is_map_file
+
+
+def digest_maps(
+    folder: Path, fmt: str, progress: Callable[[int, int], None] | None = None
+) -> FolderDigest:
+    """The content digest of a map folder of format `fmt` (`wsssbed.io.digest`)."""
+    return folder_digest(folder, map_file_rule(fmt), fmt, progress)
+
+
 __all__ = [
     "FORMATS",
     "ActivationMaps",
     "MapFormat",
+    "digest_maps",
     "list_activation_ids",
+    "map_file_rule",
     "map_format",
     "read_activation",
     "validate_activation",

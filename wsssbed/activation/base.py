@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from wsssbed.activation.budget import MapBudget
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.errors import InputError
+from wsssbed.io.budget import MapBudget
 from wsssbed.registry import Registry
 
 

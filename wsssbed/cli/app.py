@@ -1,14 +1,81 @@
-"""The `wsssbed` Typer application and its sub-groups (commands live in sibling modules)."""
+"""The `wsssbed` Typer application, its sub-groups and its error reporting (commands live
+in sibling modules): a library error becomes one red line and exit 2, an unforeseen one a
+line naming it as a bug."""
 
 from __future__ import annotations
 
+import inspect
+import re
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
+from rich.markup import escape
 
 from wsssbed import __version__
-from wsssbed.cli import common
 from wsssbed.cli.common import err, out
+from wsssbed.errors import WsssbedError
+
+DEBUG = False  # set by `wsssbed --debug`: unexpected errors keep their traceback
+
+
+def unexpected(error: Exception) -> str:
+    """One line for an error no command foresaw."""
+    return (
+        f"error: unexpected {type(error).__name__}: {error} "
+        "(this is a bug in wsssbed or a case it does not handle; run with --debug for the "
+        "traceback and report it)"
+    )
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """A `WsssbedError` or an OS error (disk full, no permission) becomes one red line on
+    stderr and exit code 2; library warnings are printed as yellow lines."""
+    from wsssbed.io.outputs import os_error_message
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            yield
+        except (WsssbedError, OSError) as error:
+            if DEBUG and isinstance(error, OSError):
+                raise
+            _print_warnings(caught)
+            text = os_error_message(error) if isinstance(error, OSError) else str(error)
+            message = as_options(text)
+            err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+    _print_warnings(caught)
+
+
+def as_options(message: str) -> str:
+    """A library message in the CLI's words: each `parameter` that is also an option of a
+    command (library keywords are the options with underscores) becomes `--parameter`
+    (`data_root` -> `--data-root`); other backticked words stay."""
+    names = {
+        name
+        for command in app.registered_commands
+        for name in inspect.signature(command.callback).parameters
+    }
+
+    def option(match: re.Match) -> str:
+        name = match[1]
+        return "--" + name.replace("_", "-") if name in names else match[0]
+
+    return re.sub(r"`([a-z][a-z_]*)`", option, message)
+
+
+def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):
+            err.print(
+                f"[bold yellow]warning:[/] {escape(as_options(str(warning.message)))}",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 class GuardedTyper(typer.Typer):
@@ -22,9 +89,9 @@ class GuardedTyper(typer.Typer):
             err.print("interrupted", style="yellow")
             sys.exit(130)
         except Exception as error:
-            if common.DEBUG:
+            if DEBUG:
                 raise
-            err.print(common.unexpected(error), highlight=False, soft_wrap=True, markup=False)
+            err.print(unexpected(error), highlight=False, soft_wrap=True, markup=False)
             sys.exit(2)
 
 
@@ -58,4 +125,5 @@ def main(
     ),
 ) -> None:
     """wsssbed: pinned maps, exact single-pass threshold sweeps, Parquet results."""
-    common.DEBUG = debug
+    global DEBUG
+    DEBUG = debug

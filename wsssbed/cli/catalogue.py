@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from wsssbed.cli.app import app
+from wsssbed.cli.app import app, reported_errors
 from wsssbed.cli.common import (
     DEVICE_OPTION,
     JSON_OPTION,
@@ -19,7 +19,6 @@ from wsssbed.cli.common import (
     out,
     progress_bar,
     progress_bars,
-    reported_errors,
 )
 from wsssbed.cli.sweep import finish
 from wsssbed.errors import WsssbedError
@@ -32,7 +31,7 @@ def manifests(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List the manifests: the catalogue and your own (submitted or registered)."""
-    from wsssbed.catalogue import all_manifests
+    from wsssbed.catalogue.lookup import all_manifests
 
     with reported_errors():
         found = [
@@ -75,7 +74,7 @@ def fetch(
     ),
 ) -> None:
     """Download a manifest's maps and verify them, or register a local copy with --path."""
-    from wsssbed.fetch import fetch as fetch_maps
+    from wsssbed.catalogue.fetch import fetch as fetch_maps
 
     labels = (f"downloading {name}", f"verifying {name}")
     with reported_errors(), progress_bars(*labels, in_bytes=(True, False)) as (received, update):
@@ -93,8 +92,8 @@ def verify(
     all_: bool = typer.Option(False, "--all", help="Every manifest with a local copy."),
 ) -> None:
     """Recompute the digests of local copies and report drift (exit 1 on any)."""
-    from wsssbed.catalogue import all_manifests, local_folder, resolve
-    from wsssbed.methods import check_digest
+    from wsssbed.catalogue.lookup import all_manifests, local_folder, resolve
+    from wsssbed.catalogue.methods import check_digest
 
     with reported_errors():
         if (name is None) == (not all_):
@@ -144,12 +143,12 @@ def submit(
     as_json: bool = JSON_SUMMARY_OPTION,
 ) -> None:
     """Validate precomputed maps, pin them in a new manifest and run the default sweep."""
+    from wsssbed.catalogue.submit import Submission
+    from wsssbed.catalogue.submit import submit as submit_maps
     from wsssbed.datasets import get_dataset
     from wsssbed.datasets.local import LocalDataset
     from wsssbed.eval.job import SweepJob, default_workers
     from wsssbed.protocol import build_protocol
-    from wsssbed.submit import Submission
-    from wsssbed.submit import submit as submit_maps
 
     with reported_errors():
         spec = get_dataset(dataset)

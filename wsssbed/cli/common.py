@@ -1,4 +1,4 @@
-"""What the command groups share: options, error and warning reporting, progress, tables.
+"""What the command groups share: options, consoles, progress bars, tables.
 
 Nothing here imports torch: commands import the library inside their bodies, so
 `--help`, `--version` and the listing commands start fast.
@@ -7,16 +7,12 @@ Nothing here imports torch: commands import the library inside their bodies, so
 from __future__ import annotations
 
 import functools
-import inspect
-import re
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.console import Console, RenderableType
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -31,8 +27,6 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
-
-from wsssbed.errors import WsssbedError
 
 out = Console()
 err = Console(stderr=True)
@@ -63,68 +57,6 @@ FORMAT_OPTION = typer.Option(
 TOLERANCE_OPTION = typer.Option(
     None, help="Boundary tolerance: fraction of the image diagonal (default 0.0075), or `2px`."
 )
-
-
-DEBUG = False  # set by `wsssbed --debug`: unexpected errors keep their traceback
-
-
-def unexpected(error: Exception) -> str:
-    """One line for an error no command foresaw."""
-    return (
-        f"error: unexpected {type(error).__name__}: {error} "
-        "(this is a bug in wsssbed or a case it does not handle; run with --debug for the "
-        "traceback and report it)"
-    )
-
-
-@contextmanager
-def reported_errors() -> Iterator[None]:
-    """A `WsssbedError` or an OS error (disk full, no permission) becomes one red line on
-    stderr and exit code 2; library warnings are printed as yellow lines."""
-    from wsssbed.outputs import os_error_message
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        try:
-            yield
-        except (WsssbedError, OSError) as error:
-            if DEBUG and isinstance(error, OSError):
-                raise
-            _print_warnings(caught)
-            text = os_error_message(error) if isinstance(error, OSError) else str(error)
-            message = as_options(text)
-            err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-    _print_warnings(caught)
-
-
-def as_options(message: str) -> str:
-    """A library message in the CLI's words: each `parameter` that is also an option of a
-    command (library keywords are the options with underscores) becomes `--parameter`
-    (`data_root` -> `--data-root`); other backticked words stay."""
-    from wsssbed.cli.app import app
-
-    names = {
-        name
-        for command in app.registered_commands
-        for name in inspect.signature(command.callback).parameters
-    }
-
-    def option(match: re.Match) -> str:
-        name = match[1]
-        return "--" + name.replace("_", "-") if name in names else match[0]
-
-    return re.sub(r"`([a-z][a-z_]*)`", option, message)
-
-
-def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
-    for warning in caught:
-        if issubclass(warning.category, UserWarning):
-            err.print(
-                f"[bold yellow]warning:[/] {escape(as_options(str(warning.message)))}",
-                highlight=False,
-                soft_wrap=True,
-            )
 
 
 class _CountColumn(ProgressColumn):

@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from wsssbed.cli.app import app, datasets_app
-from wsssbed.cli.common import JSON_OPTION, err, out, progress_bar, reported_errors
+from wsssbed.cli.app import app, datasets_app, reported_errors
+from wsssbed.cli.common import JSON_OPTION, err, out, progress_bar
 from wsssbed.datasets import builtin_datasets, get_dataset
 
 
@@ -123,7 +123,7 @@ def sample(
     path: Path = typer.Option(None, help="Where to render it (default: the cache)."),
 ) -> None:
     """Render the embedded sample dataset (once) and print where it is."""
-    from wsssbed.datasets.embedded import ensure_sample
+    from wsssbed.embedded.sample import ensure_sample
 
     with reported_errors():
         root = ensure_sample(path)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from wsssbed.cli.app import app
+from wsssbed.cli.app import app, reported_errors
 from wsssbed.cli.common import (
     ADDRESS_OPTION,
     BACKEND_OPTION,
@@ -18,7 +18,6 @@ from wsssbed.cli.common import (
     SPLIT_OPTION,
     out,
     progress_bar,
-    reported_errors,
 )
 from wsssbed.errors import WsssbedError
 
@@ -119,11 +118,11 @@ def pseudo_labels(
     address: str = ADDRESS_OPTION,
 ) -> None:
     """Write pseudo-labels (palette PNGs, 255 = ignore); resumable, never half-written."""
-    from wsssbed.datasets.embedded import default_to_sample, sample_activation, sample_saliency
+    from wsssbed.embedded.sample import default_to_sample, sample_activation, sample_saliency
     from wsssbed.eval.rules import RULES
-    from wsssbed.pseudo.generators import make_generator
-    from wsssbed.pseudo.sam_box import SamBoxGenerator
-    from wsssbed.pseudo.sam_refine import SamRefineGenerator
+    from wsssbed.generators.base import make_generator
+    from wsssbed.generators.sam_box import SamBoxGenerator
+    from wsssbed.generators.sam_refine import SamRefineGenerator
     from wsssbed.registry import unknown_name
 
     with reported_errors():
@@ -187,7 +186,7 @@ def _refined(generator, refine: str):
         return generator
     if refine != "crf":
         raise WsssbedError(f"--refine {refine!r}: use none or crf")
-    from wsssbed.pseudo.crf import CrfRefined
+    from wsssbed.generators.crf import CrfRefined
 
     return CrfRefined(generator)
 
@@ -206,7 +205,7 @@ def refine_labels(
     address: str = ADDRESS_OPTION,
 ) -> None:
     """Refine label maps already on disk (pseudo-labels or a segmenter's output)."""
-    from wsssbed.pseudo.crf import GivenLabels
+    from wsssbed.generators.crf import GivenLabels
 
     with reported_errors():
         made = _refined(GivenLabels(), method)
@@ -232,7 +231,7 @@ def clip_activations(
     address: str = ADDRESS_OPTION,
 ) -> None:
     """CLIP Grad-CAM activation maps of each image's labels, as npz for `sweep`."""
-    from wsssbed.activation.clip_cam import ClipCamGenerator
+    from wsssbed.generators.clip_cam import ClipCamGenerator
 
     with reported_errors():
         clip = _clip_options(clip_weights, clip_model, clip_config, clip_template, "clip-cam")
@@ -266,7 +265,7 @@ def saliency_maps(
     address: str = ADDRESS_OPTION,
 ) -> None:
     """Training-free saliency maps (8-bit PNGs) to pair with any activation method."""
-    from wsssbed.saliency.sam_clip import SamClipSaliency
+    from wsssbed.generators.sam_clip import SamClipSaliency
 
     with reported_errors():
         if generator != "sam-clip":
@@ -331,9 +330,9 @@ def boxes_command(
     device: str = DEVICE_OPTION,
 ) -> None:
     """Grounding DINO's boxes for a split, as the JSON `sam-box --boxes FILE` reads."""
-    from wsssbed.digest import file_sha256
-    from wsssbed.outputs import check_output_file
-    from wsssbed.pseudo.grounded import detect_boxes, write_boxes
+    from wsssbed.generators.grounded import detect_boxes, write_boxes
+    from wsssbed.io.digest import file_sha256
+    from wsssbed.io.outputs import check_output_file
 
     with reported_errors():
         options = _detector_options(detector_weights, box_threshold, text_threshold, prompt,
@@ -371,7 +370,7 @@ def _generation_job(
     generator, dataset: str, data_root: Path | None, split: str | None, out_dir: Path,
     labels: str, device: str, **inputs,
 ):  # fmt: skip
-    from wsssbed.pseudo.writer import GenerationJob
+    from wsssbed.generators.writer import GenerationJob
 
     local = _local_dataset(dataset, data_root, split)
     return GenerationJob(local, generator, out_dir, labels=labels, device=device, **inputs)
@@ -380,8 +379,8 @@ def _generation_job(
 def _local_dataset(dataset: str | None, data_root: Path | None, split: str | None):
     """The split to generate for (the embedded sample when no data root is given)."""
     from wsssbed.datasets import get_dataset
-    from wsssbed.datasets.embedded import default_to_sample
     from wsssbed.datasets.local import LocalDataset
+    from wsssbed.embedded.sample import default_to_sample
 
     dataset, data_root, split = default_to_sample(dataset, data_root, split)
     spec = get_dataset(dataset)
@@ -393,7 +392,7 @@ def _run_generation(
 ) -> None:
     """Check everything, generate with a progress bar (in this process, in `workers`
     processes, or on Ray), seal the folder."""
-    from wsssbed.pseudo.writer import finish, generate, generate_parallel, start
+    from wsssbed.generators.writer import finish, generate, generate_parallel, start
 
     if backend not in BACKENDS:
         raise WsssbedError(f"--backend {backend!r}: use one of {', '.join(BACKENDS)}")

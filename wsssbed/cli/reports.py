@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from wsssbed.cli.app import app, results_app
+from wsssbed.cli.app import app, reported_errors, results_app
 from wsssbed.cli.common import (
     JSON_OPTION,
     RESULTS_IN_OPTION,
@@ -18,14 +18,13 @@ from wsssbed.cli.common import (
     out,
     percent,
     progress_bar,
-    reported_errors,
 )
 
 
 @results_app.command("repair")
 def results_repair(results: Path = RESULTS_IN_OPTION) -> None:
     """Remove rows of runs that never committed (an append killed between its renames)."""
-    from wsssbed.results import repair
+    from wsssbed.results.store import repair
 
     with reported_errors():
         removed = repair(results)
@@ -44,9 +43,9 @@ def results_show(
     """The best point of every stored run, and per-class IoU at those points."""
     import pandas as pd
 
+    from wsssbed.datasets.fingerprint import mixed_ground_truth, short
     from wsssbed.eval.axes import AXIS_COLUMNS
-    from wsssbed.fingerprint import mixed_ground_truth, short
-    from wsssbed.results import METRIC_COLUMNS, best_points, read_table
+    from wsssbed.results.store import METRIC_COLUMNS, best_points, read_table
 
     with reported_errors():
         best = best_points(results, method, dataset)

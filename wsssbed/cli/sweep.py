@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from wsssbed.cli.app import app
+from wsssbed.cli.app import app, reported_errors
 from wsssbed.cli.common import (
     ADDRESS_OPTION,
     BACKEND_OPTION,
@@ -26,7 +26,6 @@ from wsssbed.cli.common import (
     out,
     percent,
     progress_bar,
-    reported_errors,
 )
 from wsssbed.eval.axes import AXES, DISPLAY_ORDER
 from wsssbed.eval.summary import GLOSSARY
@@ -41,7 +40,7 @@ def _grid_help(axis: str, what: str) -> str:
 
 def print_best(result, title: str) -> None:
     """The best point's metrics and per-class IoU, as two tables."""
-    from wsssbed.results import METRIC_COLUMNS
+    from wsssbed.results.store import METRIC_COLUMNS
 
     best = result.best
     table = Table(title=title)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from wsssbed.configio import parse_toml
 from wsssbed.datasets.spec import (
     DatasetSpec,
     GroundTruthSource,
@@ -14,6 +13,7 @@ from wsssbed.datasets.spec import (
     voc_palette,
 )
 from wsssbed.errors import InputError
+from wsssbed.io.configio import parse_toml
 
 SPEC_DIR = Path(__file__).with_name("specs")
 BUILTIN = ("voc2012", "coco2014", "context", "context59", "ade20k", "cocostuff")

@@ -16,7 +16,7 @@ import numpy as np
 
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.errors import InputError
-from wsssbed.imageio import write_png_atomic
+from wsssbed.io.imageio import write_png_atomic
 
 
 def category_lookup(spec: DatasetSpec) -> dict[int, int]:

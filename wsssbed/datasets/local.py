@@ -12,7 +12,7 @@ import numpy as np
 
 from wsssbed.datasets.spec import DatasetSpec, GroundTruthSource
 from wsssbed.errors import InputError
-from wsssbed.imageio import picture_size, read_png_array, read_rgb, regular_file
+from wsssbed.io.imageio import picture_size, read_png_array, read_rgb, regular_file
 
 UNKNOWN = -1
 

@@ -1,7 +1,7 @@
 """`wsssbed datasets prepare`: the layout the specs read, built from official files.
 
 Every preparer reads folders or archives (`.zip`, `.tar`, `.tar.gz`; extracted with
-`wsssbed.archive`'s checks) and writes below a staging folder beside `out`, which is
+`wsssbed.io.archive`'s checks) and writes below a staging folder beside `out`, which is
 renamed to `out` only when everything is written and every written split has been read
 back through its spec; a failure leaves nothing that looks prepared. `PREPARED.toml` in
 the root records the dataset, the sources (path, size, and sha256 for archives), the
@@ -36,14 +36,14 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
-from wsssbed.archive import extract
 from wsssbed.datasets import get_dataset
 from wsssbed.datasets.local import LocalDataset, labels_from_mask, read_id_list
 from wsssbed.datasets.spec import DatasetSpec
-from wsssbed.digest import file_sha256
 from wsssbed.errors import InputError
-from wsssbed.imageio import read_png_array, write_png_atomic
-from wsssbed.outputs import follow_umask
+from wsssbed.io.archive import extract
+from wsssbed.io.digest import file_sha256
+from wsssbed.io.imageio import read_png_array, write_png_atomic
+from wsssbed.io.outputs import follow_umask
 
 Progress = Callable[[int, int], None]
 RECORD = "PREPARED.toml"

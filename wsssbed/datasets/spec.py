@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wsssbed.configio import from_table, read_toml
 from wsssbed.errors import InputError
+from wsssbed.io.configio import from_table, read_toml
 
 MAPPINGS = ("identity", "reduce-zero-label", "lookup")
 

@@ -9,13 +9,14 @@ import torch
 from torch.utils.data import Dataset
 
 from wsssbed.activation import map_format, validate_activation
+from wsssbed.datasets.fingerprint import image_hash
 from wsssbed.datasets.local import labels_from_mask, read_label_list
 from wsssbed.errors import InputError
 from wsssbed.eval.job import SweepJob
 from wsssbed.eval.reduce import ImageResult, reduce_image
 from wsssbed.eval.sample import EvalSample
-from wsssbed.fingerprint import image_hash
-from wsssbed.maps import list_png_ids, read_label_map, read_saliency
+from wsssbed.io.imageio import list_png_ids, read_label_map
+from wsssbed.saliency.maps import read_saliency
 
 
 def _check_id_sets(

@@ -55,6 +55,12 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def shard_ranges(count: int, shard_images: int) -> list[tuple[int, int]]:
+    """Contiguous [start, stop) ranges of at most `shard_images` images."""
+    size = max(1, shard_images)
+    return [(start, min(start + size, count)) for start in range(0, count, size)]
+
+
 def iterate_results(job: SweepJob) -> Iterator[ImageResult]:
     """Yield each image's `ImageResult` in split order (raises the first `InputError`)."""
     device = resolve_device(job.device)

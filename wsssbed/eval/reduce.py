@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from wsssbed.datasets.fingerprint import gt_digest
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.eval.boundary import (
     BoundaryCounts,
@@ -18,7 +19,6 @@ from wsssbed.eval.boundary import (
 from wsssbed.eval.histogram import PairCounts, PairHistogram, count_pairs
 from wsssbed.eval.rules import Rule
 from wsssbed.eval.sample import EvalSample
-from wsssbed.fingerprint import gt_digest
 
 
 @dataclass
@@ -76,7 +76,7 @@ class SweepState:
 
     @property
     def gt_digest(self) -> str | None:
-        """`wsssbed.fingerprint.gt_digest` of the images added (None if any was in memory)."""
+        """`datasets.fingerprint.gt_digest` of the images added (None if any was in memory)."""
         if not self.gt_hashes or not all(self.gt_hashes.values()):
             return None
         return gt_digest(self.gt_hashes)

@@ -19,7 +19,7 @@ class EvalSample:
         saliency: (H, W) float32 saliency in [0, 1], or None.
         pred: (H, W) uint8 hard labels (255 = unlabelled), or None for activation maps.
         image: (H, W, 3) uint8 RGB picture, when the generator looks at pixels.
-        gt_hash: `wsssbed.fingerprint.image_hash` of the mask read from disk (b"" for
+        gt_hash: `wsssbed.datasets.fingerprint.image_hash` of the mask read from disk (b"" for
             in-memory samples).
     """
 

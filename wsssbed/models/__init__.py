@@ -1,23 +1,2 @@
-"""Foundation models (Segment Anything, CLIP) behind the generators: loading users'
-checkpoints safely and running the models on one picture."""
-
-from __future__ import annotations
-
-import importlib
-from types import ModuleType
-
-from wsssbed.errors import WsssbedError
-
-
-def require(module: str, extra: str) -> ModuleType:
-    """Import an optional dependency, or say how to install it.
-
-    Raises:
-        WsssbedError: the module is not installed (names the pip extra).
-    """
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise WsssbedError(
-            f"{module} is not installed; install it with: pip install 'wsssbed[{extra}]'"
-        ) from exc
+"""Foundation models (Segment Anything, CLIP, Grounding DINO) behind the generators:
+loading users' checkpoints safely and running the models on one picture."""

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wsssbed.configio import read_json
 from wsssbed.errors import InputError
-from wsssbed.models import require
+from wsssbed.io.configio import read_json
+from wsssbed.io.extras import require
 from wsssbed.models.checkpoint import load_weights, read_state_dict
 
 DEFAULT_TEMPLATE = "a photo of a {}."

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wsssbed.configio import read_json
 from wsssbed.errors import InputError
+from wsssbed.io.configio import read_json
 from wsssbed.models.clip import prompt_name
 
 BOX_THRESHOLD = 0.35
@@ -197,7 +197,7 @@ def load_detector(folder: Path, device: str = "cpu") -> Detector:
     Raises:
         InputError: not a folder, weights of another model, or a missing processor file.
     """
-    from wsssbed.models import require
+    from wsssbed.io.extras import require
 
     transformers = require("transformers", "detector")
     config = folder / "config.json"

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from wsssbed.datasets.spec import DatasetSpec
+from wsssbed.models.boxes import Box
 from wsssbed.models.clip import DEFAULT_TEMPLATE, load_clip
 from wsssbed.models.grounding_dino import BOX_THRESHOLD, TEXT_THRESHOLD, Detector, load_detector
 from wsssbed.models.sam import load_sam
 from wsssbed.models.sam_masks import MaskSettings
 from wsssbed.models.slot import ModelSlot
-from wsssbed.pseudo.boxes import Box
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from wsssbed.errors import InputError
-from wsssbed.models import require
+from wsssbed.io.extras import require
 from wsssbed.models.checkpoint import load_weights, read_state_dict
 
 #: The published SAM image encoders: model type -> (ViT width, depth).

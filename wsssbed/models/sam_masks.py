@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from wsssbed.errors import InputError
-from wsssbed.models import require
+from wsssbed.io.extras import require
 
 MASK_PATHS = ("fast", "exact")
 PRECISIONS = ("auto", "fp32", "bf16")

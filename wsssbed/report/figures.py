@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from wsssbed.eval.axes import AXES
-from wsssbed.imageio import write_atomic
+from wsssbed.io.imageio import write_atomic
 from wsssbed.report.sensitivity import PLATEAU_TOLERANCE
 
 plt.rcParams["svg.hashsalt"] = "wsssbed"

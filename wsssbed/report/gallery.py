@@ -23,7 +23,7 @@ from wsssbed.errors import WsssbedError
 from wsssbed.eval.inputs import SweepInputs
 from wsssbed.eval.job import SweepJob
 from wsssbed.eval.rules import Rule, hard_labels, label_map, make_rule
-from wsssbed.imageio import read_rgb
+from wsssbed.io.imageio import read_rgb
 
 TILE_WIDTH = 240
 OVERLAY_ALPHA = 0.6

@@ -27,12 +27,12 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from wsssbed.configio import from_table, read_toml
 from wsssbed.datasets import BUILTIN, get_dataset, spec_of_run
+from wsssbed.datasets.fingerprint import mixed_ground_truth, short
 from wsssbed.errors import InputError
 from wsssbed.eval.summary import BOUNDARY_METRICS, GLOSSARY, SUMMARY_METRICS
-from wsssbed.fingerprint import mixed_ground_truth, short
-from wsssbed.outputs import check_output_folder, follow_umask
+from wsssbed.io.configio import from_table, read_toml
+from wsssbed.io.outputs import check_output_folder, follow_umask
 from wsssbed.report import figures
 from wsssbed.report.gallery import gallery
 from wsssbed.report.sensitivity import (
@@ -45,7 +45,7 @@ from wsssbed.report.sensitivity import (
     run_label,
     setting_key,
 )
-from wsssbed.results import best_row, read_table
+from wsssbed.results.store import best_row, read_table
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PROVENANCE_WIDTH = 48  # longer values show their start; the full value is one click away
@@ -117,7 +117,7 @@ class Entry:
 
     @property
     def gt_short(self) -> str:
-        """Short ground-truth fingerprint (`wsssbed.fingerprint`), "-" for old runs."""
+        """Short ground-truth fingerprint (`wsssbed.datasets.fingerprint`), "-" for old runs."""
         return short(self.run.gt_digest)
 
     @property

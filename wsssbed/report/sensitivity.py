@@ -31,7 +31,7 @@ from wsssbed.activation import FORMATS
 from wsssbed.errors import InputError
 from wsssbed.eval.confusion import ClassCounts
 from wsssbed.eval.summary import summary_metrics
-from wsssbed.results import best_row
+from wsssbed.results.store import best_row
 
 ACTIVATION_AXES = ("threshold", "alpha")
 PLATEAU_TOLERANCE = 0.01
@@ -77,7 +77,7 @@ def recommended_point(run: pd.Series) -> dict[str, float]:
     records = json.loads(run.manifests)
     if not records or records[0].get("kind") != "pipeline":
         return {}
-    from wsssbed.catalogue import resolve
+    from wsssbed.catalogue.lookup import resolve
 
     try:
         spec = resolve(records[0]["name"], "pipeline").pipeline

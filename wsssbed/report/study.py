@@ -12,8 +12,8 @@ import pandas as pd
 from wsssbed.datasets import spec_of_run
 from wsssbed.errors import InputError
 from wsssbed.eval.axes import AXIS_COLUMNS
-from wsssbed.imageio import write_atomic
-from wsssbed.outputs import check_output_folder
+from wsssbed.io.imageio import write_atomic
+from wsssbed.io.outputs import check_output_folder
 from wsssbed.report import figures
 from wsssbed.report.sensitivity import (
     PerImage,
@@ -27,7 +27,7 @@ from wsssbed.report.sensitivity import (
     split_half_transfer,
     split_transfer,
 )
-from wsssbed.results import best_row, read_table
+from wsssbed.results.store import best_row, read_table
 
 
 @dataclass

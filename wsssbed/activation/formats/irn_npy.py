@@ -1,7 +1,7 @@
 """`irn-npy`: `<id>.npy` holding a pickled dict, as IRN-family code writes it.
 
 The dict has `keys` (0-based foreground class indices, (K,)) and `high_res` or `cam`
-(float32, (K, H, W)). It is read through a restricted reader (`wsssbed.safe_pickle`)
+(float32, (K, H, W)). It is read through a restricted reader (`wsssbed.io.safe_pickle`)
 that cannot run code and hands numpy nothing it has not checked.
 """
 
@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from wsssbed.activation.base import FORMATS
-from wsssbed.activation.budget import MapBudget
 from wsssbed.activation.formats.single_file import SingleFileFormat
 from wsssbed.errors import InputError
-from wsssbed.imageio import write_atomic
-from wsssbed.safe_pickle import load_npy
+from wsssbed.io.budget import MapBudget
+from wsssbed.io.imageio import write_atomic
+from wsssbed.io.safe_pickle import load_npy
 
 
 @FORMATS.register("irn-npy")

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from wsssbed.activation.base import FORMATS
-from wsssbed.activation.budget import MapBudget
 from wsssbed.activation.formats.single_file import SingleFileFormat
-from wsssbed.activation.npy import read_header, read_plain_array
 from wsssbed.errors import InputError
-from wsssbed.imageio import regular_file, write_atomic
+from wsssbed.io.budget import MapBudget
+from wsssbed.io.imageio import regular_file, write_atomic
+from wsssbed.io.npy import read_header, read_plain_array
 
 
 @FORMATS.register("npz")

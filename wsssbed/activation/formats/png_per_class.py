@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from wsssbed.activation.base import FORMATS, MapFormat
-from wsssbed.activation.budget import MapBudget
 from wsssbed.errors import InputError
-from wsssbed.imageio import read_png_array, write_png_atomic
+from wsssbed.io.budget import MapBudget
+from wsssbed.io.imageio import read_png_array, write_png_atomic
 
 _NAME = re.compile(r"^(?P<id>.+)_(?P<key>[0-9]+)\.png$")
 

@@ -22,19 +22,19 @@ from pathlib import Path
 import tomli_w
 import torch
 
-import wsssbed
-from wsssbed.activation import read_activation, write_activation
-from wsssbed.configio import read_toml
+from wsssbed import __version__
+from wsssbed.activation import digest_maps, read_activation, write_activation
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.datasets.spec import DatasetSpec
-from wsssbed.digest import folder_digest
 from wsssbed.errors import InputError, WsssbedError
 from wsssbed.eval.inputs import SweepInputs
 from wsssbed.eval.job import SweepJob, resolve_device
-from wsssbed.imageio import picture_size, read_png_array, write_atomic
-from wsssbed.maps import write_label_map, write_saliency
-from wsssbed.provenance import git_commit
-from wsssbed.pseudo.generators import Generator
+from wsssbed.eval.loop import shard_ranges, start_worker
+from wsssbed.generators.base import Generator
+from wsssbed.io.configio import read_toml
+from wsssbed.io.imageio import picture_size, read_png_array, write_atomic, write_label_map
+from wsssbed.io.provenance import git_commit
+from wsssbed.saliency.maps import write_saliency
 
 RECORD = "wsssbed.toml"
 
@@ -189,9 +189,6 @@ def generate_parallel(
     """`generate` over the whole split in `workers` spawned processes, each loading the
     models once from the generator's recipes and taking shards of `shard_images` images;
     the CPU's threads are shared out between them. Returns (written, skipped)."""
-    from wsssbed.distributed import shard_ranges
-    from wsssbed.eval.loop import start_worker
-
     ids = job.dataset.ids
     ranges = shard_ranges(len(ids), shard_images)
     threads = max(1, torch.get_num_threads() // workers)
@@ -234,7 +231,7 @@ def _intact(job: GenerationJob, output: Output, image_id: str) -> bool:
 
 def finish(job: GenerationJob) -> dict:
     """Mark the folder complete with its files' count and digest; returns the record."""
-    found = folder_digest(job.out, OUTPUTS[job.generator.output].extension)
+    found = digest_maps(job.out, OUTPUTS[job.generator.output].extension)
     if found.files != len(job.dataset.ids):
         raise InputError(
             f"{found.files} output files for {len(job.dataset.ids)} images; run again to finish",
@@ -245,7 +242,7 @@ def finish(job: GenerationJob) -> dict:
         "complete": True,
         "files": found.files,
         "digest": found.digest,
-        "wsssbed_version": wsssbed.__version__,
+        "wsssbed_version": __version__,
         "git_commit": git_commit() or "",
     }
     _write_record(job.out / RECORD, record)

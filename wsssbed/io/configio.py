@@ -41,7 +41,7 @@ def read_json(path: Path, what: str) -> object:
 
 
 def _read_text(path: Path, what: str) -> str:
-    from wsssbed.imageio import regular_file
+    from wsssbed.io.imageio import regular_file
 
     if path.exists():
         regular_file(path)  # a pipe named like a spec would block the read forever

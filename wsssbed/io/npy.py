@@ -9,8 +9,8 @@ from typing import BinaryIO
 import numpy as np
 from numpy.lib import format as npy_format
 
-from wsssbed.activation.budget import MapBudget
 from wsssbed.errors import InputError
+from wsssbed.io.budget import MapBudget
 
 
 def read_header(stream: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:

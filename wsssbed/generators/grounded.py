@@ -1,5 +1,5 @@
 """`wsssbed boxes`: Grounding DINO's boxes for a split, written as the boxes JSON that
-`sam-box --boxes FILE` reads (`pseudo/boxes.py`), with each box's phrase beside it."""
+`sam-box --boxes FILE` reads (`models/boxes.py`), with each box's phrase beside it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from wsssbed.datasets.local import LocalDataset
 from wsssbed.eval.inputs import SweepInputs
 from wsssbed.eval.job import SweepJob, resolve_device
 from wsssbed.eval.rules import PictureOnly
-from wsssbed.imageio import write_atomic
+from wsssbed.io.imageio import write_atomic
+from wsssbed.io.outputs import check_output_file
 from wsssbed.models.options import DetectorOptions
-from wsssbed.outputs import check_output_file
 
 
 def detect_boxes(

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from wsssbed.configio import read_json
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.errors import InputError
+from wsssbed.io.configio import read_json
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """`wsssbed fetch`: get a manifest's files (download or a local copy), verify, register.
 
-A download (`wsssbed.download`: resumable, retried) lands in
+A download (`wsssbed.catalogue.download`: resumable, retried) lands in
 `$WSSSBED_HOME/downloads/`, is checked against the manifest's archive sha256 when it has
 one, extracted and verified in a staging folder beside its destination, and only then
 moved into place, so a bad download never replaces a good copy. Registering writes the
@@ -18,15 +18,15 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from wsssbed.archive import extract, single_folder
-from wsssbed.catalogue import resolve, write_manifest
-from wsssbed.digest import folder_digest
-from wsssbed.download import DownloadError, download
+from wsssbed.activation import digest_maps
+from wsssbed.catalogue.download import DownloadError, download
+from wsssbed.catalogue.lookup import resolve, write_manifest
+from wsssbed.catalogue.manifest import Content, Manifest
+from wsssbed.catalogue.methods import check_digest
 from wsssbed.errors import InputError, WsssbedError
-from wsssbed.home import home
-from wsssbed.manifest import Content, Manifest
-from wsssbed.methods import check_digest
-from wsssbed.outputs import remove_empty_parents
+from wsssbed.io.archive import extract, single_folder
+from wsssbed.io.home import home
+from wsssbed.io.outputs import remove_empty_parents
 
 Progress = Callable[[int, int], None]
 
@@ -36,7 +36,7 @@ def pinned_content(manifest: Manifest, folder: Path, progress: Progress | None =
     if manifest.content.digest:
         found = check_digest(manifest, folder, progress)
     else:
-        found = folder_digest(folder, manifest.content.format, progress)
+        found = digest_maps(folder, manifest.content.format, progress)
     return Content(manifest.content.format, found.digest, found.files)
 
 

@@ -16,15 +16,15 @@ import torch
 
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.datasets.spec import DatasetSpec
-from wsssbed.digest import file_sha256
 from wsssbed.errors import InputError
 from wsssbed.eval.rules import PictureOnly, Rule
 from wsssbed.eval.sample import EvalSample
+from wsssbed.generators.base import ClassicGenerator
+from wsssbed.io.digest import file_sha256
+from wsssbed.models.boxes import Box, check_inside, component_boxes, read_boxes
 from wsssbed.models.clip import ClipModel
 from wsssbed.models.options import ClipOptions, DetectorOptions, SamOptions
 from wsssbed.models.sam import box_masks
-from wsssbed.pseudo.boxes import Box, check_inside, component_boxes, read_boxes
-from wsssbed.pseudo.generators import ClassicGenerator
 
 
 def paint_boxes(

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from wsssbed.errors import InputError
 from wsssbed.eval.summary import BOUNDARY_METRICS, SUMMARY_METRICS
-from wsssbed.imageio import write_atomic
+from wsssbed.io.imageio import write_atomic
 
 SCHEMA_VERSION = 4
 TABLES = ("per_image", "per_class", "sweeps", "runs")

@@ -20,8 +20,8 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from wsssbed.errors import InputError
-from wsssbed.imageio import regular_file
-from wsssbed.outputs import follow_umask
+from wsssbed.io.imageio import regular_file
+from wsssbed.io.outputs import follow_umask
 
 MAX_MEMBERS = 2_000_000
 MAX_BYTES = 200 * 2**30

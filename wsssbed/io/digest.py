@@ -20,28 +20,16 @@ from wsssbed.errors import InputError
 CHUNK = 1 << 20
 
 
-SALIENCY_FORMAT = "png"  # saliency folders: `<id>.png`
-
-
-def is_map_file(name: str, fmt: str) -> bool:
-    """Whether a file name belongs to a map folder of activation format `fmt` (each
-    format's own rule), or of saliency maps (`png`)."""
-    if fmt == SALIENCY_FORMAT:
-        return name.endswith(".png")
-    from wsssbed.activation import map_format
-
-    return map_format(fmt).is_map_file(name)
-
-
-def map_files(folder: Path, fmt: str) -> list[Path]:
-    """The map files of `folder`, sorted by name; refuses links and missing folders."""
+def map_files(folder: Path, is_map: Callable[[str], bool], kind: str) -> list[Path]:
+    """The files of `folder` whose names `is_map` accepts, sorted by name; refuses links
+    and missing folders (`kind` names the maps in messages, e.g. a format name)."""
     if folder.is_symlink():
         raise InputError("the map folder is a symbolic link; give the real folder", folder)
     if not folder.is_dir():
         raise InputError("map folder not found", folder)
     files = []
     for entry in folder.iterdir():
-        if not is_map_file(entry.name, fmt):
+        if not is_map(entry.name):
             continue
         if entry.is_symlink():
             raise InputError("map files must be plain files, not symbolic links", entry)
@@ -49,7 +37,7 @@ def map_files(folder: Path, fmt: str) -> list[Path]:
             raise InputError("not a regular file", entry)
         files.append(entry)
     if not files:
-        raise InputError(f"no {fmt} map files here", folder)
+        raise InputError(f"no {kind} map files here", folder)
     return sorted(files, key=lambda p: p.name)
 
 
@@ -72,12 +60,13 @@ class FolderDigest:
 
 def folder_digest(
     folder: Path,
-    fmt: str,
+    is_map: Callable[[str], bool],
+    kind: str,
     progress: Callable[[int, int], None] | None = None,
     threads: int = 4,
 ) -> FolderDigest:
-    """Digest every map file of `folder` (see the module docstring)."""
-    files = map_files(folder, fmt)
+    """Digest every map file of `folder` (see the module docstring; `map_files`)."""
+    files = map_files(folder, is_map, kind)
     lines = []
     with ThreadPoolExecutor(threads) as pool:
         for done, (path, sha) in enumerate(zip(files, pool.map(file_sha256, files)), start=1):

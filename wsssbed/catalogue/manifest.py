@@ -8,7 +8,7 @@ Three kinds (`manifests/<dataset>/<kind>/<name>.toml`):
 
 Every manifest has a semver `version` and a `changelog`; a change that moves numbers
 (new files, another grid) must bump the version. `content.digest` is empty until a
-copy has been verified once (`wsssbed fetch`), then pins the files (see `digest.py`).
+copy has been verified once (`wsssbed fetch`), then pins the files (see `wsssbed.io.digest`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import tomli_w
 
-from wsssbed.configio import from_table, parse_toml, read_toml
-from wsssbed.digest import SALIENCY_FORMAT
 from wsssbed.errors import InputError
+from wsssbed.io.configio import from_table, parse_toml, read_toml
+from wsssbed.saliency.maps import SALIENCY_FORMAT
 
 MANIFEST_SCHEMA = 1
 KINDS = ("activation", "saliency", "pipeline")

@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from wsssbed.activation.budget import MapBudget
-from wsssbed.activation.npy import read_header, read_plain_array
 from wsssbed.errors import InputError
-from wsssbed.imageio import regular_file
+from wsssbed.io.budget import MapBudget
+from wsssbed.io.imageio import regular_file
+from wsssbed.io.npy import read_header, read_plain_array
 
 NUMERIC_CODES = frozenset(
     f"{kind}{size}"

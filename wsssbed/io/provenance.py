@@ -10,8 +10,6 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import wsssbed
-
 PACKAGES = ("torch", "numpy", "pandas", "pyarrow", "pillow", "typer")
 
 
@@ -22,7 +20,7 @@ def new_run_id() -> str:
 
 def git_commit() -> str | None:
     """Commit of the wsssbed source tree (with `+dirty` when modified), if it is a checkout."""
-    source = Path(wsssbed.__file__).resolve().parent.parent
+    source = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
             ["git", "-C", str(source), "rev-parse", "HEAD"],

@@ -16,9 +16,9 @@ from wsssbed.datasets.local import LocalDataset
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.eval.rules import Rule
 from wsssbed.eval.sample import EvalSample
+from wsssbed.generators.base import ClassicGenerator
 from wsssbed.models.options import SamOptions
 from wsssbed.models.sam_masks import automatic_masks
-from wsssbed.pseudo.generators import ClassicGenerator
 
 
 def refine_with_masks(labels: np.ndarray, masks: list[np.ndarray], num_classes: int) -> np.ndarray:

@@ -18,10 +18,10 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
+from wsssbed.catalogue.manifest import Manifest, check_name, load_manifest
 from wsssbed.errors import InputError
-from wsssbed.home import home
-from wsssbed.imageio import write_atomic
-from wsssbed.manifest import Manifest, check_name, load_manifest
+from wsssbed.io.home import home
+from wsssbed.io.imageio import write_atomic
 
 CATALOGUE = Path(str(files("wsssbed.manifests")))
 

@@ -35,9 +35,9 @@ from PIL import Image
 from wsssbed.activation import FORMATS, ActivationMaps, write_activation
 from wsssbed.datasets import get_dataset
 from wsssbed.errors import InputError
-from wsssbed.home import home
-from wsssbed.maps import write_saliency
-from wsssbed.outputs import follow_umask
+from wsssbed.io.home import home
+from wsssbed.io.outputs import follow_umask
+from wsssbed.saliency.maps import write_saliency
 
 SAMPLE_VERSION = "v1"
 HEIGHT, WIDTH = 120, 160

@@ -3,8 +3,8 @@
 A generator turns one image's inputs (`EvalSample`: ground-truth size, image-level
 label classes, activation maps, saliency, the picture) into one output file: an (H, W)
 uint8 label map (255 = ignore), a saliency map, or activation maps. The foundation-model
-generators are `pseudo/sam_refine.py`, `pseudo/sam_box.py`, `activation/clip_cam.py` and
-`saliency/sam_clip.py`. The classic generators are the sweep's own rules (any registered
+generators are `sam_refine.py`, `sam_box.py`, `clip_cam.py` and `sam_clip.py` beside
+this module. The classic generators are the sweep's own rules (any registered
 in `wsssbed.eval.rules.RULES`) at a single grid point, so a pseudo-label is exactly the
 prediction the sweep counted at that point:
 
@@ -38,7 +38,7 @@ class Generator(Protocol):
     Attributes:
         name: recorded with its output.
         output: what it writes per image: `labels`, `saliency` or `activation` (the keys
-            of `wsssbed.pseudo.writer.OUTPUTS`).
+            of `wsssbed.generators.writer.OUTPUTS`).
         rule: the sweep rule whose inputs it reads (activation maps, saliency), so the
             engine's loader validates them the same way (`PictureOnly` when it reads none).
         needs_image: it looks at the RGB picture (`EvalSample.image`).

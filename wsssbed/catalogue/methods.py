@@ -7,10 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from wsssbed.catalogue import local_folder, resolve
-from wsssbed.digest import FolderDigest, folder_digest
+from wsssbed.activation import digest_maps
+from wsssbed.catalogue.lookup import local_folder, resolve
+from wsssbed.catalogue.manifest import Manifest, PipelineSpec
 from wsssbed.errors import InputError
-from wsssbed.manifest import Manifest, PipelineSpec
+from wsssbed.io.digest import FolderDigest
 
 Progress = Callable[[int, int], None]
 
@@ -91,7 +92,7 @@ def check_digest(
             f"`wsssbed fetch {manifest.name} --path DIR`",
             manifest.path,
         )
-    found = folder_digest(folder, manifest.content.format, progress)
+    found = digest_maps(folder, manifest.content.format, progress)
     if found.digest != manifest.content.digest or found.files != manifest.content.files:
         raise DigestMismatch(
             f"digest mismatch for {manifest.ref}: the manifest pins "

@@ -23,8 +23,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from wsssbed.digest import file_sha256
 from wsssbed.errors import WsssbedError
+from wsssbed.io.digest import file_sha256
 
 Progress = Callable[[int, int], None]
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wsssbed.errors import InputError
-from wsssbed.imageio import MAX_PIXELS
+from wsssbed.io.imageio import MAX_PIXELS
 
 HEADER_SLACK = 1 << 16  # npy/zip/pickle headers and the keys array
 

@@ -20,13 +20,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from wsssbed.archive import extract, single_folder
-from wsssbed.catalogue import manifest_path, resolve, write_manifest
-from wsssbed.digest import folder_digest
-from wsssbed.errors import InputError
-from wsssbed.eval.job import SweepJob
-from wsssbed.home import home
-from wsssbed.manifest import (
+from wsssbed.activation import digest_maps
+from wsssbed.catalogue.lookup import manifest_path, resolve, write_manifest
+from wsssbed.catalogue.manifest import (
     ChangelogEntry,
     Content,
     Manifest,
@@ -35,9 +31,13 @@ from wsssbed.manifest import (
     validate,
     version_key,
 )
-from wsssbed.methods import ResolvedMethod, UsedManifest
-from wsssbed.outputs import check_output_folder, remove_empty_parents
-from wsssbed.runs import SweepResult, compute_run
+from wsssbed.catalogue.methods import ResolvedMethod, UsedManifest
+from wsssbed.errors import InputError
+from wsssbed.eval.job import SweepJob
+from wsssbed.io.archive import extract, single_folder
+from wsssbed.io.home import home
+from wsssbed.io.outputs import check_output_folder, remove_empty_parents
+from wsssbed.results.runs import SweepResult, compute_run
 
 Progress = Callable[[int, int], None]
 
@@ -104,7 +104,7 @@ def submit(
             folder = single_folder(extract(maps, extracted))
         else:
             folder = maps.resolve()
-        found = folder_digest(folder, submission.fmt)
+        found = digest_maps(folder, submission.fmt)
         job = dataclasses.replace(
             job, activation=folder, activation_format=submission.fmt, allow_extra=False
         )

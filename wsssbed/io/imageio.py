@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from wsssbed.errors import InputError
-from wsssbed.outputs import follow_umask
+from wsssbed.io.outputs import follow_umask
 
 #: Largest image wsssbed decodes (pixels); larger files are refused before decoding.
 MAX_PIXELS = 64_000_000
@@ -145,3 +145,23 @@ def write_atomic(path: Path, write) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def list_png_ids(folder: Path) -> set[str]:
+    """Image ids of `<id>.png` files in a saliency or label-map folder."""
+    if not folder.is_dir():
+        raise InputError("folder not found", folder)
+    return {p.name[:-4] for p in folder.iterdir() if p.name.endswith(".png")}
+
+
+def read_label_map(
+    folder: Path, image_id: str, expected: tuple[int, int] | None = None
+) -> np.ndarray:
+    """HxW uint8 class ids of a hard label map (255 = unlabelled); `expected` (H, W) is
+    checked from the header before decoding."""
+    return read_png_array(folder / f"{image_id}.png", expected=expected)
+
+
+def write_label_map(folder: Path, image_id: str, labels: np.ndarray, palette: list[int]) -> None:
+    """Write an HxW uint8 label map as a palette PNG, atomically."""
+    write_png_atomic(folder / f"{image_id}.png", labels, palette)

@@ -11,20 +11,20 @@ from pathlib import Path
 
 import pandas as pd
 
-import wsssbed
+from wsssbed import __version__
 from wsssbed.datasets import recorded_spec
+from wsssbed.datasets.fingerprint import split_digest
 from wsssbed.datasets.local import LocalDataset
-from wsssbed.digest import file_sha256
 from wsssbed.errors import InputError
 from wsssbed.eval.axes import AXIS_COLUMNS
 from wsssbed.eval.job import SweepJob
 from wsssbed.eval.loop import run_sweep
 from wsssbed.eval.reduce import SweepState
 from wsssbed.eval.tables import per_image_table, sweep_tables
-from wsssbed.fingerprint import split_digest
-from wsssbed.outputs import check_output_folder
-from wsssbed.provenance import git_commit, new_run_id, package_versions, utc_now
-from wsssbed.results import SCHEMA_VERSION, append_run, best_row
+from wsssbed.io.digest import file_sha256
+from wsssbed.io.outputs import check_output_folder
+from wsssbed.io.provenance import git_commit, new_run_id, package_versions, utc_now
+from wsssbed.results.store import SCHEMA_VERSION, append_run, best_row
 
 STAGES = ("activation", "pseudo-label", "final")
 BACKENDS = ("local", "ray")
@@ -185,7 +185,7 @@ def compute_run(
         "workers": job.workers,
         "wall_time_s": wall_time,
         "started_at": utc_now(),
-        "wsssbed_version": wsssbed.__version__,
+        "wsssbed_version": __version__,
         "git_commit": git_commit(),
         "packages": package_versions(),
         "command": json.dumps(sys.argv),

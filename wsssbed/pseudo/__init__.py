@@ -1,1 +1,0 @@
-"""Pseudo-label generators and the resumable writer behind `wsssbed pseudo-labels`."""
