@@ -96,3 +96,24 @@ def test_results_written_by_schema_1_are_read_and_extended(tmp_path):
     assert runs.method.isna().tolist() == [True, False]
     metadata = pq.read_schema(tmp_path / "runs.parquet").metadata
     assert metadata[b"wsssbed_schema_version"] == str(SCHEMA_VERSION).encode()
+
+
+def test_a_tar_ending_in_a_zip_member_is_read_as_the_tar(tmp_path):
+    """`zipfile.is_zipfile` finds the directory of a tar's last `.npz` member: a tar of
+    npz maps once extracted as that one npz's `keys.npy` and `cams.npy`."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, keys=np.array([1]), cams=np.zeros((1, 2, 2), np.float32))
+    archive = tmp_path / "maps.tar"
+    with tarfile.open(archive, "w") as handle:
+        for name in ("maps/a.npz", "maps/b.npz"):
+            info = tarfile.TarInfo(name)
+            info.size = len(buffer.getvalue())
+            handle.addfile(info, io.BytesIO(buffer.getvalue()))
+    assert zipfile.is_zipfile(archive)  # the trap
+    out = extract(archive, tmp_path / "out")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*")) == [
+        "maps/a.npz",
+        "maps/b.npz",
+    ]

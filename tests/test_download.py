@@ -6,6 +6,7 @@ told to cut a transfer short, answer 503 a few times, or ignore ranges.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import os
@@ -269,3 +270,42 @@ def test_catalogue_names_only_the_upstream_release_addresses():
         assert m.path.is_relative_to(CATALOGUE)
         assert m.source.url == f"{release}/{folders[m.kind]}/{m.source.upstream_name}.zip"
         assert m.version == "1.1.0" and m.changelog[-1].version == "1.1.0"
+
+
+# --- fetch writes only its own folder (issue 24, section 1) ----------------------------
+
+
+def test_fetch_refuses_a_folder_it_did_not_write_before_downloading(home, server):
+    behaviour, base = server
+    _register_remote("test-sal", f"{base}/sal.zip")
+    destination = home / "maps/test-sal/1.0.0"
+    destination.mkdir(parents=True)
+    (destination / "my-maps.npy").write_bytes(b"precious")
+    with pytest.raises(InputError, match="wsssbed did not write") as info:
+        fetch("test-sal")
+    assert info.value.path == destination and behaviour.log == []  # before any download
+    assert [p.name for p in destination.iterdir()] == ["my-maps.npy"]
+    assert (destination / "my-maps.npy").read_bytes() == b"precious"
+
+
+def test_a_refetch_replaces_only_the_files_of_the_last_fetch(sample_root, home, server, tmp_path):
+    behaviour, base = server
+    maps = tmp_path / "sal"
+    shutil.copytree(sample_root / "saliency/sample-sal", maps)
+    (maps / "extra.txt").write_text("in the first release only")
+    behaviour.files["/sal.zip"] = _zip_folder(maps)
+    _register_remote("test-sal", f"{base}/sal.zip")
+    fetch("test-sal")
+    destination = home / "maps/test-sal/1.0.0"
+    assert (destination / "sal/extra.txt").is_file()
+    (destination / "mine.txt").write_text("mine")
+    (maps / "extra.txt").unlink()
+    behaviour.files["/sal.zip"] = _zip_folder(maps)  # the same maps, one file fewer
+    pinned = resolve("test-sal")  # a new archive of the same maps: forget its sha256
+    write_manifest(
+        dataclasses.replace(pinned, source=dataclasses.replace(pinned.source, sha256=""))
+    )
+    fetch("test-sal")
+    assert not (destination / "sal/extra.txt").exists()
+    assert (destination / "mine.txt").read_text() == "mine"
+    assert len(list((destination / "sal").glob("*.png"))) == 72

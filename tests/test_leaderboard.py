@@ -72,7 +72,7 @@ def test_same_results_give_the_same_bytes(store, site, tmp_path):
     render_site(store, again, reported, gallery_images=2, draws=200)
     files = sorted(p.relative_to(site) for p in site.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
-    assert len(files) == 6  # index, glossary + 4 run pages
+    assert len(files) == 7  # index, glossary, 4 run pages and the .wsssbed-output marker
     for name in files:
         assert (site / name).read_bytes() == (again / name).read_bytes(), name
 

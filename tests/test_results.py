@@ -61,4 +61,5 @@ def test_no_temporary_files_are_left_behind(tmp_path):
     append_run(tmp_path, _tables("a"))
     append_run(tmp_path, _tables("b"))
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == [".lock", "per_class.parquet", "runs.parquet", "sweeps.parquet"]
+    assert names == [".lock", ".wsssbed-output", "per_class.parquet", "runs.parquet",
+                     "sweeps.parquet"]  # fmt: skip

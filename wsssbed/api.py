@@ -20,9 +20,9 @@ import pandas as pd
 from wsssbed.embedded.sample import default_to_sample, sample_activation, sample_saliency
 from wsssbed.errors import InputError
 from wsssbed.eval.axes import edge_warnings
-from wsssbed.io.outputs import check_output_folder
 from wsssbed.protocol import DEFAULT_TOLERANCE, HARD_LABELS, Protocol, build_protocol
 from wsssbed.results.runs import Progress, SweepResult, compute_run
+from wsssbed.results.store import results_folder
 
 PathLike = str | Path
 Grid = str | Sequence[float]
@@ -103,7 +103,7 @@ def sweep(
     on_sample = data_root is None
     dataset, data_root, split = default_to_sample(dataset, data_root, split)
     if out is not None:
-        check_output_folder(Path(out), "results folder")  # before any work
+        results_folder(Path(out))  # before any work
     protocol = build_protocol(
         dataset=dataset,
         split=split,
@@ -180,7 +180,7 @@ def evaluate(
     """
     dataset, data_root, split = default_to_sample(dataset, data_root, split)
     if out is not None:
-        check_output_folder(Path(out), "results folder")  # before any work
+        results_folder(Path(out))  # before any work
     protocol = Protocol(
         dataset=dataset,
         split=split,

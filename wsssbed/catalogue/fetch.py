@@ -2,8 +2,11 @@
 
 A download (`wsssbed.catalogue.download`: resumable, retried) lands in
 `$WSSSBED_HOME/downloads/`, is checked against the manifest's archive sha256 when it has
-one, extracted and verified in a staging folder beside its destination, and only then
-moved into place, so a bad download never replaces a good copy. Registering writes the
+one, extracted and verified in a staging folder inside its destination
+`$WSSSBED_HOME/maps/<name>/<version>`, and only then moved into place, so a bad download
+never replaces a good copy. The destination is an output folder of `fetch`
+(`wsssbed.io.ownership`): a re-fetch replaces the files the last fetch wrote, and a
+folder holding anything else is refused before the download. Registering writes the
 user's copy of the manifest with `source.path` set to the folder and, the first time a
 copy is verified, `source.sha256`, `content.digest` and `content.files` filled. Later
 fetches must match both exactly.
@@ -12,8 +15,6 @@ fetches must match both exactly.
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -26,7 +27,7 @@ from wsssbed.catalogue.methods import check_digest
 from wsssbed.errors import InputError, WsssbedError
 from wsssbed.io.archive import extract, single_folder
 from wsssbed.io.home import home
-from wsssbed.io.outputs import remove_empty_parents
+from wsssbed.io.ownership import OutputFolder
 
 Progress = Callable[[int, int], None]
 
@@ -110,20 +111,15 @@ def fetch(
         return [register(manifest, folder, pinned_content(manifest, folder, progress))]
     if not manifest.source.url:
         raise InputError(f"{manifest.ref} has no download address; give --path", manifest.path)
-    archive, sha256 = download_archive(manifest, download_progress)
     destination = home() / "maps" / manifest.name / manifest.version
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    maps = OutputFolder.claim(destination, "fetch", "maps folder", remedy="move it away")
+    archive, sha256 = download_archive(manifest, download_progress)
     try:
-        with tempfile.TemporaryDirectory(dir=destination.parent) as scratch:
-            staged = extract(archive, Path(scratch) / "maps")
+        with maps.staging() as scratch:
+            staged = extract(archive, scratch / "maps")
             content = pinned_content(manifest, single_folder(staged), progress)
             inner = single_folder(staged).relative_to(staged)
-            if destination.exists():  # an earlier copy, replaced only by a verified one
-                shutil.rmtree(destination)
-            staged.rename(destination)
-    except BaseException:
-        remove_empty_parents(destination, home())  # no empty maps/<name>/ left behind
-        raise
+            maps.commit(staged)  # an earlier copy's files, replaced only by verified ones
     finally:  # a verified archive is extracted; a bad one is not worth keeping
         archive.unlink(missing_ok=True)
     return [register(manifest, destination / inner, content, sha256)]

@@ -3,7 +3,8 @@
 Order of work, so that a refused submission leaves nothing behind:
 
 1. the name and version are checked (a new name, or a version above the existing one);
-2. an archive is extracted safely (`archive.py`) into `$WSSSBED_HOME/maps/<name>/<version>`;
+2. an archive is extracted safely (`archive.py`) into `$WSSSBED_HOME/maps/<name>/<version>`
+   (a folder `submit` claims: `wsssbed.io.ownership`);
 3. the folder is digested (plain files only);
 4. the default sweep reads every map through the engine's validation: the exact image
    set of the split (nothing missing, nothing extra), sizes equal to the ground truth,
@@ -14,7 +15,6 @@ Order of work, so that a refused submission leaves nothing behind:
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -36,8 +36,10 @@ from wsssbed.errors import InputError
 from wsssbed.eval.job import SweepJob
 from wsssbed.io.archive import extract, single_folder
 from wsssbed.io.home import home
-from wsssbed.io.outputs import check_output_folder, remove_empty_parents
+from wsssbed.io.outputs import remove_empty_parents
+from wsssbed.io.ownership import OutputFolder
 from wsssbed.results.runs import SweepResult, compute_run
+from wsssbed.results.store import results_folder
 
 Progress = Callable[[int, int], None]
 
@@ -90,18 +92,21 @@ def submit(
         out: results folder.
     """
     check_name(submission.name)
-    check_output_folder(out, "results folder")  # before any extraction or sweeping
+    results_folder(out)  # before any extraction or sweeping
     previous = _previous(submission.name, submission.version)
-    extracted: Path | None = None
     if not maps.exists():
         raise InputError("no such file or folder", maps)
+    extracted: OutputFolder | None = None
+    if maps.is_file():
+        # this version is not registered (`_previous` checked): maps left by a refused or
+        # killed earlier try carry submit's marker and are replaced; other files refuse
+        where = home() / "maps" / submission.name / submission.version
+        extracted = OutputFolder.claim(where, "submit", "maps folder", remedy="move it away")
     try:
-        if maps.is_file():
-            # this version is not registered (`_previous` checked): a folder left by a
-            # refused or killed earlier try is stale, not someone's maps
-            extracted = home() / "maps" / submission.name / submission.version
-            shutil.rmtree(extracted, ignore_errors=True)
-            folder = single_folder(extract(maps, extracted))
+        if extracted is not None:
+            with extracted.staging() as staged:
+                extracted.commit(extract(maps, staged / "maps"))
+            folder = single_folder(extracted.root)
         else:
             folder = maps.resolve()
         found = digest_maps(folder, submission.fmt)
@@ -138,8 +143,8 @@ def submit(
         summary.save(out)
     except BaseException:
         if extracted is not None:
-            shutil.rmtree(extracted, ignore_errors=True)
-            remove_empty_parents(extracted, home())
+            extracted.clear()
+            remove_empty_parents(extracted.root, home())
         raise
     write_manifest(manifest)  # last: a failure above leaves nothing that blocks a retry
     return manifest, summary

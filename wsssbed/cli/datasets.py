@@ -91,7 +91,9 @@ def datasets_prepare(
     sources: list[Path] = typer.Option(
         ..., "--from", help="An official archive or its extracted folder (repeat for several)."
     ),
-    out_dir: Path = typer.Option(..., "--out", help="New data root to write (must not exist)."),
+    out_dir: Path = typer.Option(
+        ..., "--out", help="Data root to write: new, empty, or one prepare wrote before."
+    ),
 ) -> None:
     """Build the layout wsssbed reads from a dataset's official files (docs/datasets.md)."""
     from wsssbed.datasets.prepare import RECORD, prepare
@@ -107,14 +109,20 @@ def datasets_prepare(
 @datasets_app.command("convert-coco")
 def datasets_convert_coco(
     annotations: Path = typer.Option(..., help="COCO 2014 instances_<split>2014.json."),
-    out_dir: Path = typer.Option(..., "--out", help="Data root to write the masks into."),
+    out_dir: Path = typer.Option(
+        ..., "--out", help="Folder of the masks: new, empty, or one convert-coco wrote."
+    ),
     split: str = typer.Option("train", help="Split name: train or val."),
 ) -> None:
     """Convert COCO instance annotations into the 81-class WSSS masks."""
     from wsssbed.datasets.coco import convert_coco
+    from wsssbed.io.ownership import OutputFolder
 
-    with reported_errors(), progress_bar("converting") as update:
-        count = convert_coco(annotations, out_dir, split, get_dataset("coco2014"), update)
+    with reported_errors():
+        folder = OutputFolder.claim(out_dir, "datasets convert-coco", "mask folder")
+        with progress_bar("converting") as update, folder.staging() as staging:
+            count = convert_coco(annotations, staging, split, get_dataset("coco2014"), update)
+            folder.commit(staging, keep_others=True)  # the other split's masks stay
     out.print(f"wrote {count:,} masks below {out_dir}")
 
 

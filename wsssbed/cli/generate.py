@@ -210,7 +210,7 @@ def refine_labels(
     with reported_errors():
         made = _refined(GivenLabels(), method)
         job = _generation_job(made, dataset, data_root, split, out_dir, "masks", device,
-                              predictions=pred)  # fmt: skip
+                              predictions=pred, command="refine")  # fmt: skip
         _run_generation(job, backend, address, workers, "refining", "label maps")
 
 
@@ -317,7 +317,9 @@ def _detector_options(
 
 @app.command("boxes")
 def boxes_command(
-    out_file: Path = typer.Option(..., "--out", help="Boxes JSON to write."),
+    out_file: Path = typer.Option(
+        ..., "--out", help="Boxes JSON to write: a new file (an existing one is never replaced)."
+    ),
     detector_weights: Path = DETECTOR_WEIGHTS_OPTION,
     box_threshold: float = BOX_THRESHOLD_OPTION,
     text_threshold: float = TEXT_THRESHOLD_OPTION,

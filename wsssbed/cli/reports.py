@@ -137,7 +137,11 @@ def sensitivity(
     halves: int = typer.Option(20, help="Random split-half repeats (needs --per-image runs)."),
     draws: int = typer.Option(1000, help="Bootstrap resamples."),
     seed: int = typer.Option(0, help="Seed of the random halves and resamples."),
-    out_dir: Path = typer.Option(Path("wsssbed-sensitivity"), "--out", help="Output folder."),
+    out_dir: Path = typer.Option(
+        Path("wsssbed-sensitivity"),
+        "--out",
+        help="Study folder: new, empty, or a study written before (only its own files change).",
+    ),
 ) -> None:
     """Threshold sensitivity: curves, heatmaps, plateau and AUC, transfer, intervals."""
     import pandas as pd
@@ -194,7 +198,9 @@ def sensitivity(
 def leaderboard(
     results: Path = RESULTS_IN_OPTION,
     out_dir: Path = typer.Option(
-        Path("wsssbed-leaderboard"), "--out", help="Site folder (replaced as a whole)."
+        Path("wsssbed-leaderboard"),
+        "--out",
+        help="Site folder: new, empty, or a site rendered before (only its own files change).",
     ),
     reported: Path = typer.Option(
         None, help="TOML file of numbers reported in papers (`\\[\\[reported]]` tables)."

@@ -17,6 +17,8 @@ import numpy as np
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.errors import InputError
 from wsssbed.io.imageio import write_png_atomic
+from wsssbed.io.names import check_id
+from wsssbed.io.outputs import inside
 
 
 def category_lookup(spec: DatasetSpec) -> dict[int, int]:
@@ -59,6 +61,7 @@ def convert_coco(
     folder = out / "SegmentationClass" / f"{split}2014"
     ids, label_lines = [], []
     for done, image in enumerate(sorted(images, key=lambda i: i["file_name"]), start=1):
+        image_id = check_id(Path(image["file_name"]).stem, "image id", annotations)
         height, width = image["height"], image["width"]
         mask = np.zeros((height, width), dtype=np.uint8)
         anns = by_image.get(image["id"], [])
@@ -70,8 +73,7 @@ def convert_coco(
             reverse=True,
         ):
             mask[_decode(mask_utils, ann, height, width)] = lookup[ann["category_id"]]
-        image_id = Path(image["file_name"]).stem
-        write_png_atomic(folder / f"{image_id}.png", mask, spec.palette())
+        write_png_atomic(inside(folder, f"{image_id}.png"), mask, spec.palette())
         present = sorted(set(np.unique(mask).tolist()) - {0, 255})
         ids.append(image_id)
         label_lines.append(" ".join([image_id, *(str(c - 1) for c in present)]))

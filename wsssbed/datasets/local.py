@@ -12,7 +12,8 @@ import numpy as np
 
 from wsssbed.datasets.spec import DatasetSpec, GroundTruthSource
 from wsssbed.errors import InputError
-from wsssbed.io.imageio import picture_size, read_png_array, read_rgb, regular_file
+from wsssbed.io.imageio import picture_size, read_png_array, read_rgb
+from wsssbed.io.names import check_id, read_lines
 
 UNKNOWN = -1
 
@@ -42,19 +43,25 @@ def map_labels(raw: np.ndarray, table: np.ndarray, path: Path) -> np.ndarray:
 
 
 def read_id_list(path: Path) -> list[str]:
-    """Image ids from a split file: first token of each non-empty line, order kept."""
-    regular_file(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise InputError("split list is not UTF-8 text", path) from exc
-    ids = [line.split()[0] for line in lines if line.strip()]
-    seen: set[str] = set()
-    for image_id in ids:
-        if image_id in seen:
-            raise InputError(f"image id {image_id!r} is listed twice", path)
-        seen.add(image_id)
-    return ids
+    """Image ids from a split file: first token of each non-empty line, order kept.
+
+    UTF-8 with or without a byte-order mark, LF or CRLF endings (`read_lines`).
+
+    Raises:
+        InputError: naming the line of an id that cannot name a file (`check_id`), of an
+            id listed twice, or of bytes that are not UTF-8.
+    """
+    ids: dict[str, int] = {}
+    for number, tokens in read_lines(path, "split list"):
+        image_id = check_id(tokens[0], "image id", path, f"line {number}: ")
+        if image_id in ids:
+            raise InputError(
+                f"line {number}: image id {image_id!r} is listed twice (first on line "
+                f"{ids[image_id]})",
+                path,
+            )
+        ids[image_id] = number
+    return list(ids)
 
 
 def read_label_list(path: Path, spec: DatasetSpec) -> dict[str, tuple[int, ...]]:
@@ -63,23 +70,14 @@ def read_label_list(path: Path, spec: DatasetSpec) -> dict[str, tuple[int, ...]]
     Returns dataset class ids (with background, `c + 1`).
 
     Raises:
-        InputError: naming the line of any byte that is not UTF-8, or of an index that is
-            not an integer of the dataset (checked before any arithmetic).
+        InputError: naming the line of any byte that is not UTF-8, of an id that cannot
+            name a file, or of an index that is not an integer of the dataset (checked
+            before any arithmetic).
     """
-    regular_file(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read the label list: {exc.strerror}", path) from exc
     foreground = spec.num_classes - spec.first_foreground
     labels: dict[str, tuple[int, ...]] = {}
-    for number, line in enumerate(raw.splitlines(), start=1):
-        try:
-            tokens = line.decode("utf-8").split()
-        except UnicodeDecodeError as exc:
-            raise InputError(f"line {number}: not UTF-8 text ({exc.reason})", path) from exc
-        if not tokens:
-            continue
+    for number, tokens in read_lines(path, "label list"):
+        image_id = check_id(tokens[0], "image id", path, f"line {number}: ")
         keys = []
         for token in tokens[1:]:
             if not (token.isascii() and token.isdigit()) or int(token) >= foreground:
@@ -90,7 +88,7 @@ def read_label_list(path: Path, spec: DatasetSpec) -> dict[str, tuple[int, ...]]
                 )
             keys.append(int(token))
         ids = spec.foreground_class_ids(np.array(keys, dtype=np.int64))
-        labels[tokens[0]] = tuple(sorted(set(ids.tolist())))
+        labels[image_id] = tuple(sorted(set(ids.tolist())))
     return labels
 
 
@@ -219,7 +217,7 @@ class LocalDataset:
             folder = self.root / self._fill(source.folder)
             if folder.is_dir() and "{split}" in source.folder:
                 names = sorted(p.name for p in folder.iterdir() if p.name.endswith(source.suffix))
-                return [n[: -len(source.suffix)] for n in names]
+                return [check_id(n[: -len(source.suffix)], "image id", folder / n) for n in names]
         tried = ", ".join(self._fill(t) for t in self.spec.split_files)
         raise InputError(f"split {self.split!r} not found (tried {tried})", self.root)
 

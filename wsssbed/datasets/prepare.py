@@ -1,9 +1,13 @@
 """`wsssbed datasets prepare`: the layout the specs read, built from official files.
 
 Every preparer reads folders or archives (`.zip`, `.tar`, `.tar.gz`; extracted with
-`wsssbed.io.archive`'s checks) and writes below a staging folder beside `out`, which is
-renamed to `out` only when everything is written and every written split has been read
-back through its spec; a failure leaves nothing that looks prepared. `PREPARED.toml` in
+`wsssbed.io.archive`'s checks) and writes below a staging folder beside `out`, whose files
+are moved into `out` only when everything is written and every written split has been
+read back through its spec; a failure leaves nothing that looks prepared. `out` is new,
+empty, or a data root prepared before (`wsssbed.io.ownership`: its files are replaced,
+a user's files beside them are kept); anything else is refused before any work. Image
+ids from split lists and file names are checked (`wsssbed.io.names.check_id`) and every
+written path stays below `out`. `PREPARED.toml` in
 the root records the dataset, the sources (path, size, and sha256 for archives), the
 split sizes and the wsssbed version. Pictures and unchanged masks are hard-linked when
 the source is on the same disk, copied otherwise.
@@ -43,7 +47,9 @@ from wsssbed.errors import InputError
 from wsssbed.io.archive import extract
 from wsssbed.io.digest import file_sha256
 from wsssbed.io.imageio import read_png_array, write_png_atomic
-from wsssbed.io.outputs import follow_umask
+from wsssbed.io.names import check_id
+from wsssbed.io.outputs import follow_umask, inside
+from wsssbed.io.ownership import OutputFolder
 
 Progress = Callable[[int, int], None]
 RECORD = "PREPARED.toml"
@@ -141,7 +147,7 @@ def _prepare_voc(sources: list[Path], out: Path, spec: DatasetSpec, progress) ->
         else:
             raise InputError(f"{image_id} is listed in a split but has no mask", voc_mask)
         if sbd is not None:
-            aug = target / "SegmentationClassAug" / f"{image_id}.png"
+            aug = inside(target, "SegmentationClassAug", f"{image_id}.png")
             write_png_atomic(aug, mask, spec.palette())
         labels[image_id] = labels_from_mask(mask, spec)
         if progress is not None:
@@ -229,11 +235,11 @@ def _coco_masks(pngs: list[Path], out: Path, split: str, spec, progress, source:
         table[:] = spec.ignore_index
         table[0] = 0
         table[list(spec.category_ids)] = np.arange(1, spec.num_classes)
-    ids = sorted(paths)
+    ids = sorted(check_id(image_id, "image id", path) for image_id, path in paths.items())
     labels = {}
     for done, image_id in enumerate(ids, start=1):
         mask = table[read_png_array(paths[image_id])]
-        target = out / "SegmentationClass" / f"{split}2014" / f"{image_id}.png"
+        target = inside(out, "SegmentationClass", f"{split}2014", f"{image_id}.png")
         write_png_atomic(target, mask, spec.palette())
         labels[image_id] = labels_from_mask(mask, spec)
         if progress is not None:
@@ -332,8 +338,7 @@ def prepare(
     for source in sources:
         if not source.exists():
             raise InputError("not found", source)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError("already exists and is not empty; choose a new --out", out)
+    root = OutputFolder.claim(out, "datasets prepare", "data root")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
     follow_umask(staging)
@@ -355,12 +360,9 @@ def prepare(
             "sources": [_describe(source) for source in sources],
         }
         (staging / RECORD).write_text(tomli_w.dumps(json.loads(json.dumps(record))))
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-    except BaseException:
+        root.commit(staging)
+    finally:  # after the commit it holds only empty folders
         shutil.rmtree(staging, ignore_errors=True)
-        raise
     return counts
 
 

@@ -37,6 +37,7 @@ from wsssbed.datasets import get_dataset
 from wsssbed.errors import InputError
 from wsssbed.io.home import home
 from wsssbed.io.outputs import follow_umask
+from wsssbed.io.ownership import OutputFolder
 from wsssbed.saliency.maps import write_saliency
 
 SAMPLE_VERSION = "v1"
@@ -126,6 +127,7 @@ def ensure_sample(root: Path | None = None) -> Path:
     root = sample_root() if root is None else root
     if (root / "COMPLETE").is_file():
         return root
+    OutputFolder.claim(root, "sample", "sample folder")  # new or empty: someone's files stay
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
     follow_umask(staging)

@@ -5,7 +5,9 @@ maps `npz` files (`OUTPUTS`). Each `OUT/<id>.<ext>` is written beside its final 
 renamed, so an interrupted run leaves only whole files and a second run skips them.
 `OUT/wsssbed.toml` records what produced them (generator and settings, inputs, wsssbed
 version and commit); a folder that holds output of another configuration is refused
-rather than mixed. When every image is done, the record gets the files' count and digest.
+rather than mixed, and so is a folder of anything but this command's output
+(`wsssbed.io.ownership`). The writer never removes a file. When every image is done,
+the record gets the files' count and digest.
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ from wsssbed.eval.loop import shard_ranges, start_worker
 from wsssbed.generators.base import Generator
 from wsssbed.io.configio import read_toml
 from wsssbed.io.imageio import picture_size, read_png_array, write_atomic, write_label_map
+from wsssbed.io.ownership import OutputFolder
 from wsssbed.io.provenance import git_commit
 from wsssbed.saliency.maps import write_saliency
 
 RECORD = "wsssbed.toml"
+COMMANDS = {"labels": "pseudo-labels", "saliency": "saliency", "activation": "clip-activations"}
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,8 @@ class GenerationJob:
         predictions: folder of label maps, for generators that refine them.
         labels: `masks` or a label-list file (`image_id c1 c2 ...`).
         device: `auto`, `cpu` or `cuda`.
+        command: the command that owns `out` (its `.wsssbed-output` marker); default:
+            the one that writes this kind of output (`COMMANDS`).
     """
 
     dataset: LocalDataset
@@ -93,6 +99,12 @@ class GenerationJob:
     predictions: Path | None = None
     labels: str = "masks"
     device: str = "cpu"
+    command: str | None = None
+
+    @property
+    def owner(self) -> str:
+        """The command named in the output folder's marker."""
+        return self.command or COMMANDS[self.generator.output]
 
     def inputs(self) -> SweepInputs:
         """The sweep engine's loader: the same validation of every file."""
@@ -128,8 +140,14 @@ class GenerationJob:
 
 
 def start(job: GenerationJob) -> None:
-    """Check the inputs, the generator's models and prompts, and the output folder; write
-    the record of the configuration. Nothing is generated before all of it passes."""
+    """Check the output folder, the inputs, the generator's models and prompts; write the
+    record of the configuration. Nothing is generated before all of it passes.
+
+    The output folder is claimed first (`wsssbed.io.ownership`): a new or empty folder,
+    or one this command wrote before (its marker, or an older `wsssbed.toml` record);
+    a folder of someone's files or another command's output is refused.
+    """
+    folder = OutputFolder.claim(job.out, job.owner, adopt=lambda root: (root / RECORD).is_file())
     job.inputs()  # every input folder is checked against the split before any work
     job.generator.prepare(job.dataset, resolve_device(job.device))
     path = job.out / RECORD
@@ -142,8 +160,9 @@ def start(job: GenerationJob) -> None:
                 f"({found.get('configuration')}); use a new --out",
                 path,
             )
-        return
-    _write_record(path, {"configuration": wanted, "complete": False})
+    folder.open()
+    if not path.exists():
+        _write_record(path, {"configuration": wanted, "complete": False})
 
 
 def generate(

@@ -103,12 +103,14 @@ def extract(archive: Path, destination: Path) -> Path:
     follow_umask(staging)
     free = shutil.disk_usage(staging).free
     try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as handle:
-                _write_members(_zip_members(handle, archive, free), staging)
-        elif tarfile.is_tarfile(archive):
+        # tar first: `is_zipfile` looks for a zip directory near the end of the file, so
+        # a tar whose last member is a zip (an `.npz` map) would pass for that zip
+        if tarfile.is_tarfile(archive):
             with tarfile.open(archive) as handle:
                 _write_members(_tar_members(handle, archive, free), staging)
+        elif zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as handle:
+                _write_members(_zip_members(handle, archive, free), staging)
         else:
             raise InputError("not a zip or tar archive", archive)
         staging.rename(destination)

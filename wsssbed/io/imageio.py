@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from wsssbed.errors import InputError
-from wsssbed.io.outputs import follow_umask
+from wsssbed.io.outputs import follow_umask, inside
 
 #: Largest image wsssbed decodes (pixels); larger files are refused before decoding.
 MAX_PIXELS = 64_000_000
@@ -164,4 +164,4 @@ def read_label_map(
 
 def write_label_map(folder: Path, image_id: str, labels: np.ndarray, palette: list[int]) -> None:
     """Write an HxW uint8 label map as a palette PNG, atomically."""
-    write_png_atomic(folder / f"{image_id}.png", labels, palette)
+    write_png_atomic(inside(folder, f"{image_id}.png"), labels, palette)

@@ -53,11 +53,36 @@ def check_output_folder(folder: Path, what: str = "output folder") -> None:
         raise InputError(f"no permission to write the {what} in {parent}", folder)
 
 
+def inside(root: Path, *parts: str) -> Path:
+    """`root / parts...`, checked to lie below `root` once links and `..` are resolved.
+
+    Every path wsssbed writes from a name it read (an image id, a run id) goes through
+    here, whatever checked the name before.
+
+    Raises:
+        InputError: the path would leave `root`, naming the path.
+    """
+    path = root.joinpath(*parts)
+    base = root.resolve()
+    resolved = path.resolve()
+    if resolved == base or not resolved.is_relative_to(base):
+        raise InputError(f"leaves its folder {root} (it resolves to {resolved})", path)
+    return path
+
+
 def check_output_file(path: Path, what: str = "output file") -> None:
-    """`check_output_folder` for a single file: refuse a folder in its place, or a
-    parent that cannot hold it, before anything is computed."""
+    """`check_output_folder` for a single file, before anything is computed: refuse a
+    folder in its place, a parent that cannot hold it, and an existing file. A single
+    file carries no marker (`wsssbed.io.ownership`), so an existing one could be
+    anybody's: wsssbed never replaces it."""
     if path.is_dir():
         raise InputError(f"the {what} is a folder, not a file; choose another location", path)
+    if os.path.lexists(path):
+        raise InputError(
+            f"the {what} already exists; wsssbed never replaces a file it cannot tell it "
+            "wrote: choose a new name, or move the old file away",
+            path,
+        )
     check_output_folder(path.parent, f"folder of the {what}")
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.errors import InputError
 from wsssbed.io.configio import read_json
+from wsssbed.io.names import check_id
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ def read_boxes(path: Path, spec: DatasetSpec) -> dict[str, list[Box]]:
     by_name = {name: i for i, name in enumerate(spec.classes) if i >= spec.first_foreground}
     found: dict[str, list[Box]] = {}
     for image_id, entries in parsed.items():
+        check_id(image_id, "image id", path)
         if not isinstance(entries, list):
             raise InputError(f"image {image_id}: expected a list of boxes", path)
         found[image_id] = [_parse_box(e, image_id, n, by_name, spec, path)

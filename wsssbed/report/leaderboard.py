@@ -11,16 +11,15 @@ that a val number does not see val's ground truth; else its best point on its ow
 marked "oracle" (chosen with that split's ground truth). The page says which.
 
 The same tables give the same bytes: rows are sorted, nothing depends on the clock, and
-figures are deterministic SVG. The site is written to
-a staging folder and swapped into place, so a failed render leaves the old site.
+figures are deterministic SVG. The site is rendered into a staging folder inside `--out`
+and committed file by file (`wsssbed.io.ownership`), so a failed render leaves the old
+site, and only files an earlier render recorded as its own are replaced or removed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +31,8 @@ from wsssbed.datasets.fingerprint import mixed_ground_truth, short
 from wsssbed.errors import InputError
 from wsssbed.eval.summary import BOUNDARY_METRICS, GLOSSARY, SUMMARY_METRICS
 from wsssbed.io.configio import from_table, read_toml
-from wsssbed.io.outputs import check_output_folder, follow_umask
+from wsssbed.io.outputs import inside
+from wsssbed.io.ownership import OutputFolder
 from wsssbed.report import figures
 from wsssbed.report.gallery import gallery
 from wsssbed.report.sensitivity import (
@@ -247,8 +247,15 @@ def render_site(
     gallery_images: int = 4,
     draws: int = 1000,
 ) -> list[Path]:
-    """Render the site for every committed run in `results` into `out`; returns its files."""
-    check_output_folder(out, "site folder")
+    """Render the site for every committed run in `results` into `out`; returns the files
+    written.
+
+    `out` is claimed before any work (`wsssbed.io.ownership`): a new or empty folder, or
+    a site rendered here before, whose own files are replaced (and those of runs no
+    longer shown removed); a user's file, another command's output or a results folder
+    is refused.
+    """
+    site = OutputFolder.claim(out, "leaderboard", "site folder")
     runs = read_table(results, "runs")
     if runs.empty:
         raise InputError("no runs to show", results)
@@ -279,10 +286,7 @@ def render_site(
                                "reported": paper.to_dict("records"),
                                "gt_mixed": any(e.gt_mixed for e in measured)})  # fmt: skip
         sections.append({"dataset": dataset, "title": title, "stages": stages})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    follow_umask(staging)
-    try:
+    with site.staging() as staging:
         (staging / "runs").mkdir()
         index = environment.get_template("index.html").render(
             sections=sections, metrics=SUMMARY_METRICS + BOUNDARY_METRICS, root=""
@@ -308,12 +312,8 @@ def render_site(
                 metrics=SUMMARY_METRICS + BOUNDARY_METRICS,
                 root="../",
             )
-            (staging / entry.page).write_text(page, encoding="utf-8")
-        _swap(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return sorted(p for p in out.rglob("*") if p.is_file())
+            inside(staging, entry.page).write_text(page, encoding="utf-8")
+        return site.commit(staging)
 
 
 def _builtin_title(dataset: str) -> str:
@@ -340,15 +340,3 @@ def _provenance(run: pd.Series) -> list[tuple[str, str, str]]:
             short = full[: PROVENANCE_WIDTH - 1] + "\u2026"
         rows.append((name, short, full))
     return rows
-
-
-def _swap(staging: Path, out: Path) -> None:
-    """Replace `out` by `staging` (the old site is removed only once the new one is whole)."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        staging.rename(out)
-        shutil.rmtree(old)
-    else:
-        staging.rename(out)

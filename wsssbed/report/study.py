@@ -13,7 +13,9 @@ from wsssbed.datasets import spec_of_run
 from wsssbed.errors import InputError
 from wsssbed.eval.axes import AXIS_COLUMNS
 from wsssbed.io.imageio import write_atomic
-from wsssbed.io.outputs import check_output_folder
+from wsssbed.io.names import check_id
+from wsssbed.io.outputs import inside
+from wsssbed.io.ownership import OutputFolder
 from wsssbed.report import figures
 from wsssbed.report.sensitivity import (
     PerImage,
@@ -100,9 +102,28 @@ def _run_for(name: str, runs: pd.DataFrame) -> pd.Series:
     return matches.iloc[-1]
 
 
+def _output(staging: Path, name: str, results: Path) -> Path:
+    """A study file named after a run's fields (run id, dataset, split), checked to be
+    one file name below the study folder."""
+    return inside(staging, check_id(name, "file name", results / "runs.parquet"))
+
+
 def run_study(results: Path, out: Path, options: StudyOptions) -> Study:
-    """Compute every statistic for the selected runs and write tables and figures."""
-    check_output_folder(out, "study folder")
+    """Compute every statistic for the selected runs and write tables and figures.
+
+    `out` is claimed before any work (`wsssbed.io.ownership`): a new or empty folder or
+    a study written here before, whose files are replaced as a whole; anything else is
+    refused. The files are written to a staging folder and committed at the end.
+    """
+    study = OutputFolder.claim(out, "sensitivity", "study folder")
+    with study.staging() as staging:
+        found = _study(results, staging, options)
+        found.files = study.commit(staging)
+    return found
+
+
+def _study(results: Path, out: Path, options: StudyOptions) -> Study:
+    """`run_study`, writing into the staging folder `out`."""
     runs = _select_runs(results, options)
     sweeps = read_table(results, "sweeps")
     sweeps = sweeps[sweeps.run_id.isin(runs.run_id)]
@@ -133,7 +154,7 @@ def run_study(results: Path, out: Path, options: StudyOptions) -> Study:
         kind = "recommended" if point else "best"
         if is_2d(rows):
             title = f"{label} on {run.dataset}/{run.split}"
-            stem = out / f"heatmap_{run.run_id}"
+            stem = _output(out, f"heatmap_{run.run_id}", results)
             files += figures.save(figures.heatmap_figure(rows, title, "miou", shown, kind), stem)
             saliency = shown.get("sal_threshold", best_row(rows).sal_threshold)
             rows = rows[np.isclose(rows.sal_threshold, saliency)]
@@ -148,7 +169,7 @@ def run_study(results: Path, out: Path, options: StudyOptions) -> Study:
         for metric in ("miou", "bf_f"):
             if metric == "bf_f" and all(c.rows.bf_f.isna().all() for c in curves):
                 continue
-            stem = out / f"curves_{metric}_{dataset}_{split}_{axis}"
+            stem = _output(out, f"curves_{metric}_{dataset}_{split}_{axis}", results)
             title = f"{dataset}/{split}: {figures.METRIC_TITLES[metric]}"
             files += figures.save(figures.curves_figure(curves, axis, metric, title), stem)
     stats = pd.DataFrame(stats_rows)
@@ -160,7 +181,7 @@ def run_study(results: Path, out: Path, options: StudyOptions) -> Study:
     for name, table in (("stats", stats), ("transfer", transfer), ("comparison", comparison)):
         if table.empty and name != "stats":
             continue
-        path = out / f"{name}.parquet"
+        path = _output(out, f"{name}.parquet", results)
         write_atomic(path, lambda f, t=table: t.to_parquet(f, index=False))
         files.append(path)
     return Study(stats, transfer, comparison, files)

@@ -22,9 +22,8 @@ from wsssbed.eval.loop import run_sweep
 from wsssbed.eval.reduce import SweepState
 from wsssbed.eval.tables import per_image_table, sweep_tables
 from wsssbed.io.digest import file_sha256
-from wsssbed.io.outputs import check_output_folder
 from wsssbed.io.provenance import git_commit, new_run_id, package_versions, utc_now
-from wsssbed.results.store import SCHEMA_VERSION, append_run, best_row
+from wsssbed.results.store import SCHEMA_VERSION, append_run, best_row, results_folder
 
 STAGES = ("activation", "pseudo-label", "final")
 BACKENDS = ("local", "ray")
@@ -67,7 +66,7 @@ class SweepResult:
             InputError: `out` is a file, or this run is already stored there.
         """
         folder = Path(out)
-        check_output_folder(folder, "results folder")
+        results_folder(folder)
         if folder.resolve() in self.saved_to:
             raise InputError(f"run {self.run_id} is already stored here", folder)
         tables = {

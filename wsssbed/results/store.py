@@ -12,6 +12,8 @@ as null for old runs):
 - `per_image.parquet` (only for runs swept with `--per-image`): one row per (run, image,
   grid point, class) with a non-zero count, for bootstrap intervals and split halves.
 
+A results folder is new, empty or already a results folder (`results_folder`: its
+`.wsssbed-output` marker names `sweep/evaluate/submit`), never another command's output.
 Appends hold an exclusive lock on `RESULTS/.lock`, write each table to a temporary file
 beside it and rename it into place, so concurrent runs never corrupt a table and an
 interrupted run leaves the store as it was (rows of a run absent from `runs` are ignored
@@ -33,8 +35,11 @@ import pyarrow.parquet as pq
 from wsssbed.errors import InputError
 from wsssbed.eval.summary import BOUNDARY_METRICS, SUMMARY_METRICS
 from wsssbed.io.imageio import write_atomic
+from wsssbed.io.names import check_ids
+from wsssbed.io.ownership import OutputFolder
 
 SCHEMA_VERSION = 4
+WRITERS = "sweep/evaluate/submit"  # the commands that append runs: the folder's marker
 TABLES = ("per_image", "per_class", "sweeps", "runs")
 OPTIONAL_TABLES = ("per_image",)
 
@@ -169,11 +174,25 @@ def _conform(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def _holds_tables(folder: Path) -> bool:
+    """A results folder written before markers existed: it holds one of the tables."""
+    return any((folder / f"{name}.parquet").is_file() for name in TABLES)
+
+
+def results_folder(folder: Path) -> OutputFolder:
+    """Claim `folder` for appending runs, before any work: a new or empty folder, or a
+    results folder (its `.wsssbed-output` marker names `WRITERS`, or it holds the tables).
+    Another command's output or a folder of other files is refused
+    (`wsssbed.io.ownership`); the store only adds and replaces its own tables."""
+    return OutputFolder.claim(Path(folder), WRITERS, "results folder", adopt=_holds_tables)
+
+
 def append_run(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
     """Append one run's rows to every table (runs last), atomically and under the lock."""
     required = set(TABLES) - set(OPTIONAL_TABLES)
     if not required <= set(tables) <= set(TABLES):
         raise ValueError(f"expected tables {TABLES}, got {sorted(tables)}")
+    results_folder(folder).open()
     with locked(folder):
         committed = _committed(folder)
         staged: list[tuple[Path, pa.Table]] = []
@@ -235,20 +254,42 @@ def repair(folder: Path) -> dict[str, int]:
 
 
 def read_table(folder: Path, name: str) -> pd.DataFrame:
-    """A table's committed rows (those whose run is in `runs.parquet`)."""
+    """A table's committed rows (those whose run is in `runs.parquet`).
+
+    Run ids and image ids become file names (`runs/<run_id>.html`, pictures looked up by
+    id), so each is checked here (`wsssbed.io.names.check_id`); other tables' rows are
+    those of checked run ids.
+
+    Raises:
+        InputError: a missing or unreadable table, or an id that cannot name a file,
+            naming the table and the id.
+    """
     if name not in TABLES:
         raise InputError(f"unknown results table {name!r}; tables: {TABLES}")
-    runs = _read(folder / "runs.parquet")
+    path = folder / "runs.parquet"
+    runs = _read(path)
     if runs is None:
         raise InputError("no results here (runs.parquet is missing)", folder)
+    check_ids(_column_values(runs, "run_id"), "run_id", path)
     if name == "runs":
         return runs.to_pandas()
-    table = _read(folder / f"{name}.parquet")
+    path = folder / f"{name}.parquet"
+    table = _read(path)
     if table is None and name in OPTIONAL_TABLES:
         return SCHEMAS[name].empty_table().to_pandas()
     if table is None:
         raise InputError(f"{name}.parquet is missing", folder)
-    return _committed_rows(table, runs.column("run_id").combine_chunks()).to_pandas()
+    table = _committed_rows(table, runs.column("run_id").combine_chunks())
+    if "image_id" in table.schema.names:
+        check_ids(_column_values(table, "image_id"), "image_id", path)
+    return table.to_pandas()
+
+
+def _column_values(table: pa.Table, column: str) -> list[object]:
+    """The distinct values of a column (None for nulls; none when the column is absent)."""
+    if column not in table.schema.names:
+        return []
+    return pc.unique(table.column(column)).to_pylist()
 
 
 def best_row(sweeps: pd.DataFrame) -> pd.Series:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from wsssbed.io.imageio import read_png_array, write_png_atomic
+from wsssbed.io.outputs import inside
 
 SALIENCY_FORMAT = "png"  # the format name of saliency folders in manifests: `<id>.png`
 
@@ -33,4 +34,4 @@ def read_saliency_u8(folder: Path, image_id: str) -> np.ndarray:
 
 def write_saliency(folder: Path, image_id: str, saliency_u8: np.ndarray) -> None:
     """Write an HxW uint8 saliency map as `<id>.png`."""
-    write_png_atomic(folder / f"{image_id}.png", saliency_u8)
+    write_png_atomic(inside(folder, f"{image_id}.png"), saliency_u8)

@@ -12,6 +12,7 @@ from wsssbed.activation.base import FORMATS, MapFormat
 from wsssbed.errors import InputError
 from wsssbed.io.budget import MapBudget
 from wsssbed.io.imageio import read_png_array, write_png_atomic
+from wsssbed.io.outputs import inside
 
 _NAME = re.compile(r"^(?P<id>.+)_(?P<key>[0-9]+)\.png$")
 
@@ -72,4 +73,4 @@ class PngPerClass(MapFormat):
     def write(self, folder: Path, image_id: str, keys: np.ndarray, cams: np.ndarray) -> None:
         for key, plane in zip(keys.tolist(), cams):
             quantised = np.rint(np.clip(plane, 0.0, 1.0) * 255.0).astype(np.uint8)
-            write_png_atomic(folder / f"{image_id}_{key}.png", quantised)
+            write_png_atomic(inside(folder, f"{image_id}_{key}.png"), quantised)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from wsssbed.activation.base import MapFormat
 from wsssbed.errors import InputError
+from wsssbed.io.outputs import inside
 
 
 class SingleFileFormat(MapFormat):
@@ -27,4 +28,4 @@ class SingleFileFormat(MapFormat):
         return name.endswith(self.suffix)
 
     def where(self, folder: Path, image_id: str) -> Path:
-        return folder / f"{image_id}{self.suffix}"
+        return inside(folder, f"{image_id}{self.suffix}")
