@@ -107,7 +107,13 @@ def sweep(
         None, help=_grid_help("sal_threshold", "Saliency thresholds (saliency-rule)")
     ),
     ignore_label: bool = typer.Option(
-        None, "--ignore-label/--no-ignore-label", help="Salient background becomes 255 (WSSS-BED)."
+        None,
+        "--ignore-label/--no-ignore-label",
+        help="saliency-rule: salient background becomes 255 (ignored) \\[default: the --method "
+        "pipeline's setting, else off, as WSSS-BED's run.py defaults it: salient background "
+        "is scored as background]. pseudo-labels defaults it on, as WSSS-BED's released "
+        "scripts run run.py: give both commands the same choice to write the labels you swept.",
+        show_default=False,
     ),
     without_saliency: bool = typer.Option(
         None, "--without-saliency", help="Saliency rule without saliency maps."

@@ -1,4 +1,4 @@
-"""The results store: three Parquet tables in one folder, appended atomically.
+"""The results store: four Parquet tables in one folder, appended atomically.
 
 Schema version 4 (documented in docs/results.md; version 1 lacked the provenance
 columns `method`, `manifests`, `verified` and `seed`, version 2 lacked `protocol`,
@@ -251,14 +251,15 @@ def read_table(folder: Path, name: str) -> pd.DataFrame:
     return _committed_rows(table, runs.column("run_id").combine_chunks()).to_pandas()
 
 
-def best_row(sweeps: pd.DataFrame) -> pd.Series:
-    """A run's grid point with the highest mIoU (the first point on ties).
+def best_row(sweeps: pd.DataFrame, metric: str = "miou") -> pd.Series:
+    """A run's grid point with the highest `metric` (the first point on ties).
 
     Args:
         sweeps: one run's `sweeps` rows, in any order.
+        metric: a column of `sweeps` (an mIoU convention: `miou`, `miou_zero`, ...).
     """
     ordered = sweeps.sort_values("point", kind="stable")
-    return ordered.loc[ordered.miou.astype(float).idxmax()]
+    return ordered.loc[ordered[metric].astype(float).idxmax()]
 
 
 def best_points(
