@@ -7,6 +7,7 @@ import io
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -149,3 +150,12 @@ def test_export_errors(store):
     assert digits.exit_code == 2 and "--digits" in digits.stderr
     fmt = run_cli("results", "export", "--results", store, "--format", "docx")
     assert fmt.exit_code == 2 and "latex, markdown, csv" in fmt.stderr
+
+
+def test_the_readme_shows_what_the_command_prints():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    block = re.search(r"```latex\n(.*?)```", readme, re.S)[1]
+    shown = _latex(root / "leaderboard/results", "--method", "sample-cam", "--method",
+                   "sample-cam (power-bg)", "--no-classes")  # fmt: skip
+    assert block == shown
