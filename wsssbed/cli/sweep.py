@@ -27,6 +27,7 @@ from wsssbed.cli.common import (
     percent,
     progress_bar,
 )
+from wsssbed.datasets.fingerprint import subset_of
 from wsssbed.eval.axes import AXES, DISPLAY_ORDER
 from wsssbed.eval.summary import GLOSSARY
 
@@ -175,7 +176,8 @@ def sweep(
             soft_wrap=True,
             highlight=False,
         )
-    title = f"best point of {method or run_row.generator} on {run_row.dataset}/{run_row.split}"
+    where = f"{run_row.dataset}/{subset_of(run_row).name}"
+    title = f"best point of {method or run_row.generator} on {where}"
     finish(result, results, as_json, title)
 
 
@@ -218,4 +220,5 @@ def evaluate(
             out=results,
             progress=update,
         )
-    finish(result, results, as_json, f"{pred} on {result.run.dataset}/{result.run.split}")
+    where = f"{result.run.dataset}/{subset_of(result.run).name}"
+    finish(result, results, as_json, f"{pred} on {where}")

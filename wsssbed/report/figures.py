@@ -5,8 +5,9 @@ Figures are one column (3.3 in) or two columns (6.9 in) of a two-column paper wi
 8 pt text, so they print at their size without scaling. Each marker has one meaning, named
 once in the legend: a star is the best point of the metric plotted, a hollow diamond the
 point a report shows (recommended, transferred or oracle), a shaded band the range within
-`PLATEAU_POINTS` of the best. Values and names live in the legend, below the axes, so no
-label sits on a curve or on another label.
+`PLATEAU_POINTS` of the best. Run names (and a lone run's values; several runs' values
+are in the statistics table) live in the legend, below the axes, so no label sits on a
+curve or on another label.
 
 SVG and PDF output are deterministic (fixed hash salt, no date), so the same results give
 the same bytes.
