@@ -333,7 +333,7 @@ def test_every_page_links_the_glossary(site):
 
 
 def test_legends_tell_two_runs_of_one_method_apart():
-    from wsssbed.report.figures import distinct_labels
+    from wsssbed.report.sensitivity import distinct_labels
 
     runs = ["20261125T010203Z-aaaaaaaa", "20261126T010203Z-bbbbbbbb", "20261126T0102Z-cccccccc"]
     labels = distinct_labels(["cam", "cam", "eps"], runs)

@@ -23,6 +23,7 @@ from PIL import Image
 
 from wsssbed.errors import InputError
 from wsssbed.io.ownership import MARKER, STAGING, OutputFolder
+from wsssbed.report.figures import FORMATS as FIGURE_FORMATS
 
 NPZ = "activation/sample-cam/npz"
 
@@ -278,11 +279,11 @@ def test_sensitivity_refuses_a_users_folder_and_replaces_its_own_study(results, 
     both = run_cli("sensitivity", "--results", results, "--out", study, *common)
     assert both.exit_code == 0, both.stderr
     figures = {p.name for p in study.glob("curves_*")}
-    assert len(figures) == 4  # train and val, PNG and SVG
+    assert len(figures) == 2 * len(FIGURE_FORMATS)  # train and val, each format
     (study / "mine.txt").write_text("mine")
     one = run_cli("sensitivity", "--results", one_run, "--out", study, *common)
     assert one.exit_code == 0, one.stderr
-    assert len({p.name for p in study.glob("curves_*")}) == 2  # the other split's removed
+    assert len({p.name for p in study.glob("curves_*")}) == len(FIGURE_FORMATS)  # one split
     assert (study / "mine.txt").read_text() == "mine"
     assert sorted(_marker(study)["files"]) == sorted(
         p.name for p in study.iterdir() if p.name not in ("mine.txt", MARKER)

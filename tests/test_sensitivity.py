@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -168,18 +170,20 @@ def test_sensitivity_command_writes_everything(store, tmp_path):
     assert comparison.difference == pytest.approx(best[grid] - best[first])
     assert comparison.ci_low <= comparison.difference <= comparison.ci_high
     names = {p.name for p in out.iterdir()}
-    assert "curves_miou_voc2012_train_threshold.svg" in names
-    assert "curves_bf_f_voc2012_val_threshold.png" in names
-    assert any(n.startswith("heatmap_") and n.endswith(".svg") for n in names)
+    for suffix in (".png", ".svg", ".pdf"):
+        assert f"curves_miou_voc2012_train_threshold{suffix}" in names
+        assert f"curves_bf_f_voc2012_val_threshold{suffix}" in names
+        assert any(n.startswith("heatmap_") and n.endswith(suffix) for n in names)
     curves = (out / "curves_miou_voc2012_train_threshold.svg").read_text()
-    assert "recommended 0.25:" in curves and "shaded: within 1 points of the best" in curves
+    assert "recommended point" in curves and "within 1 point of best" in curves
     assert "activation threshold (CAM score in [0, 1])" in curves  # axis units
+    assert "PASCAL VOC 2012, train" in curves and "voc2012/train" not in curves  # the title
     again = tmp_path / "again"
     result = run_cli("sensitivity", "--results", store, "--out", again, "--halves", "0",
                      "--recommended", "threshold=0.25")  # fmt: skip
     assert result.exit_code == 0
-    for svg in out.glob("*.svg"):
-        assert (again / svg.name).read_bytes() == svg.read_bytes()  # deterministic figures
+    for vector in [*out.glob("*.svg"), *out.glob("*.pdf")]:
+        assert (again / vector.name).read_bytes() == vector.read_bytes()  # deterministic
 
 
 def test_sensitivity_errors(store, tmp_path):
@@ -187,3 +191,29 @@ def test_sensitivity_errors(store, tmp_path):
     assert none.exit_code == 2 and "no stored runs" in none.stderr
     bad = run_cli("sensitivity", "--results", store, "--recommended", "t=1", "--out", tmp_path)
     assert bad.exit_code == 2 and "--recommended" in bad.stderr
+
+
+def test_sensitivity_table_fits_80_columns_with_split_half_statistics(store, tmp_path):
+    from typer.testing import CliRunner
+
+    from wsssbed.cli import app
+
+    out = tmp_path / "study"
+    args = ["sensitivity", "--results", str(store), "--out", str(out), "--halves", "3",
+            "--draws", "50", "--figure-format", "svg"]  # fmt: skip
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    stats = pd.read_parquet(out / "stats.parquet")
+    transfer = pd.read_parquet(out / "transfer.parquet")
+    body = [line for line in lines if line.startswith("│")]
+    assert len(body) == 2 * len(stats) + len(transfer)  # one line per row: no cell wrapped
+    assert any("\u2026" in line for line in body)  # the long saliency-rule label, cut
+    for row in stats.itertuples():
+        interval = f"{100 * row.ci_low:.1f}\u2013{100 * row.ci_high:.1f}"
+        held, gap = f"{100 * row.half_held_out_miou:.1f}", f"{100 * row.half_gap_to_oracle:.1f}"
+        assert any(interval in line and held in line and gap in line for line in body), row
+    assert re.search(r"\d-\d", result.output) is None  # no hyphen that reads as a minus
+    assert "(mIoU %)" in result.output and "held-out" in result.output
+    assert {p.suffix for p in out.iterdir() if p.name.startswith("curves_")} == {".svg"}

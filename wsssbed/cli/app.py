@@ -11,8 +11,10 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import click
 import typer
 from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 from wsssbed import __version__
 from wsssbed.cli.common import err, out
@@ -78,7 +80,38 @@ def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
             )
 
 
-class GuardedTyper(typer.Typer):
+class _FlagsTakeNoValue:
+    """Typer 0.29's help prints a type beside every flag (`--json <bool>`), which reads as
+    if the flag took a value; flags get an empty metavar, so only their names show."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class Command(_FlagsTakeNoValue, TyperCommand):
+    """A command whose flags show no value type in --help."""
+
+
+class Group(_FlagsTakeNoValue, TyperGroup):
+    """A command group whose flags show no value type in --help."""
+
+
+class WsssbedTyper(typer.Typer):
+    """A Typer application whose commands and groups are `Command` and `Group`."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cls=Group, **kwargs)
+
+    def command(self, *args, **kwargs):
+        kwargs.setdefault("cls", Command)
+        return super().command(*args, **kwargs)
+
+
+class GuardedTyper(WsssbedTyper):
     """The top-level guard: an exception no command turned into a message (a bug, or a
     failure nobody foresaw) becomes one line and exit 2; `--debug` shows the traceback."""
 
@@ -101,11 +134,11 @@ app = GuardedTyper(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-datasets_app = typer.Typer(
+datasets_app = WsssbedTyper(
     help="List the datasets, check a local copy, convert COCO.", invoke_without_command=True
 )
 app.add_typer(datasets_app, name="datasets")
-results_app = typer.Typer(help="Query the Parquet results.", no_args_is_help=True)
+results_app = WsssbedTyper(help="Query the Parquet results.", no_args_is_help=True)
 app.add_typer(results_app, name="results")
 
 

@@ -28,6 +28,10 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from wsssbed.datasets import builtin_datasets
+from wsssbed.embedded.sample import DEFAULT_SPLIT as SAMPLE_DEFAULT_SPLIT
+from wsssbed.embedded.sample import SPLITS as SAMPLE_SPLITS
+
 out = Console()
 err = Console(stderr=True)
 
@@ -49,8 +53,28 @@ LABELS_OPTION = typer.Option(
 DATASET_OPTION = typer.Option(
     None, help="Dataset name or spec .toml (default: voc2012, the sample's)."
 )
-DATA_ROOT_OPTION = typer.Option(None, help="Dataset folder (default: the embedded sample).")
-SPLIT_OPTION = typer.Option(None, help="Split (default: the dataset's default).")
+_SAMPLE = " + ".join(f"{count} {name}" for name, count in SAMPLE_SPLITS.items())
+DATA_ROOT_OPTION = typer.Option(
+    None,
+    help=f"Dataset folder (default: the embedded synthetic sample, {sum(SAMPLE_SPLITS.values())} "
+    f"VOC-layout images: {_SAMPLE}).",
+)
+
+
+def default_splits() -> str:
+    """`train (voc2012, coco2014), val (context, ...)`: each built-in dataset's default."""
+    by_split: dict[str, list[str]] = {}
+    for spec in builtin_datasets():
+        by_split.setdefault(spec.default_split, []).append(spec.name)
+    return ", ".join(f"{split} ({', '.join(names)})" for split, names in by_split.items())
+
+
+SPLIT_OPTION = typer.Option(
+    None,
+    help="Split name, or an id-list file (one image id per line) to score part of one "
+    f"\\[default: the dataset's default split: {default_splits()}; a spec file's "
+    f"default_split; {SAMPLE_DEFAULT_SPLIT} on the embedded sample; a --method's own split].",
+)
 FORMAT_OPTION = typer.Option(
     "irn-npy", help="Activation-map format: irn-npy, png-per-class or npz."
 )
@@ -164,3 +188,21 @@ def percent(value) -> str:
     import pandas as pd
 
     return "-" if value is None or pd.isna(value) else f"{100 * float(value):.2f}%"
+
+
+def in_points(value, digits: int = 1) -> str:
+    """A score in [0, 1] in percentage points without the sign (`55.2`; `-` for missing),
+    for tables whose header carries the unit."""
+    import pandas as pd
+
+    return "-" if value is None or pd.isna(value) else f"{100 * float(value):.{digits}f}"
+
+
+def interval(low, high, digits: int = 1) -> str:
+    """An interval of scores in points, `74.4–79.0` (an en dash, never a minus-like
+    hyphen; `-` when missing)."""
+    import pandas as pd
+
+    if low is None or pd.isna(low):
+        return "-"
+    return f"{in_points(low, digits)}\u2013{in_points(high, digits)}"

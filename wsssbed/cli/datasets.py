@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from wsssbed.cli.app import app, datasets_app, reported_errors
-from wsssbed.cli.common import JSON_OPTION, err, out, progress_bar
+from wsssbed.cli.common import JSON_OPTION, default_splits, err, out, progress_bar
 from wsssbed.datasets import builtin_datasets, get_dataset
 
 
@@ -28,16 +28,19 @@ def datasets_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
                 "has_background": s.has_background,
                 "ignore_index": s.ignore_index,
                 "splits": s.splits,
+                "default_split": s.default_split,
             }
             for s in specs
         ]
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title="Built-in datasets")
-    for column in ("name", "title", "classes", "background", "splits"):
+    table = Table(title="Built-in datasets", caption="*: the default split (no --split)")
+    for column in ("name", "title", "classes", "background", "splits (images)"):
         table.add_column(column)
     for s in specs:
-        splits = ", ".join(f"{k} {v:,}" for k, v in s.splits.items())
+        splits = "\n".join(  # one split a line: a split's name and size never part
+            f"{k}{'*' if k == s.default_split else ''} {v:,}" for k, v in s.splits.items()
+        )
         table.add_row(
             s.name, s.title, str(s.num_classes), "yes" if s.has_background else "no", splits
         )
@@ -48,7 +51,11 @@ def datasets_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
 def datasets_check(
     dataset: str = typer.Option(..., help="Dataset name or spec .toml."),
     data_root: Path = typer.Option(..., help="Folder holding the dataset."),
-    split: str = typer.Option(None, help="Split (any id list in the split folder)."),
+    split: str = typer.Option(
+        None,
+        help="Split (any id list in the split folder) \\[default: the dataset's default split: "
+        f"{default_splits()}].",
+    ),
     threads: int = typer.Option(4, help="Decoding threads."),
 ) -> None:
     """Decode every mask of a split and report counts, unreadable files, unknown labels."""

@@ -78,13 +78,27 @@ def pseudo_labels(
     ),
     activation: Path = typer.Option(None, help="Folder of activation maps."),
     activation_format: str = FORMAT_OPTION,
-    threshold: float = typer.Option(None, help="bg-threshold: background score."),
-    alpha: float = typer.Option(None, help="power-bg: exponent."),
+    threshold: float = typer.Option(
+        None,
+        help="bg-threshold (also sam-refine, sam-box from CAMs with --base bg-threshold): the "
+        "background score in [0, 1]; required for them, no default: take it from a sweep's "
+        "best or recommended point.",
+        show_default=False,
+    ),
+    alpha: float = typer.Option(
+        None,
+        help="power-bg (also --base power-bg): the exponent; required for it, no default.",
+        show_default=False,
+    ),
     saliency: Path = typer.Option(None, help="saliency-rule: folder of saliency PNGs."),
     sal_threshold: float = typer.Option(0.2, help="saliency-rule: saliency threshold."),
     atm_threshold: float = typer.Option(0.1, help="saliency-rule: activation threshold."),
     ignore_label: bool = typer.Option(
-        True, help="saliency-rule: salient background becomes 255 (ignore)."
+        True,
+        help="saliency-rule: salient background becomes 255 (ignored). On by default, as "
+        "WSSS-BED's released scripts run run.py (IGNORE_LABEL=True) to make training labels; "
+        "sweep defaults it off (run.py's own default) unless a pipeline manifest sets it: "
+        "give both commands the same choice to write the labels you swept.",
     ),
     without_saliency: bool = typer.Option(False, help="saliency-rule without saliency maps."),
     boxes: str = typer.Option(

@@ -15,10 +15,13 @@ from wsssbed.cli.common import (
     err,
     fitted_table,
     fraction,
+    in_points,
+    interval,
     out,
     percent,
     progress_bar,
 )
+from wsssbed.eval.summary import MIOU_CONVENTIONS
 
 
 @results_app.command("repair")
@@ -43,12 +46,12 @@ def results_show(
     """The best point of every stored run, and per-class IoU at those points."""
     import pandas as pd
 
-    from wsssbed.datasets.fingerprint import mixed_ground_truth, short
+    from wsssbed.datasets.fingerprint import short, with_subsets
     from wsssbed.eval.axes import AXIS_COLUMNS
     from wsssbed.results.store import METRIC_COLUMNS, best_points, read_table
 
     with reported_errors():
-        best = best_points(results, method, dataset)
+        best = with_subsets(best_points(results, method, dataset))
         per_class = read_table(results, "per_class")
     if best.empty:
         err.print("no runs match")
@@ -81,7 +84,7 @@ def results_show(
         [
             run.run_id,
             "-" if pd.isna(run.method) else str(run.method),
-            f"{run.dataset}/{run.split}",
+            f"{run.dataset}/{run.subset}",
             short(run.gt_digest),
             run.generator,
             ", ".join(f"{a}={run[a]:g}" for a in AXIS_COLUMNS if pd.notna(run[a])),
@@ -99,13 +102,7 @@ def results_show(
         right=("mIoU", "BF"),
     )
     out.print(table)
-    for (dataset_name, split), found in mixed_ground_truth(best).items():
-        err.print(
-            f"runs on {dataset_name}/{split} were scored on {len(found)} different ground "
-            f"truths ({', '.join(found)}): their numbers are not comparable",
-            style="yellow",
-            highlight=False,
-        )
+    _warn_mixed_ground_truth(best)
     classes = Table(title="per-class IoU at the best points")
     classes.add_column("class")
     runs = best.run_id.tolist()
@@ -119,6 +116,80 @@ def results_show(
         ]
         classes.add_row(class_name, *cells)
     out.print(classes)
+
+
+@results_app.command("export")
+def results_export(
+    results: Path = RESULTS_IN_OPTION,
+    method: list[str] = typer.Option(
+        None,
+        help="Runs to tabulate, one row each, in this order: a method name, a run label or a "
+        "run id; repeatable (default: every run).",
+    ),
+    dataset: str = typer.Option(None, help="Only runs on this dataset."),
+    table_format: str = typer.Option(
+        "latex", "--format", help="latex (booktabs tabular), markdown (GitHub) or csv."
+    ),
+    convention: str = typer.Option(
+        "miou",
+        help=f"The mIoU column to report and to pick each run's best point by: "
+        f"{', '.join(MIOU_CONVENTIONS)} (`wsssbed sweep --help` defines each).",
+    ),
+    digits: int = typer.Option(1, help="Decimal places of the percentages."),
+    classes: bool = typer.Option(
+        True, "--classes/--no-classes", help="Add the per-class IoU columns (the wide table)."
+    ),
+) -> None:
+    """Print a table for a paper: each run's best point, mIoU, BF and per-class IoU (%).
+
+    The best value of each score column is bold (LaTeX, Markdown). Redirect it into a
+    file: `wsssbed results export > table.tex`.
+    """
+    from wsssbed.report.export import ExportOptions, paper_table, render
+
+    with reported_errors():
+        options = ExportOptions(method or [], dataset, convention, digits, classes)
+        table = paper_table(results, options)
+        text = render(table, table_format)
+        runs = table.runs
+    _warn_mixed_ground_truth(runs)
+    print(text, end="")
+
+
+def _warn_mixed_ground_truth(runs) -> None:
+    """A yellow line for each subset whose runs scored different ground truth."""
+    from wsssbed.datasets.fingerprint import mixed_ground_truth
+
+    for (dataset, subset), found in mixed_ground_truth(runs).items():
+        err.print(
+            f"runs on {dataset}/{subset} were scored on {len(found)} different ground "
+            f"truths ({', '.join(found)}): their numbers are not comparable",
+            style="yellow",
+            highlight=False,
+        )
+
+
+FIGURE_WIDTH_OPTION = typer.Option(
+    "page",
+    help="Figure width: column (3.3 in, one column of a two-column paper) or page "
+    "(6.9 in, both columns).",
+)
+DPI_OPTION = typer.Option(200, help="Resolution of the PNG figures (dots per inch).")
+FIGURE_FORMAT_OPTION = typer.Option(
+    None,
+    "--figure-format",
+    help="png, svg or pdf; repeat for several \\[default: all three].",
+)
+NAME_WIDTH = 22  # run labels are cut to this many characters when a table is too wide
+
+
+def _cut(text: str) -> str:
+    """`text` in at most `NAME_WIDTH` characters: its start and its end (where a repeated
+    method's run id is) around an ellipsis."""
+    if len(text) <= NAME_WIDTH:
+        return text
+    tail = (NAME_WIDTH - 1) // 2
+    return f"{text[: NAME_WIDTH - 1 - tail]}\u2026{text[-tail:]}"
 
 
 @app.command()
@@ -137,6 +208,9 @@ def sensitivity(
     halves: int = typer.Option(20, help="Random split-half repeats (needs --per-image runs)."),
     draws: int = typer.Option(1000, help="Bootstrap resamples."),
     seed: int = typer.Option(0, help="Seed of the random halves and resamples."),
+    figure_width: str = FIGURE_WIDTH_OPTION,
+    dpi: int = DPI_OPTION,
+    figure_format: list[str] = FIGURE_FORMAT_OPTION,
     out_dir: Path = typer.Option(
         Path("wsssbed-sensitivity"),
         "--out",
@@ -144,8 +218,7 @@ def sensitivity(
     ),
 ) -> None:
     """Threshold sensitivity: curves, heatmaps, plateau and AUC, transfer, intervals."""
-    import pandas as pd
-
+    from wsssbed.report.figures import FORMATS, FigureOptions
     from wsssbed.report.study import StudyOptions, parse_point, run_study
 
     with reported_errors():
@@ -157,41 +230,74 @@ def sensitivity(
             halves=halves,
             draws=draws,
             seed=seed,
+            figures=FigureOptions(figure_width, dpi, tuple(figure_format or FORMATS)),
         )
         study = run_study(results, out_dir, options)
-    table = Table(title="threshold sensitivity (mIoU %)")
-    for column in ("run", "dataset/split", "best", "at", "rec.", "plateau", "AUC", "95% CI"):
-        table.add_column(column, overflow="fold")
-    for _, row in study.stats.iterrows():
-        point = f"{row.axis} {row.best_threshold:g}"
+    _print_study(study)
+    out.print(f"{len(study.files)} files written to {out_dir}")
+
+
+def _print_study(study) -> None:
+    """The study's tables, each fitted to the terminal (cells never wrap; run labels are
+    cut in the middle when it is narrow)."""
+    import pandas as pd
+
+    from wsssbed.report.sensitivity import PLATEAU_TOLERANCE, distinct_labels
+
+    stats = study.stats
+    labels = dict(zip(stats.run_id, distinct_labels(list(stats.label), list(stats.run_id),
+                                                    list(stats.subset))))  # fmt: skip
+    shorten = {"run": _cut}
+    rows = []
+    for _, row in stats.iterrows():
+        point = f"{row.best_threshold:g}"
         if pd.notna(row.best_sal_threshold):
-            point += f", sal {row.best_sal_threshold:g}"
-        interval = "-" if pd.isna(row.ci_low) else f"{100 * row.ci_low:.2f}-{100 * row.ci_high:.2f}"
-        table.add_row(
-            row.label,
-            f"{row.dataset}/{row.split}",
-            percent(row.best_miou),
-            point,
-            percent(row.at_recommended_miou),
-            f"{row.plateau_width:g}",
-            percent(row.auc),
-            interval,
-        )
+            point = f"{row.best_sal_threshold:g} / {point}"
+        rows.append([labels[row.run_id], row.subset, in_points(row.best_miou), point,
+                     in_points(row.at_recommended_miou), f"{row.plateau_width:g}",
+                     in_points(row.auc)])  # fmt: skip
+    headers = ["run", "split", "best", "best at", "at rec.", "plateau", "AUC"]
+    numbers = ("best", "at rec.", "plateau", "AUC")
+    table = fitted_table("threshold sensitivity (mIoU %)", headers, rows, shorten=shorten,
+                         right=numbers)  # fmt: skip
+    table.caption = (
+        "best at: the threshold (alpha for power-bg; saliency / activation threshold on 2-D "
+        f"grids); plateau: the threshold range within {100 * PLATEAU_TOLERANCE:g} point of "
+        "the best; AUC: the mean mIoU over the grid"
+    )
     out.print(table)
-    for _, row in study.transfer.iterrows():
-        out.print(
-            f"transfer {row.label}: chosen on {row.chosen_on}, scored on {row.scored_on}: "
-            f"{percent(row.transferred_miou)} (oracle {percent(row.oracle_miou)}, "
-            f"gap {100 * row.gap_to_oracle:.2f})",
-            soft_wrap=True,
+    if stats.ci_low.notna().any():
+        rows = []
+        for _, row in stats.iterrows():
+            held, gap = row.get("half_held_out_miou"), row.get("half_gap_to_oracle")
+            rows.append([labels[row.run_id], row.subset, interval(row.ci_low, row.ci_high),
+                         in_points(held), in_points(gap)])  # fmt: skip
+        headers = ["run", "split", "95% CI", "held-out", "gap"]
+        table = fitted_table("over images (mIoU %)", headers, rows, shorten=shorten,
+                             right=headers[2:])  # fmt: skip
+        table.caption = (
+            "95% CI: bootstrap over images at the best point; held-out: the point chosen on a "
+            "random half, scored on the other half; gap: to that half's own best (means over "
+            "the repeats)"
         )
+        out.print(table)
+    else:
+        out.print("no per-image counts: sweep with --per-image for intervals and split halves")
+    if not study.transfer.empty:
+        rows = [[labels[row.chosen_run], row.chosen_on, row.scored_on,
+                 in_points(row.transferred_miou), in_points(row.oracle_miou),
+                 in_points(row.gap_to_oracle)] for _, row in study.transfer.iterrows()]  # fmt: skip
+        headers = ["run", "chosen on", "scored on", "scored", "oracle", "gap"]
+        table = fitted_table("transfer (mIoU %)", headers, rows, shorten=shorten,
+                             right=headers[3:])  # fmt: skip
+        table.caption = "the best point of one split, scored on another; gap: to its own best"
+        out.print(table)
     for _, row in study.comparison.iterrows():
         out.print(
-            f"{row['first']} - {row['second']}: {100 * row.difference:+.2f} mIoU, 95% CI "
-            f"[{100 * row.ci_low:+.2f}, {100 * row.ci_high:+.2f}] on {row.images} images",
+            f"{row['first']} - {row['second']}: {100 * row.difference:+.1f} mIoU points, 95% CI "
+            f"[{100 * row.ci_low:+.1f}, {100 * row.ci_high:+.1f}] on {row.images} images",
             soft_wrap=True,
         )
-    out.print(f"{len(study.files)} files written to {out_dir}")
 
 
 @app.command()

@@ -27,6 +27,7 @@ from wsssbed.cli.common import (
     percent,
     progress_bar,
 )
+from wsssbed.datasets.fingerprint import subset_of
 from wsssbed.eval.axes import AXES, DISPLAY_ORDER
 from wsssbed.eval.summary import GLOSSARY
 
@@ -107,7 +108,13 @@ def sweep(
         None, help=_grid_help("sal_threshold", "Saliency thresholds (saliency-rule)")
     ),
     ignore_label: bool = typer.Option(
-        None, "--ignore-label/--no-ignore-label", help="Salient background becomes 255 (WSSS-BED)."
+        None,
+        "--ignore-label/--no-ignore-label",
+        help="saliency-rule: salient background becomes 255 (ignored) \\[default: the --method "
+        "pipeline's setting, else off, as WSSS-BED's run.py defaults it: salient background "
+        "is scored as background]. pseudo-labels defaults it on, as WSSS-BED's released "
+        "scripts run run.py: give both commands the same choice to write the labels you swept.",
+        show_default=False,
     ),
     without_saliency: bool = typer.Option(
         None, "--without-saliency", help="Saliency rule without saliency maps."
@@ -169,7 +176,8 @@ def sweep(
             soft_wrap=True,
             highlight=False,
         )
-    title = f"best point of {method or run_row.generator} on {run_row.dataset}/{run_row.split}"
+    where = f"{run_row.dataset}/{subset_of(run_row).name}"
+    title = f"best point of {method or run_row.generator} on {where}"
     finish(result, results, as_json, title)
 
 
@@ -212,4 +220,5 @@ def evaluate(
             out=results,
             progress=update,
         )
-    finish(result, results, as_json, f"{pred} on {result.run.dataset}/{result.run.split}")
+    where = f"{result.run.dataset}/{subset_of(result.run).name}"
+    finish(result, results, as_json, f"{pred} on {where}")

@@ -61,6 +61,15 @@ def spec_of_run(run) -> DatasetSpec:
     )
 
 
+def dataset_title(run) -> str:
+    """A stored run's dataset as people name it (`PASCAL VOC 2012`); its `dataset` name
+    when the spec is unknown (a user's spec the run did not record)."""
+    try:
+        return spec_of_run(run).title
+    except InputError:
+        return str(run.dataset)
+
+
 def builtin_datasets() -> list[DatasetSpec]:
     """All built-in specs, in a stable order."""
     return [_builtin(name) for name in BUILTIN]
@@ -71,6 +80,7 @@ __all__ = [
     "DatasetSpec",
     "GroundTruthSource",
     "builtin_datasets",
+    "dataset_title",
     "get_dataset",
     "load_spec",
     "recorded_spec",

@@ -10,6 +10,10 @@ one changed pixel changes the fingerprint. All digests are `sha256:` + 64 hex di
 - `split_digest`: sha256 of the sorted ids, each followed by a newline.
 
 Sorting makes both independent of the order a split file lists its ids in.
+
+A run's subset (the images it scored) is identified by its `split_digest`, never by a
+name: two different id files both called `ids.txt` are two subsets, and the same ids under
+two names are one (`subset_of`, `with_subsets`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,6 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SHORT = 12  # hex digits shown by `results show` and the leaderboard
+SUBSET_PREFIX = 8  # hex digits of `split_digest` that tell subsets apart in their names
 
 
 def image_hash(gt: np.ndarray) -> bytes:
@@ -56,14 +63,65 @@ def short(digest: object) -> str:
     return digest.removeprefix("sha256:")[:SHORT]
 
 
+@dataclass(frozen=True)
+class Subset:
+    """The images a run scored.
+
+    Attributes:
+        key: its identity, the `split_digest` (`split:<name>` for runs stored before results
+            schema 4, which did not record one).
+        name: how reports show it: the official split name (`train`), or an id file's stem
+            and the digest's first `SUBSET_PREFIX` hex digits (`hard@3f2a9c1e`).
+    """
+
+    key: str
+    name: str
+
+
+def subset_of(run: Mapping) -> Subset:
+    """A stored run's subset, from its `split`, `split_file` and `split_digest` columns."""
+    digest = run.get("split_digest")
+    split = str(run.get("split"))
+    if not isinstance(digest, str) or not digest:
+        return Subset(f"split:{split}", split)
+    if isinstance(run.get("split_file"), str):  # an id-list file: its stem names it
+        return Subset(digest, f"{PurePath(split).stem}@{_prefix(digest)}")
+    return Subset(digest, split)
+
+
+def _prefix(digest: str) -> str:
+    return digest.removeprefix("sha256:")[:SUBSET_PREFIX]
+
+
+def with_subsets(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` with `subset_key` and `subset` (the name) columns from `subset_of`.
+
+    A name that two different subsets share in `runs` (a split name whose id list differs
+    between data roots) gets the digest's prefix too, so no two subsets read alike.
+    """
+    found = [subset_of(run) for _, run in runs.iterrows()]
+    keys = [s.key for s in found]
+    names = [s.name for s in found]
+    shared = {n for n in names if len({k for k, m in zip(keys, names) if m == n}) > 1}
+    names = [
+        f"{n}@{_prefix(k)}" if n in shared and k.startswith("sha256:") else n
+        for k, n in zip(keys, names)
+    ]
+    return runs.assign(subset_key=keys, subset=names)
+
+
 def mixed_ground_truth(runs: pd.DataFrame) -> dict[tuple[str, str], list[str]]:
-    """(dataset, split) scored on more than one ground truth -> their short fingerprints.
+    """(dataset, subset name) scored on more than one ground truth -> their short
+    fingerprints. Subsets are told apart by `split_digest` (`with_subsets`, applied here
+    unless `runs` has its columns already), not by name.
 
     A run without a fingerprint (stored before results schema 4) counts as "-", unknown.
     """
     mixed = {}
-    for (dataset, split), group in runs.groupby(["dataset", "split"], sort=True):
+    if "subset_key" not in runs:
+        runs = with_subsets(runs)
+    for (dataset, _), group in runs.groupby(["dataset", "subset_key"], sort=True):
         found = sorted({short(d) for d in group.gt_digest})
         if len(found) > 1:
-            mixed[(dataset, split)] = found
+            mixed[(dataset, group.subset.iloc[0])] = found
     return mixed

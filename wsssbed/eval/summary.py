@@ -33,6 +33,9 @@ SUMMARY_METRICS = (
     "fn_ratio",
 )
 BOUNDARY_METRICS = ("bf_f", "bf_p", "bf_r")
+#: The mIoU conventions among them (columns of `sweeps.parquet`), for tables that ask
+#: which one to report.
+MIOU_CONVENTIONS = tuple(m for m in SUMMARY_METRICS if m == "miou" or m.startswith("miou_"))
 
 #: Each reported metric in one sentence, with the convention it follows (shown by the
 #: leaderboard's glossary page and by `wsssbed sweep --help`).

@@ -26,8 +26,8 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from wsssbed.datasets import BUILTIN, get_dataset, spec_of_run
-from wsssbed.datasets.fingerprint import mixed_ground_truth, short
+from wsssbed.datasets import BUILTIN, dataset_title, get_dataset, spec_of_run
+from wsssbed.datasets.fingerprint import mixed_ground_truth, short, with_subsets
 from wsssbed.errors import InputError
 from wsssbed.eval.summary import BOUNDARY_METRICS, GLOSSARY, SUMMARY_METRICS
 from wsssbed.io.configio import from_table, read_toml
@@ -53,9 +53,10 @@ COLUMNS = [
     ("method", "The maps' method: the manifest name, or the maps folder's name."),
     ("saliency", "The saliency source the generator used, when it uses one."),
     ("generator", "The pseudo-label rule swept (`+ ignore`: salient background is void)."),
-    ("split", "The split scored, or the id-list file a subset came from."),
+    ("split", "The images scored: a split's name, or an id-list file's name with the first "
+     "digits of the ids' digest (split_digest), which tells subsets apart."),
     ("ground truth", "A fingerprint of the decoded masks scored (first 12 hex digits of "
-     "gt_digest); rows of one split with different fingerprints are marked other GT."),
+     "gt_digest); rows of one subset with different fingerprints are marked other GT."),
     ("point", "The grid point shown."),
     ("chosen by", "How the point was chosen: recommended by the method's pipeline manifest, "
      "transferred from the best of the same setting on another split, or oracle (the best "
@@ -121,6 +122,11 @@ class Entry:
         return short(self.run.gt_digest)
 
     @property
+    def dataset_title(self) -> str:
+        """The run's dataset as people name it (`PASCAL VOC 2012`)."""
+        return dataset_title(self.run)
+
+    @property
     def page(self) -> str:
         """Path of the run's page, relative to the site root."""
         return f"runs/{self.run.run_id}.html"
@@ -133,13 +139,15 @@ def _point_text(row: pd.Series) -> str:
 
 
 def _transfer_source(run: pd.Series, runs: pd.DataFrame) -> pd.Series | None:
-    """A run of the same setting on another split to choose the point on (train first)."""
-    others = runs[(runs.split != run.split) & (runs.key == setting_key(run))]
+    """A run of the same setting on other images to choose the point on (train first);
+    subsets are told apart by their ids (`with_subsets`), never by name alone."""
+    other = (runs.subset_key != run.subset_key) & (runs.subset != run.subset)
+    others = runs[other & (runs.key == setting_key(run))]
     if others.empty:
         return None
-    preference = others.split.str.startswith("train").map({True: 0, False: 1})
+    preference = others.subset.str.startswith("train").map({True: 0, False: 1})
     return (
-        others.assign(preference=preference).sort_values(["preference", "split", "run_id"]).iloc[0]
+        others.assign(preference=preference).sort_values(["preference", "subset", "run_id"]).iloc[0]
     )
 
 
@@ -155,7 +163,7 @@ def _entry(
     elif source is not None:
         point = int(best_row(sweeps[sweeps.run_id == source.run_id]).point)
         chosen = rows.set_index("point", drop=False).loc[point]
-        how = f"transferred: best on {source.split}"
+        how = f"transferred: best on {source.subset}"
     else:
         chosen = best_row(rows)
         how = "oracle: best on this split" if len(rows) > 1 else "as given (one point)"
@@ -212,7 +220,7 @@ def _figures(entry: Entry, rows: pd.DataFrame) -> list[str]:
         return []
     kind = entry.chosen_by.split(":")[0].split(" ")[0]  # recommended, transferred, oracle
     point = rows.set_index("point").loc[entry.point]
-    title = f"{entry.label} on {entry.run.dataset}/{entry.run.split}"
+    title = f"{entry.label} on {entry.dataset_title}, {entry.run.subset}"
     if is_2d(rows):
         chosen = {a: float(point[a]) for a in ("threshold", "sal_threshold")}
         return [figures.svg_text(figures.heatmap_figure(rows, title, "miou", chosen, kind))]
@@ -263,13 +271,14 @@ def render_site(
     per_class = read_table(results, "per_class")
     per_image = read_table(results, "per_image")
     reported_rows = read_reported(reported) if reported else pd.DataFrame(columns=REPORTED_COLUMNS)
+    runs = with_subsets(runs)
     runs = runs.assign(key=runs.apply(setting_key, axis=1))
     entries = [_entry(run, runs, sweeps, per_image, draws) for _, run in runs.iterrows()]
     mixed = {(d, s, stage) for stage, group in runs.groupby("stage")
              for d, s in mixed_ground_truth(group)}  # fmt: skip
     for entry in entries:
-        entry.gt_mixed = (entry.run.dataset, entry.run.split, entry.run.stage) in mixed
-    entries.sort(key=lambda e: (e.run.dataset, e.run.stage, e.run.split, e.label, e.run.run_id))
+        entry.gt_mixed = (entry.run.dataset, entry.run.subset, entry.run.stage) in mixed
+    entries.sort(key=lambda e: (e.run.dataset, e.run.stage, e.run.subset, e.label, e.run.run_id))
     environment = _environment()
     sections = []
     for dataset in sorted({e.run.dataset for e in entries} | set(reported_rows.dataset)):

@@ -13,8 +13,8 @@ For each run (one method on one split under one generator and grid):
 - `auc`: area under the mIoU curve over the grid divided by the grid's span (the mean
   mIoU over the range; on 2-D grids the mean over the grid).
 
-Transfer: a threshold chosen on one split (or on a random half of the images) and
-scored on another, with the gap to that split's oracle. Intervals: a percentile
+Transfer: a threshold chosen on one subset of images (a split, an id file, or a random
+half) and scored on another, with the gap to that split's oracle. Intervals: a percentile
 bootstrap over images (per-image counts, `sweep --per-image`), and a paired bootstrap of
 the difference between two runs on the same images.
 """
@@ -22,12 +22,14 @@ the difference between two runs on the same images.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from wsssbed.activation import FORMATS
+from wsssbed.datasets.fingerprint import with_subsets
 from wsssbed.errors import InputError
 from wsssbed.eval.confusion import ClassCounts
 from wsssbed.eval.summary import summary_metrics
@@ -68,6 +70,21 @@ def run_label(run: pd.Series) -> str:
     if run.generator not in ("bg-threshold", "hard-labels"):
         parts.append(f"({run.generator})")
     return " ".join(parts)
+
+
+def distinct_labels(
+    labels: list[str], runs: list[str], groups: list[str] | None = None
+) -> list[str]:
+    """Labels that appear twice (within one of `groups`, when given) get their run's date
+    and id suffix, so legends and tables tell them apart (`voc-cam (2026-11-25 5f3a2c1e)`)."""
+    groups = groups or [""] * len(labels)
+    counts = Counter(zip(labels, groups, strict=True))
+    return [
+        label
+        if counts[(label, group)] == 1
+        else f"{label} ({run[:4]}-{run[4:6]}-{run[6:8]} {run[-8:]})"
+        for label, run, group in zip(labels, runs, groups, strict=True)
+    ]
 
 
 def recommended_point(run: pd.Series) -> dict[str, float]:
@@ -239,7 +256,7 @@ def split_half_transfer(per_image: PerImage, repeats: int, seed: int) -> dict:
 
 
 def setting_key(run: pd.Series) -> tuple[str, ...]:
-    """Runs with the same key differ only in their split: the same maps source, dataset,
+    """Runs with the same key differ only in their subset: the same maps source, dataset,
     stage, generator and grid (point for point), so a point chosen on one applies to the
     other."""
     ignore = "" if pd.isna(run.ignore_label) else str(bool(run.ignore_label))
@@ -247,23 +264,27 @@ def setting_key(run: pd.Series) -> tuple[str, ...]:
 
 
 def split_transfer(runs: pd.DataFrame, sweeps: pd.DataFrame) -> pd.DataFrame:
-    """For runs of the same setting (`setting_key`) on different splits: choose on one,
-    score on another."""
+    """For runs of the same setting (`setting_key`) on different subsets: choose on one,
+    score on another. Subsets are told apart by their ids (`with_subsets`): the same ids
+    under two names are no transfer."""
     rows = []
-    keyed = runs.assign(label=runs.apply(run_label, axis=1), key=runs.apply(setting_key, axis=1))
+    keyed = with_subsets(runs)
+    keyed = keyed.assign(label=keyed.apply(run_label, axis=1), key=keyed.apply(setting_key, axis=1))
     for _, group in keyed.groupby("key", sort=True):
-        if group.split.nunique() < 2:
-            continue
         for _, source in group.iterrows():
             point = int(best_row(sweeps[sweeps.run_id == source.run_id]).point)
-            for _, target in group[group.split != source.split].iterrows():
+            targets = group[(group.subset_key != source.subset_key)
+                            & (group.subset != source.subset)]  # fmt: skip
+            for _, target in targets.iterrows():
                 scored = sweeps[sweeps.run_id == target.run_id].set_index("point")
                 rows.append(
                     {
                         "label": source.label,
+                        "chosen_run": source.run_id,
+                        "scored_run": target.run_id,
                         "dataset": source.dataset,
-                        "chosen_on": source.split,
-                        "scored_on": target.split,
+                        "chosen_on": source.subset,
+                        "scored_on": target.subset,
                         "point": point,
                         "transferred_miou": float(scored.loc[point, "miou"]),
                         "oracle_miou": float(scored.miou.max()),

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from wsssbed.datasets import spec_of_run
+from wsssbed.datasets import dataset_title, spec_of_run
+from wsssbed.datasets.fingerprint import with_subsets
 from wsssbed.errors import InputError
 from wsssbed.eval.axes import AXIS_COLUMNS
 from wsssbed.io.imageio import write_atomic
@@ -22,6 +24,7 @@ from wsssbed.report.sensitivity import (
     activation_axis,
     bootstrap_interval,
     curve_stats,
+    distinct_labels,
     is_2d,
     paired_comparison,
     recommended_point,
@@ -44,6 +47,7 @@ class StudyOptions:
         halves: random split-half repeats (0: none).
         draws: bootstrap resamples.
         seed: seed of every random draw (recorded in the outputs).
+        figures: size, resolution and formats of the figures.
     """
 
     methods: list[str] = field(default_factory=list)
@@ -53,6 +57,7 @@ class StudyOptions:
     halves: int = 20
     draws: int = 1000
     seed: int = 0
+    figures: figures.FigureOptions = field(default_factory=figures.FigureOptions)
 
 
 @dataclass
@@ -76,6 +81,12 @@ def parse_point(text: str) -> dict[str, float]:
     return point
 
 
+def _file_part(name: str) -> str:
+    """`name` (a dataset or subset name, from data) as part of a file name in the study
+    folder: characters other than letters, digits and `._@+-` become `_`."""
+    return re.sub(r"[^A-Za-z0-9._@+-]", "_", name).lstrip(".") or "_"
+
+
 def _select_runs(results: Path, options: StudyOptions) -> pd.DataFrame:
     runs = read_table(results, "runs")
     if options.dataset is not None:
@@ -84,7 +95,8 @@ def _select_runs(results: Path, options: StudyOptions) -> pd.DataFrame:
         runs = runs[runs.method.isin(options.methods) | runs.run_id.isin(options.methods)]
     if runs.empty:
         raise InputError("no stored runs match the selection", results)
-    return runs.sort_values(["dataset", "split", "started_at", "run_id"]).reset_index(drop=True)
+    runs = with_subsets(runs)
+    return runs.sort_values(["dataset", "subset", "started_at", "run_id"]).reset_index(drop=True)
 
 
 def _per_image(results: Path, run: pd.Series, sweeps: pd.DataFrame) -> PerImage | None:
@@ -130,12 +142,15 @@ def _study(results: Path, out: Path, options: StudyOptions) -> Study:
     stats_rows, files = [], []
     per_images: dict[str, PerImage] = {}
     lines: dict[tuple[str, str, str], list[tuple[str, str, pd.DataFrame, dict]]] = {}
+    places: dict[tuple[str, str, str], tuple[str, str]] = {}  # line -> (title, file part)
+    style = options.figures
     for _, run in runs.iterrows():
         rows = sweeps[sweeps.run_id == run.run_id].sort_values("point")
         label = run_label(run)
         point = options.recommended or recommended_point(run)
         stats = {"run_id": run.run_id, "label": label, "method": run.method,
-                 "dataset": run.dataset, "split": run.split, "stage": run.stage,
+                 "dataset": run.dataset, "split": run.split, "subset": run.subset,
+                 "split_digest": run.split_digest, "stage": run.stage,
                  "generator": run.generator, **curve_stats(rows, point)}  # fmt: skip
         per_image = _per_image(results, run, rows)
         stats["ci_low"] = stats["ci_high"] = None
@@ -152,26 +167,32 @@ def _study(results: Path, out: Path, options: StudyOptions) -> Study:
         best = best_row(rows)
         shown = point or {a: float(best[a]) for a in AXIS_COLUMNS if pd.notna(best[a])}
         kind = "recommended" if point else "best"
+        where = f"{dataset_title(run)}, {run.subset}"
         if is_2d(rows):
-            title = f"{label} on {run.dataset}/{run.split}"
+            heatmap = figures.heatmap_figure(rows, f"{label} on {where}", "miou", shown, kind,
+                                             style.width)  # fmt: skip
             stem = _output(out, f"heatmap_{run.run_id}", results)
-            files += figures.save(figures.heatmap_figure(rows, title, "miou", shown, kind), stem)
+            files += figures.save(heatmap, stem, style)
             saliency = shown.get("sal_threshold", best_row(rows).sal_threshold)
             rows = rows[np.isclose(rows.sal_threshold, saliency)]
             label = f"{label} (saliency {saliency:g})"
-        lines.setdefault((run.dataset, run.split, axis), []).append(
+        line = (run.dataset, run.subset_key, axis)
+        places.setdefault(line, (where, f"{_file_part(run.dataset)}_{_file_part(run.subset)}"))
+        lines.setdefault(line, []).append(
             (label, run.run_id, rows, {"chosen": shown.get(axis), "chosen_by": kind})
         )
-    for (dataset, split, axis), group in sorted(lines.items()):
-        labels = figures.distinct_labels([g[0] for g in group], [g[1] for g in group])
+    for line, group in sorted(lines.items()):
+        title, place = places[line]
+        axis = line[2]
+        labels = distinct_labels([g[0] for g in group], [g[1] for g in group])
         curves = [figures.Curve(label, rows, **marks)
                   for label, (_, _, rows, marks) in zip(labels, group, strict=True)]  # fmt: skip
         for metric in ("miou", "bf_f"):
             if metric == "bf_f" and all(c.rows.bf_f.isna().all() for c in curves):
                 continue
-            stem = _output(out, f"curves_{metric}_{dataset}_{split}_{axis}", results)
-            title = f"{dataset}/{split}: {figures.METRIC_TITLES[metric]}"
-            files += figures.save(figures.curves_figure(curves, axis, metric, title), stem)
+            figure = figures.curves_figure(curves, axis, metric, title, style.width)
+            stem = _output(out, f"curves_{metric}_{place}_{axis}", results)
+            files += figures.save(figure, stem, style)
     stats = pd.DataFrame(stats_rows)
     stats["seed"] = options.seed
     transfer = split_transfer(runs, sweeps)

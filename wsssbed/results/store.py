@@ -1,4 +1,4 @@
-"""The results store: three Parquet tables in one folder, appended atomically.
+"""The results store: four Parquet tables in one folder, appended atomically.
 
 Schema version 4 (documented in docs/results.md; version 1 lacked the provenance
 columns `method`, `manifests`, `verified` and `seed`, version 2 lacked `protocol`,
@@ -292,14 +292,15 @@ def _column_values(table: pa.Table, column: str) -> list[object]:
     return pc.unique(table.column(column)).to_pylist()
 
 
-def best_row(sweeps: pd.DataFrame) -> pd.Series:
-    """A run's grid point with the highest mIoU (the first point on ties).
+def best_row(sweeps: pd.DataFrame, metric: str = "miou") -> pd.Series:
+    """A run's grid point with the highest `metric` (the first point on ties).
 
     Args:
         sweeps: one run's `sweeps` rows, in any order.
+        metric: a column of `sweeps` (an mIoU convention: `miou`, `miou_zero`, ...).
     """
     ordered = sweeps.sort_values("point", kind="stable")
-    return ordered.loc[ordered.miou.astype(float).idxmax()]
+    return ordered.loc[ordered[metric].astype(float).idxmax()]
 
 
 def best_points(
