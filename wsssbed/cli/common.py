@@ -51,9 +51,11 @@ DATASET_OPTION = typer.Option(
 )
 DATA_ROOT_OPTION = typer.Option(None, help="Dataset folder (default: the embedded sample).")
 SPLIT_OPTION = typer.Option(None, help="Split (default: the dataset's default).")
-FORMAT_OPTION = typer.Option(
-    "irn-npy", help="Activation-map format: irn-npy, png-per-class or npz."
+FORMAT_HELP = (
+    "Activation-map format: auto (recognised from the files), irn-npy, seam-npy, "
+    "puzzlecam-npy, clip-es-npy, png-per-class or npz."
 )
+FORMAT_OPTION = typer.Option("auto", help=FORMAT_HELP)
 TOLERANCE_OPTION = typer.Option(
     None, help="Boundary tolerance: fraction of the image diagonal (default 0.0075), or `2px`."
 )
@@ -164,3 +166,18 @@ def percent(value) -> str:
     import pandas as pd
 
     return "-" if value is None or pd.isna(value) else f"{100 * float(value):.2f}%"
+
+
+def picked_format(folder: Path | None, fmt: str) -> str:
+    """`fmt`, or for `auto` the format `folder` holds, said in one line on stderr."""
+    if fmt != "auto" or folder is None:
+        return fmt
+    from wsssbed.activation import detect_format
+
+    found = detect_format(folder)
+    err.print(
+        f"activation format: {found.name} (auto: {found.evidence})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return found.name

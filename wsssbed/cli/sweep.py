@@ -25,6 +25,7 @@ from wsssbed.cli.common import (
     err,
     out,
     percent,
+    picked_format,
     progress_bar,
 )
 from wsssbed.eval.axes import AXES, DISPLAY_ORDER
@@ -132,6 +133,8 @@ def sweep(
     """Sweep a pseudo-label generator over a threshold grid in one pass; store every point."""
     from wsssbed.api import sweep as run
 
+    with reported_errors():
+        activation_format = picked_format(activation, activation_format)
     with reported_errors(), progress_bar("sweeping", not as_json) as update:
         result = run(
             dataset=dataset,
