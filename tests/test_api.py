@@ -184,5 +184,10 @@ def test_registries_list_their_names_without_importing_and_agree_after():
         assert tuple(sorted(registry._items)) == listed
     assert RULES.names() == ("bg-threshold", "power-bg", "saliency-rule")
     assert FORMATS.names() == (
-        "clip-es-npy", "irn-npy", "npz", "png-per-class", "puzzlecam-npy", "seam-npy"
+        "clip-es-npy",
+        "irn-npy",
+        "npz",
+        "png-per-class",
+        "puzzlecam-npy",
+        "seam-npy",
     )
