@@ -20,7 +20,7 @@ from wsssbed.activation.formats.pickled import PickledNpy
 class ClipEsNpy(PickledNpy):
     name = "clip-es-npy"
     map_keys = ("attn_highres",)
-    description = "`keys` (0-based) and float16 `attn_highres` (CLIP-ES)"
+    description = "`keys` and float16 `attn_highres`, as CLIP-ES saves"
 
     def content(self, keys: np.ndarray, cams: np.ndarray) -> dict:
         return {"keys": keys, "attn_highres": cams.astype(np.float16)}

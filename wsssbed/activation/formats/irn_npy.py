@@ -18,4 +18,4 @@ from wsssbed.activation.formats.pickled import PickledNpy
 class IrnNpy(PickledNpy):
     name = "irn-npy"
     map_keys = ("high_res", "cam")
-    description = "`keys` (0-based) and `high_res` or `cam` (IRN)"
+    description = "`keys` and `high_res` or `cam`, as IRN saves"

@@ -128,7 +128,7 @@ def layout_of(content: Any, path: Path) -> type[PickledNpy]:
 def _mixed(folder: Path, path: Path, found: type[PickledNpy], wanted: PickledNpy) -> str:
     """Why `path`, in layout `found`, is refused in a folder read as `wanted`."""
     first = min((p for p in folder.iterdir() if p.name.endswith(".npy")), key=lambda p: p.name)
-    said = f"holds the {found.name} layout ({found.description}), "
+    said = f"holds the {found.name} layout ({found.description}); "
     try:
         first_layout = layout_of(read_structure(first), first) if first != path else None
     except InputError:

@@ -25,7 +25,7 @@ from wsssbed.io.budget import MapBudget
 class PuzzleCamNpy(PickledNpy):
     name = "puzzlecam-npy"
     map_keys = ("hr_cam", "rw")
-    description = "`keys` (0 = background, then class + 1) and `hr_cam` or `rw` (PuzzleCAM)"
+    description = "`keys` with background 0 first, and `hr_cam` or `rw`, as PuzzleCAM saves"
 
     def select(self, content: dict, budget: MapBudget, path: Path) -> tuple[np.ndarray, np.ndarray]:
         padded, cams = super().select(content, budget, path)

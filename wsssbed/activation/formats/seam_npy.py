@@ -37,7 +37,7 @@ def _class_index(key: Any) -> bool:
 @FORMATS.register("seam-npy")
 class SeamNpy(PickledNpy):
     name = "seam-npy"
-    description = "{class index (0-based): H x W map} (SEAM, PSA, MCTformer)"
+    description = "{class index: H x W map}, as SEAM, PSA and MCTformer save"
 
     @classmethod
     def match(cls, content: Any) -> int | None:
