@@ -326,3 +326,23 @@ def test_a_named_pipe_as_a_spec_list_or_archive_is_refused(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["not a regular file (a pipe, device or folder); "
                                           "give a plain file"] * 4  # fmt: skip
+
+
+@pytest.mark.parametrize("key", ["99999999999999999999", "²", "٣", "25"])
+def test_a_per_class_key_that_is_no_class_is_refused_naming_the_file(sample_root, tmp_path, key):
+    """Issue 25 section 5: not skipped, not an "unexpected OverflowError"."""
+    from conftest import run_cli
+
+    folder = tmp_path / "maps"
+    shutil.copytree(sample_root / "activation/sample-cam/png-per-class", folder)
+    odd = folder / f"sample_0003_{key}.png"
+    shutil.copy(next(folder.glob("sample_0003_*.png")), odd)
+    result = run_cli(
+        "sweep", "--data-root", sample_root, "--split", "train", "--activation", folder,
+        "--allow-extra-maps", "--thresholds", "0.3", "--out", tmp_path / "out",
+    )  # fmt: skip
+    error = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "unexpected" not in error, error
+    assert str(odd).replace(" ", "") in error.replace(" ", "")
+    assert ("ASCII digits" if not key.isascii() else "class") in error
+    assert not (tmp_path / "out").exists()

@@ -48,7 +48,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -57,7 +57,7 @@ from wsssbed.io.budget import MapBudget
 from wsssbed.io.imageio import regular_file
 from wsssbed.io.npy import read_header, read_plain_array
 
-MAX_OPCODES = 100_000  # a 150-class SEAM dict needs ~4,000
+MAX_OPCODES = 100_000  # a 150-class SEAM dict needs ~4,600 (protocol 2)
 MAX_VALUES = 10_000  # values resolved (each reference counts once)
 MAX_DEPTH = 8
 MAX_LONG_BYTES = 12  # LONG1 integers: torch's 80-bit magic number fits
@@ -98,74 +98,100 @@ _PLAIN = frozenset(
         *("BINPUT", "LONG_BINPUT", "MEMOIZE", "BINGET", "LONG_BINGET"),
     }
 )
-_OUTER = _PLAIN | {"GLOBAL", "STACK_GLOBAL", "REDUCE", "BUILD"}
+_OUTER_NAMES = _PLAIN | {"GLOBAL", "STACK_GLOBAL", "REDUCE", "BUILD"}
 # a torch storage stream's pickles: numbers, strings, containers; one names the storage
-_NESTED = _PLAIN - {"SHORT_BINBYTES", "BINBYTES", "BINBYTES8", "BYTEARRAY8"}
-_STORAGE = _NESTED | {"GLOBAL", "BINPERSID"}
-_MEMO = frozenset({"BINPUT", "LONG_BINPUT", "BINGET", "LONG_BINGET"})
-_EMPTY = {True: b"X\x00\x00\x00\x00", False: b"B\x00\x00\x00\x00"}  # "" and b"" (skeletons)
+_NESTED_NAMES = _PLAIN - {"SHORT_BINBYTES", "BINBYTES", "BINBYTES8", "BYTEARRAY8"}
+_CHECKED = {"BINPUT": "memo", "LONG_BINPUT": "memo", "BINGET": "memo", "LONG_BINGET": "memo"}
+_CHECKED |= {"PROTO": "proto", "FRAME": "frame", "LONG1": "long", "STOP": "stop"}
 
 
-def _scan(stream: BinaryIO, end: int, allowed: frozenset[str], copy: BinaryIO | None) -> None:
+class _Op(NamedTuple):
+    """How `_scan` steps over one opcode."""
+
+    name: str
+    size: int  # bytes of its fixed argument, or of its length field (`data`)
+    data: bool  # the argument is `<length><bytes>`
+    lines: bool  # the argument is two lines (GLOBAL)
+    check: str  # what of it is checked: memo, proto, frame, long, stop or nothing
+
+
+def _ops(names: frozenset[str]) -> dict[bytes, _Op]:
+    table = {}
+    for code, op in _OPCODES.items():
+        if op.name in names:
+            n = op.arg.n if op.arg is not None else 0
+            size, lines = _LENGTH_FIELD.get(n, max(n, 0)), n == pickletools.UP_TO_NEWLINE
+            table[code] = _Op(op.name, size, n in _LENGTH_FIELD, lines, _CHECKED.get(op.name, ""))
+    return table
+
+
+_OUTER = _ops(_OUTER_NAMES)
+_NESTED = _ops(_NESTED_NAMES)
+_STORAGE = _ops(_NESTED_NAMES | {"GLOBAL", "BINPERSID"})
+
+
+def _scan(
+    stream: BinaryIO,
+    end: int,
+    allowed: dict[bytes, _Op],
+    skeleton: BinaryIO | None = None,
+    spans: list[tuple[int, int, bool]] | None = None,
+) -> None:
     """Check one pickle from `stream`'s position to its STOP (nothing is built).
 
     Args:
         end: where the stream's data end (a length beyond it is refused).
-        copy: when given, receives the pickle without FRAMEs and with strings and bytes
-            longer than `STRUCTURE_BYTES` emptied, which are skipped, not read.
+        skeleton: when given, receives the pickle without FRAMEs and with every string
+            or bytes longer than `STRUCTURE_BYTES` replaced by a reference to its span
+            (`BININT i, BINPERSID`; the original pickle cannot hold BINPERSID), which is
+            appended to `spans` as (offset, length, is text). Those data are skipped
+            (a seek), not read.
 
     Raises:
         _Refused: an opcode outside `allowed`, too many opcodes, a memo index or integer
             out of bounds, a length the data do not have, or no STOP.
     """
+    read, write = stream.read, skeleton.write if skeleton is not None else None
     for _ in range(MAX_OPCODES):
-        code = stream.read(1)
-        op = _OPCODES.get(code)
+        code = read(1)
+        op = allowed.get(code)
         if op is None:
+            known = _OPCODES.get(code)
+            if known is not None:
+                raise _Refused(f"pickle opcode {known.name} is not accepted")
             raise _Refused("truncated pickle" if not code else f"unknown opcode {code!r}")
-        if op.name not in allowed:
-            raise _Refused(f"pickle opcode {op.name} is not accepted")
-        arg = op.arg
-        if arg is None:
-            if copy is not None:
-                copy.write(code)
-            if op.name == "STOP":
-                return
-            continue
-        if arg.n == pickletools.UP_TO_NEWLINE:  # GLOBAL: two names, each on its own line
-            raw = b"".join(stream.readline(STRUCTURE_BYTES) for _ in range(2))
-            if raw.count(b"\n") != 2:
+        head = data = b""
+        if op.lines:  # GLOBAL: two names, each on its own line
+            head = stream.readline(STRUCTURE_BYTES) + stream.readline(STRUCTURE_BYTES)
+            if head.count(b"\n") != 2:
                 raise _Refused("GLOBAL name is not two short lines")
-            head, data = raw, b""
-        elif arg.n in _LENGTH_FIELD:
-            size = _LENGTH_FIELD[arg.n]
-            head = stream.read(size)
-            if len(head) != size:
-                raise _Refused("truncated pickle")
-            length = int.from_bytes(head, "little")
-            if length > end - stream.tell():
-                raise _Refused(f"{op.name} declares {length:,} bytes; the file has fewer")
-            if op.name == "LONG1" and length > MAX_LONG_BYTES:
-                raise _Refused(f"integer of {length} bytes")
-            if copy is None or length > STRUCTURE_BYTES:  # data: skipped, never copied
-                stream.seek(length, io.SEEK_CUR)
-                if copy is not None:
-                    copy.write(_EMPTY["UNICODE" in op.name])
-                continue
-            data = stream.read(length)
-        else:
-            head, data = stream.read(arg.n), b""
-            if len(head) != arg.n:
+        elif op.size:
+            head = read(op.size)
+            if len(head) != op.size:
                 raise _Refused("truncated pickle")
             value = int.from_bytes(head, "little")
-            if op.name in _MEMO and value >= MAX_OPCODES:
-                raise _Refused(f"pickle memo index {value:,} is out of bounds")
-            if op.name == "PROTO" and not 2 <= value <= 5:
-                raise _Refused(f"pickle protocol {value} is not accepted")
-            if op.name == "FRAME":
+            if (op.data or op.check == "frame") and value > end - stream.tell():
+                raise _Refused(f"{op.name} declares {value:,} bytes; the file has fewer")
+            if op.check == "frame":  # a frame only groups the opcodes that follow
                 continue
-        if copy is not None:
-            copy.write(code + head + data)
+            if op.check == "memo" and value >= MAX_OPCODES:
+                raise _Refused(f"pickle memo index {value:,} is out of bounds")
+            if op.check == "proto" and not 2 <= value <= 5:
+                raise _Refused(f"pickle protocol {value} is not accepted")
+            if op.check == "long" and value > MAX_LONG_BYTES:
+                raise _Refused(f"integer of {value} bytes")
+            if op.data and (write is None or value > STRUCTURE_BYTES):  # skipped, not read
+                if write is not None:
+                    spans.append((stream.tell(), value, "UNICODE" in op.name))
+                    write(b"J" + (len(spans) - 1).to_bytes(4, "little") + b"Q")
+                stream.seek(value, io.SEEK_CUR)
+                continue
+            if op.data:
+                data = read(value)
+        if write is not None:
+            write(code + head + data)
+        if op.check == "stop":
+            return
     raise _Refused(f"more than {MAX_OPCODES:,} pickle opcodes")
 
 
@@ -385,17 +411,18 @@ def _parse_storage(blob: Any) -> tuple[str, np.ndarray]:
         _Refused: not such a stream, a name other than one storage class, or an element
             count that differs from the data present.
     """
-    if not isinstance(blob, bytes):
+    if not isinstance(blob, (bytes, memoryview)):
         raise _Refused("torch storage bytes are not bytes")
     if blob[:4] == b"PK\x03\x04":
         raise _Refused("torch storage in zip format (no torch writes it inside a tensor)")
-    stream, pickles = io.BytesIO(blob), []
+    head = bytes(blob[: 5 * NESTED_BYTES])  # the five pickles; the data follow
+    stream, pickles = io.BytesIO(head), []
     for allowed in (_NESTED, _NESTED, _NESTED, _STORAGE, _NESTED):
         start = stream.tell()
-        _scan(stream, len(blob), allowed, None)
+        _scan(stream, len(head), allowed)
         if stream.tell() - start > NESTED_BYTES:
             raise _Refused("torch storage stream with an oversized header pickle")
-        pickles.append(blob[start : stream.tell()])
+        pickles.append(head[start : stream.tell()])
     magic, version, info = (_NoNames(io.BytesIO(p)).load() for p in pickles[:3])
     if magic != TORCH_MAGIC or version != LEGACY_PROTOCOL:
         raise _Refused("torch storage bytes are not a legacy torch.save stream")
@@ -563,7 +590,7 @@ class _Resolver:
         if self.budget is None:
             return ArraySpec(shape, "numpy")
         self.budget.check_part(shape, numpy_dtype.itemsize, self.path, _name(where))
-        if not isinstance(data, (bytes, bytearray)):
+        if not isinstance(data, (bytes, bytearray, memoryview)):
             raise _Refused(f"array data must be bytes, got {type(data).__name__}")
         count = math.prod(shape)
         if len(data) != count * numpy_dtype.itemsize:
@@ -609,18 +636,25 @@ class _Resolver:
 # ---------------------------------------------------------------- entry points
 
 
-def _outer_pickle(stream: BinaryIO, end: int, skip_data: bool) -> Any:
-    """Scan the pickle from `stream`'s position to `end`, then unpickle it into stand-ins
-    (with `skip_data`, the scan's skeleton: strings and bytes of data emptied)."""
-    start, skeleton = stream.tell(), io.BytesIO() if skip_data else None
-    _scan(stream, end, _OUTER, skeleton)
+def _outer_pickle(stream: BinaryIO, end: int, data: memoryview | None) -> Any:
+    """Scan the pickle from `stream`'s position to `end`, then unpickle its skeleton into
+    stand-ins: long strings and bytes become views of `data` (the bytes `stream` reads,
+    from its position), or empty when `data` is None (nothing was read)."""
+    start, skeleton, spans = stream.tell(), io.BytesIO(), []
+    _scan(stream, end, _OUTER, skeleton, spans)
     if stream.tell() != end:
         raise _Refused(f"{end - stream.tell():,} bytes after the pickle")
-    if skeleton is None:
-        stream.seek(start)
-    else:
-        stream = io.BytesIO(skeleton.getvalue())
-    return _Unpickler(stream).load()
+    unpickler = _Unpickler(io.BytesIO(skeleton.getvalue()))
+    unpickler.persistent_load = lambda index: _span(data, *spans[index], start)
+    return unpickler.load()
+
+
+def _span(data: memoryview | None, offset: int, length: int, text: bool, start: int) -> Any:
+    """The string or bytes the skeleton refers to: a view of `data` (no copy), or empty."""
+    if data is None:
+        return "" if text else b""
+    view = data[offset - start : offset - start + length]
+    return str(view, "utf-8", "surrogatepass") if text else view
 
 
 def _guarded(path: Path, call: Callable[[], Any]) -> Any:
@@ -654,14 +688,18 @@ def load_npy(path: Path, budget: MapBudget) -> Any:
             asks for anything but numbers, strings, containers, numpy arrays and torch
             tensors (the message names the value, e.g. `` `high_res` ``).
     """
-    budget.check_file(regular_file(path), path)
+    size = regular_file(path)
+    budget.check_file(size, path)
     with open(path, "rb") as stream:
         header = _header(stream, path)
         if not header[2].hasobject:
             return read_plain_array(stream, header, budget, path)
-        payload = stream.read()
+        # the one copy (arrays are views of it); a sized read (a bare `read()` after
+        # the header takes ten times as long)
+        payload = stream.read(size - stream.tell())
     resolve = _Resolver(budget, path)
-    return _guarded(path, lambda: resolve(_outer_pickle(io.BytesIO(payload), len(payload), False)))
+    data = memoryview(payload)
+    return _guarded(path, lambda: resolve(_outer_pickle(io.BytesIO(payload), len(payload), data)))
 
 
 def read_structure(path: Path) -> Any:
@@ -681,4 +719,4 @@ def read_structure(path: Path) -> Any:
         if not dtype.hasobject:
             return ArraySpec(tuple(shape), "numpy")
         resolve = _Resolver(None, path)
-        return _guarded(path, lambda: resolve(_outer_pickle(stream, size, True)))
+        return _guarded(path, lambda: resolve(_outer_pickle(stream, size, None)))

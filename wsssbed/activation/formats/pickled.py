@@ -13,6 +13,7 @@ refused at its first odd file, naming it and the file the folder's layout comes 
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 from typing import Any
@@ -96,10 +97,11 @@ def checked_maps(
     return as_numpy(value)
 
 
-def pickled_layouts() -> list[type[PickledNpy]]:
+@functools.cache
+def pickled_layouts() -> tuple[type[PickledNpy], ...]:
     """The registered pickled-dict formats."""
     found = [FORMATS.get(name) for name in FORMATS.names()]
-    return [cls for cls in found if isinstance(cls, type) and issubclass(cls, PickledNpy)]
+    return tuple(cls for cls in found if isinstance(cls, type) and issubclass(cls, PickledNpy))
 
 
 def layout_of(content: Any, path: Path) -> type[PickledNpy]:
