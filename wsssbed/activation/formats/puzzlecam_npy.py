@@ -5,7 +5,7 @@
 inference_classification.py:181-182): `keys` numpy int64 with background 0 first and the
 foreground indices + 1 (K + 1,), `cam` a torch tensor at stride 4, `hr_cam` numpy float32
 (K, H, W), foreground only. Its random walk (`inference_rw.py:168`) saves the same keys
-with `rw` (K, H, W). The maps are `hr_cam`, else `rw`, as its `evaluate.py:46-52` takes
+with `rw` (K, H, W). The maps are `hr_cam`, else `rw`, as its `evaluate.py:46-51` takes
 them; the low-resolution `cam` is never copied.
 """
 
