@@ -1,6 +1,9 @@
 """The restricted map reader against numpy's own (unsafe) `np.load(allow_pickle=True)`.
 
-1. Every pickled layout: the first `--files` VOC val images' synthesised maps (`synth.py`)
+1. With `--sweep`: the 100-threshold VOC val sweep (irn-npy, 2 workers) with the
+   restricted reader and with `np.load` swapped in, alternating: what the reader costs
+   a real sweep.
+2. Every pickled layout: the first `--files` VOC val images' synthesised maps (`synth.py`)
    saved the way each codebase saves them (IRN with torch `keys` and a stride-4 torch
    `cam`, IRN forks in numpy, SEAM's class dict, PuzzleCAM with a torch `cam`, CLIP-ES in
    float16), then read alternately, `--repeats` times after a warm-up, by
@@ -8,9 +11,6 @@
    views of the file's bytes, tensors not copied) and through the format
    (`read_activation`: keys and float32 maps, checked against the image). Median time
    per file, and each reader's ratio to np.load per repeat (the same files, back to back).
-2. With `--sweep`: the 100-threshold VOC val sweep (irn-npy, 2 workers) with the
-   restricted reader and with `np.load` swapped in, alternating: what the reader costs
-   a real sweep.
 
 Usage: python benchmarks/bench_reader.py [--files 200] [--repeats 5] [--sweep]
        [--data-root ../shared/data/VOC2012]
@@ -140,9 +140,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sweep", action="store_true")
     args = parser.parse_args()
-    compare_layouts(args.data_root, args.files, args.repeats)
-    if args.sweep:
+    if args.sweep:  # first: its maps are written by worker processes, forked before torch runs
         compare_sweeps(args.data_root, args.repeats)
+    compare_layouts(args.data_root, args.files, args.repeats)
 
 
 if __name__ == "__main__":

@@ -278,14 +278,18 @@ def test_the_low_resolution_cam_is_never_copied(tmp_path, monkeypatch):
         ({10**20: np.zeros((37, 50), np.float32)}, r"class indices \[100000000000000000000\]"),
         ({"keys": np.array([3]), "high_res": "maps"}, r"`high_res` is a str, not an array"),
         ({"keys": np.array([3]), "maps": np.zeros(3)}, r"a dict of `keys`, `maps`, which is no"),
+        ({"keys": np.array([3]), "high_res": np.zeros(3), "hr_cam": np.zeros(3)},
+         r"the layouts irn-npy and puzzlecam-npy at once"),
+        (np.zeros((1, 37, 50), np.float32), r"one array of shape \(1, 37, 50\), not a dict"),
     ],
     ids=["high-res-size", "cam-larger", "cam-only-strided", "puzzlecam-keys", "seam-3d",
-         "seam-key", "seam-huge-key", "not-array", "unknown-layout"],
+         "seam-key", "seam-huge-key", "not-array", "unknown-layout", "two-layouts", "plain"],
 )  # fmt: skip
 def test_errors_name_the_file_and_the_key(tmp_path, content, message):
     np.save(tmp_path / "a.npy", content)
     fmt = {"hr_cam": "puzzlecam-npy", "maps": "irn-npy"}
-    name = next((fmt[k] for k in content if k in fmt), "irn-npy" if "keys" in content else None)
+    keys = content if isinstance(content, dict) else {"keys": 0}
+    name = next((fmt[k] for k in keys if k in fmt), "irn-npy" if "keys" in keys else None)
     with pytest.raises(InputError, match=message) as info:
         read_activation(tmp_path, "a", name or "seam-npy", VOC, shape=(37, 50))
     assert str(tmp_path / "a.npy") in str(info.value)
@@ -376,3 +380,20 @@ def test_pseudo_labels_read_a_native_layout(sample_root, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "activation format: clip-es-npy" in result.stderr
     assert len(list((tmp_path / "labels").glob("*.png"))) == 48
+
+
+def test_the_api_recognises_the_format_by_default(sample_root, tmp_path):
+    import wsssbed
+
+    folder = tmp_path / "seam"
+    _write(sample_root, folder, mctformer_engine)
+    result = wsssbed.sweep(
+        data_root=sample_root, split="train", activation=folder, thresholds="0.1,0.3",
+        boundary=False,
+    )  # fmt: skip
+    assert result.run.activation_format == "seam-npy"
+    with pytest.raises(InputError, match="not irn-npy as asked"):
+        wsssbed.sweep(
+            data_root=sample_root, split="train", activation=folder, thresholds="0.1",
+            activation_format="irn-npy", boundary=False,
+        )  # fmt: skip

@@ -118,6 +118,8 @@ def layout_of(content: Any, path: Path) -> type[PickledNpy]:
     if isinstance(content, dict):
         shown = ", ".join(f"`{k}`" for k in list(content)[:8]) or "nothing"
         what = f"a dict of {shown}"
+    elif hasattr(content, "shape"):
+        what = f"one array of shape {tuple(content.shape)}, not a dict"
     else:
         what = f"a {type(content).__name__}, not a dict"
     if found:
