@@ -134,6 +134,9 @@ def sweep(
     from wsssbed.api import sweep as run
 
     with reported_errors():
+        from wsssbed.io.outputs import check_output_folder
+
+        check_output_folder(results, "results folder")  # before any work, as the API does
         activation_format = picked_format(activation, activation_format)
     with reported_errors(), progress_bar("sweeping", not as_json) as update:
         result = run(
