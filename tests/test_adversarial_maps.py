@@ -207,8 +207,13 @@ from wsssbed.datasets import get_dataset
 from wsssbed.errors import InputError
 voc, folder = get_dataset("voc2012"), Path(sys.argv[1])
 shape = (375, 500)
-def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def peak():  # this program's high-water mark (ru_maxrss keeps the forked parent's on Linux)
+    try:
+        with open("/proc/self/status") as status:
+            line = next(l for l in status if l.startswith("VmHWM:"))
+        return int(line.split()[1]) * 1024
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 read_activation(folder / "legit", "a", "npz", voc, shape=shape)
 baseline = peak()
 outcome = {}
@@ -221,6 +226,19 @@ for name, fmt in json.loads(sys.argv[2]).items():
         outcome[name] = error.problem
 print(json.dumps({"baseline": baseline, "peak": peak(), "outcome": outcome}))
 """
+
+
+def measure_reads(folder: Path, formats: dict[str, str]) -> dict:
+    """Peak memory of a fresh process that reads `folder/legit/a.npz` (the largest maps
+    of a 375x500 VOC image), then `folder/<name>/` in format `formats[name]` for each
+    name: {"baseline", "peak" (bytes), "outcome": name -> "read" or the error}."""
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(folder), json.dumps(formats)],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    report = json.loads(result.stdout)
+    print(report)  # shown with -rP: the measured growth
+    return report
 
 
 def test_crafted_inputs_stay_within_twice_the_largest_legitimate_maps(tmp_path):
@@ -248,12 +266,7 @@ def test_crafted_inputs_stay_within_twice_the_largest_legitimate_maps(tmp_path):
     for key in range(40):
         _png(tmp_path / "pngs" / f"a_{key}.png", shape)
     crafted["pngs"] = "png-per-class"
-    result = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(tmp_path), json.dumps(crafted)],
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
-    report = json.loads(result.stdout)
-    print(report)  # shown with -rP: the measured growth
+    report = measure_reads(tmp_path, crafted)
     assert all(outcome != "read" for outcome in report["outcome"].values()), report
     assert report["peak"] - report["baseline"] < 2 * legit_bytes, report
 
@@ -313,3 +326,23 @@ def test_a_named_pipe_as_a_spec_list_or_archive_is_refused(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["not a regular file (a pipe, device or folder); "
                                           "give a plain file"] * 4  # fmt: skip
+
+
+@pytest.mark.parametrize("key", ["99999999999999999999", "²", "٣", "25"])
+def test_a_per_class_key_that_is_no_class_is_refused_naming_the_file(sample_root, tmp_path, key):
+    """Issue 25 section 5: not skipped, not an "unexpected OverflowError"."""
+    from conftest import run_cli
+
+    folder = tmp_path / "maps"
+    shutil.copytree(sample_root / "activation/sample-cam/png-per-class", folder)
+    odd = folder / f"sample_0003_{key}.png"
+    shutil.copy(next(folder.glob("sample_0003_*.png")), odd)
+    result = run_cli(
+        "sweep", "--data-root", sample_root, "--split", "train", "--activation", folder,
+        "--allow-extra-maps", "--thresholds", "0.3", "--out", tmp_path / "out",
+    )  # fmt: skip
+    error = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "unexpected" not in error, error
+    assert str(odd).replace(" ", "") in error.replace(" ", "")
+    assert ("ASCII digits" if not key.isascii() else "class") in error
+    assert not (tmp_path / "out").exists()

@@ -183,4 +183,11 @@ def test_registries_list_their_names_without_importing_and_agree_after():
         registry.get(listed[0])  # imports every plugin module
         assert tuple(sorted(registry._items)) == listed
     assert RULES.names() == ("bg-threshold", "power-bg", "saliency-rule")
-    assert FORMATS.names() == ("irn-npy", "npz", "png-per-class")
+    assert FORMATS.names() == (
+        "clip-es-npy",
+        "irn-npy",
+        "npz",
+        "png-per-class",
+        "puzzlecam-npy",
+        "seam-npy",
+    )

@@ -266,7 +266,7 @@ def test_help_shows_defaults_brackets_and_the_metric_glossary():
 
     env = {"COLUMNS": "200"}
     sweep = " ".join(CliRunner().invoke(app, ["sweep", "--help"], env=env).output.split())
-    assert "[default: 0:0.6:0.01]" in sweep and "[default: irn-npy]" in sweep
+    assert "[default: 0:0.6:0.01]" in sweep and "[default: auto]" in sweep
     for name in GLOSSARY:
         assert f"{name}:" in sweep
     board = " ".join(CliRunner().invoke(app, ["leaderboard", "--help"], env=env).output.split())

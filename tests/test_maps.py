@@ -36,8 +36,9 @@ def test_activation_round_trip(tmp_path, fmt):
     assert list(listed) == ["2007_000032"]
     back = read_activation(tmp_path, "2007_000032", fmt, VOC, listed["2007_000032"])
     assert back.class_ids.tolist() == [4, 15] and back.cams.dtype == np.float32
+    stored = maps.cams.astype(np.float16) if fmt == "clip-es-npy" else maps.cams  # CLIP-ES: f16
     tolerance = 0.5 / 255 + 1e-7 if fmt == "png-per-class" else 0
-    assert np.abs(back.cams - maps.cams).max() <= tolerance
+    assert np.abs(back.cams - stored.astype(np.float32)).max() <= tolerance
     if fmt == "png-per-class":
         assert listed["2007_000032"] == (3, 14)  # 0-based foreground keys in file names
 
@@ -84,19 +85,6 @@ def test_crafted_pickle_cannot_run_code(tmp_path):
         load_npy(path, MapBudget(VOC.num_classes - 1))
     assert str(path) in str(info.value)
     assert not target.exists()
-
-
-def test_torch_pickle_is_refused_with_a_hint(tmp_path):
-    import torch
-
-    path = tmp_path / "t.npy"
-    np.save(
-        path,
-        np.array({"keys": np.array([0]), "cam": torch.zeros(1, 2, 2)}, dtype=object),
-        allow_pickle=True,
-    )
-    with pytest.raises(InputError, match="torch"):
-        read_activation(tmp_path, "t", "irn-npy", VOC)
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ def sweep(
     data_root: PathLike | None = None,
     split: str | None = None,
     activation: PathLike | None = None,
-    activation_format: str = "irn-npy",
+    activation_format: str = "auto",
     generator: str | None = None,
     thresholds: Grid | None = None,
     saliency: PathLike | None = None,
@@ -62,7 +62,9 @@ def sweep(
         dataset: built-in name (`voc2012`, `coco2014`, ...) or a spec `.toml` path.
         data_root: the dataset's folder; None: the embedded sample (voc2012 only).
         split: split name (None: the dataset's default, or the method's split).
-        activation: folder of activation maps in `activation_format`.
+        activation: folder of activation maps in `activation_format` (`auto`: the format
+            the files hold, recorded with the run; or `irn-npy`, `seam-npy`,
+            `puzzlecam-npy`, `clip-es-npy`, `png-per-class`, `npz`).
         generator: a registered rule (`bg-threshold`, `power-bg`, `saliency-rule`).
         saliency: folder of saliency PNGs; with `method`, a saliency manifest name.
         boundary: boundary F at every point (1-D grids; silently off for 2-D grids

@@ -16,6 +16,7 @@ from wsssbed.activation.base import (
     map_format,
     validate_activation,
 )
+from wsssbed.activation.detect import AUTO, Detection, detect_format, resolve_format
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.io.digest import FolderDigest, folder_digest
 from wsssbed.saliency.maps import SALIENCY_FORMAT, is_saliency_file
@@ -55,19 +56,25 @@ def map_file_rule(fmt: str) -> Callable[[str], bool]:
 def digest_maps(
     folder: Path, fmt: str, progress: Callable[[int, int], None] | None = None
 ) -> FolderDigest:
-    """The content digest of a map folder of format `fmt` (`wsssbed.io.digest`)."""
+    """The content digest of a map folder of format `fmt` (`auto`: the one it holds;
+    `wsssbed.io.digest`)."""
+    fmt = resolve_format(folder, fmt)
     return folder_digest(folder, map_file_rule(fmt), fmt, progress)
 
 
 __all__ = [
+    "AUTO",
     "FORMATS",
     "ActivationMaps",
+    "Detection",
     "MapFormat",
+    "detect_format",
     "digest_maps",
     "list_activation_ids",
     "map_file_rule",
     "map_format",
     "read_activation",
+    "resolve_format",
     "validate_activation",
     "write_activation",
 ]

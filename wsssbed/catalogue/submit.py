@@ -49,7 +49,7 @@ class Submission:
     """What a submitter gives besides the maps."""
 
     name: str
-    fmt: str
+    fmt: str = "auto"
     version: str = "1.0.0"
     paper: str = ""
     code: str = ""
@@ -109,10 +109,10 @@ def submit(
             folder = single_folder(extracted.root)
         else:
             folder = maps.resolve()
-        found = digest_maps(folder, submission.fmt)
-        job = dataclasses.replace(
+        job = dataclasses.replace(  # `auto` becomes the format the files hold
             job, activation=folder, activation_format=submission.fmt, allow_extra=False
         )
+        found = digest_maps(folder, job.activation_format)
         spec = job.dataset.spec
         today = date.today().isoformat()
         log = [] if previous is None else list(previous.changelog)
@@ -127,7 +127,7 @@ def submit(
             paper=submission.paper,
             code=submission.code,
             source=Source(path=str(folder)),
-            content=Content(submission.fmt, found.digest, found.files),
+            content=Content(job.activation_format, found.digest, found.files),
             changelog=[*log, ChangelogEntry(submission.version, today, submission.note)],
         )
         manifest.path = manifest_path(manifest)

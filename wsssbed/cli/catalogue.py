@@ -11,6 +11,7 @@ from rich.table import Table
 from wsssbed.cli.app import app, reported_errors
 from wsssbed.cli.common import (
     DEVICE_OPTION,
+    FORMAT_HELP,
     JSON_OPTION,
     JSON_SUMMARY_OPTION,
     RESULTS_OPTION,
@@ -130,7 +131,7 @@ def submit(
     dataset: str = typer.Option(..., help="Dataset name."),
     data_root: Path = typer.Option(..., help="Dataset folder (ground truth)."),
     split: str = typer.Option(..., help="The split the maps cover, exactly."),
-    fmt: str = typer.Option(..., "--format", help="Map format: irn-npy, png-per-class or npz."),
+    fmt: str = typer.Option("auto", "--format", help=FORMAT_HELP),
     name: str = typer.Option(..., help="Manifest name for the method (lower-case, no spaces)."),
     version: str = typer.Option("1.0.0", help="Semver; above the existing one to update."),
     paper: str = typer.Option("", help="Paper link."),
@@ -165,8 +166,8 @@ def submit(
             manifest, summary = submit_maps(maps, job, entry, results, update)
     if not as_json:
         out.print(
-            f"[green]pinned[/] {manifest.ref}: {manifest.content.files:,} files, "
-            f"{manifest.content.digest} -> {manifest.path}",
+            f"[green]pinned[/] {manifest.ref}: {manifest.content.files:,} "
+            f"{manifest.content.format} files, {manifest.content.digest} -> {manifest.path}",
             soft_wrap=True,
         )
     finish(summary, results, as_json, f"best point of {name} on {spec.name}/{split}")

@@ -75,9 +75,11 @@ SPLIT_OPTION = typer.Option(
     f"\\[default: the dataset's default split: {default_splits()}; a spec file's "
     f"default_split; {SAMPLE_DEFAULT_SPLIT} on the embedded sample; a --method's own split].",
 )
-FORMAT_OPTION = typer.Option(
-    "irn-npy", help="Activation-map format: irn-npy, png-per-class or npz."
+FORMAT_HELP = (
+    "Activation-map format: auto (recognised from the files), irn-npy, seam-npy, "
+    "puzzlecam-npy, clip-es-npy, png-per-class or npz."
 )
+FORMAT_OPTION = typer.Option("auto", help=FORMAT_HELP)
 TOLERANCE_OPTION = typer.Option(
     None, help="Boundary tolerance: fraction of the image diagonal (default 0.0075), or `2px`."
 )
@@ -206,3 +208,18 @@ def interval(low, high, digits: int = 1) -> str:
     if low is None or pd.isna(low):
         return "-"
     return f"{in_points(low, digits)}\u2013{in_points(high, digits)}"
+
+
+def picked_format(folder: Path | None, fmt: str) -> str:
+    """`fmt`, or for `auto` the format `folder` holds, said in one line on stderr."""
+    if fmt != "auto" or folder is None:
+        return fmt
+    from wsssbed.activation import detect_format
+
+    found = detect_format(folder)
+    err.print(
+        f"activation format: {found.name} (auto: {found.evidence})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return found.name

@@ -17,6 +17,7 @@ from wsssbed.cli.common import (
     LABELS_OPTION,
     SPLIT_OPTION,
     out,
+    picked_format,
     progress_bar,
 )
 from wsssbed.errors import WsssbedError
@@ -183,6 +184,8 @@ def pseudo_labels(
         made = _refined(made, refine)
         if made.rule.needs_maps and activation is None:
             raise WsssbedError("give --activation (the folder of activation maps)")
+        if made.rule.needs_maps:
+            activation_format = picked_format(activation, activation_format)
         if made.rule.needs_saliency and saliency is None:
             raise WsssbedError("saliency-rule needs --saliency (or --without-saliency)")
         job = _generation_job(

@@ -25,6 +25,7 @@ from wsssbed.cli.common import (
     err,
     out,
     percent,
+    picked_format,
     progress_bar,
 )
 from wsssbed.datasets.fingerprint import subset_of
@@ -139,6 +140,11 @@ def sweep(
     """Sweep a pseudo-label generator over a threshold grid in one pass; store every point."""
     from wsssbed.api import sweep as run
 
+    with reported_errors():
+        from wsssbed.io.outputs import check_output_folder
+
+        check_output_folder(results, "results folder")  # before any work, as the API does
+        activation_format = picked_format(activation, activation_format)
     with reported_errors(), progress_bar("sweeping", not as_json) as update:
         result = run(
             dataset=dataset,

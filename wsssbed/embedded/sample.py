@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from wsssbed.activation import FORMATS, ActivationMaps, write_activation
+from wsssbed.activation import AUTO, ActivationMaps, write_activation
 from wsssbed.datasets import get_dataset
 from wsssbed.errors import InputError
 from wsssbed.io.home import home
@@ -44,6 +44,7 @@ SAMPLE_VERSION = "v1"
 HEIGHT, WIDTH = 120, 160
 SPLITS = {"train": 48, "val": 24}
 METHOD = "sample-cam"
+MAP_FORMATS = ("irn-npy", "png-per-class", "npz")  # the sample's maps, one folder each
 SALIENCY = "sample-sal"
 DATASET = "voc2012"  # the sample's layout and classes
 DEFAULT_SPLIT = "train"
@@ -109,8 +110,8 @@ def default_to_sample(
 
 
 def sample_activation(root: Path, fmt: str) -> Path:
-    """The sample's activation maps in format `fmt`."""
-    return root / "activation" / METHOD / fmt
+    """The sample's activation maps in format `fmt` (`auto`: its irn-npy maps)."""
+    return root / "activation" / METHOD / ("irn-npy" if fmt == AUTO else fmt)
 
 
 def sample_saliency(root: Path) -> Path:
@@ -174,7 +175,7 @@ def _write_scene(root: Path, spec, image_id: str, scene: Scene) -> None:
     mask.save(voc / "SegmentationClass" / f"{image_id}.png")
     class_ids = np.array(sorted(scene.cams), dtype=np.int64)
     maps = ActivationMaps(class_ids, np.stack([scene.cams[c] for c in class_ids]))
-    for fmt in FORMATS.names():
+    for fmt in MAP_FORMATS:
         write_activation(root / "activation" / METHOD / fmt, image_id, fmt, spec, maps)
     write_saliency(root / "saliency" / SALIENCY, image_id, scene.saliency)
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from wsssbed.activation.detect import AUTO, resolve_format
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.errors import InputError
 from wsssbed.eval.boundary import Tolerance
@@ -26,7 +27,9 @@ class SweepJob:
         dataset: the split on disk.
         rule: the sweep rule (generator + grid), or `HardLabels` for label maps.
         activation: folder of activation maps (None for hard labels).
-        activation_format: a registered map format (`irn-npy`, `png-per-class`, `npz`).
+        activation_format: a registered map format (`irn-npy`, `seam-npy`, `npz`, ...), or
+            `auto`: the one the folder holds, recognised when the job is made
+            (`wsssbed.activation.detect`), so the job and its run record a format.
         saliency: folder of saliency PNGs, when the rule uses them.
         predictions: folder of label-map PNGs (hard labels).
         boundary: tolerance for boundary F, or None to skip it.
@@ -43,7 +46,7 @@ class SweepJob:
     dataset: LocalDataset
     rule: Rule
     activation: Path | None = None
-    activation_format: str = "irn-npy"
+    activation_format: str = AUTO
     saliency: Path | None = None
     predictions: Path | None = None
     boundary: Tolerance | None = None
@@ -54,6 +57,10 @@ class SweepJob:
     per_image: bool = False
     images: bool = False
     protocol: Protocol | None = None
+
+    def __post_init__(self) -> None:
+        if self.activation is not None and self.rule.needs_maps:
+            self.activation_format = resolve_format(self.activation, self.activation_format)
 
     @classmethod
     def from_protocol(cls, protocol: Protocol, dataset: LocalDataset, **inputs) -> SweepJob:

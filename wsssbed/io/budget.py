@@ -56,14 +56,21 @@ class MapBudget:
                 where,
             )
 
-    def check_declared(self, shape: tuple[int, ...], itemsize: int, where: Path) -> None:
-        """Refuse an array header whose shape cannot be a key list or this image's maps."""
+    def check_declared(
+        self, shape: tuple[int, ...], itemsize: int, where: Path, what: str = ""
+    ) -> None:
+        """Refuse an array header whose shape cannot be a key list or this image's maps.
+
+        Args:
+            what: the array's name in the file (`` `high_res` ``), put in front of messages.
+        """
+        prefix = f"{what}: " if what else ""
         ok = len(shape) <= 1 and math.prod(shape) <= max(self.planes, 1)
         if len(shape) == 3:
             planes, height, width = shape
             if self.shape and planes <= self.planes and (height, width) != self.shape:
                 raise InputError(
-                    f"map size {height}x{width} differs from the ground truth's "
+                    f"{prefix}map size {height}x{width} differs from the ground truth's "
                     f"{self.shape[0]}x{self.shape[1]} (H x W; from the file's header)",
                     where,
                 )
@@ -71,6 +78,41 @@ class MapBudget:
             ok = planes <= self.planes and fits
         if not ok or math.prod(shape) * itemsize > self.max_bytes + HEADER_SLACK:
             raise InputError(
-                f"declares an array of shape {tuple(shape)}; this image allows {self._describe()}",
+                f"{prefix}declares an array of shape {tuple(shape)}; this image allows "
+                f"{self._describe()}",
+                where,
+            )
+
+    def check_part(
+        self, shape: tuple[int, ...], itemsize: int, where: Path, what: str = ""
+    ) -> None:
+        """Refuse an array that cannot be any part of this image's maps file.
+
+        Looser than `check_declared`, for everything a pickled file holds besides the maps
+        it is read through: at most 3 axes; a 1-D array of at most `planes + 1` entries
+        (keys, PuzzleCAM's with a background 0 in front); at most `planes` planes, each no
+        larger than the ground truth's (a low-resolution `cam` is smaller). So whatever of
+        it is later copied costs at most the largest legitimate maps.
+        """
+        prefix = f"{what}: " if what else ""
+        if 2 <= len(shape) <= 3 and self.shape:
+            height, width = shape[-2:]
+            if height > self.shape[0] or width > self.shape[1]:
+                raise InputError(
+                    f"{prefix}map size {height}x{width} differs from the ground truth's "
+                    f"{self.shape[0]}x{self.shape[1]} (H x W) and is larger than any map of "
+                    "this image",
+                    where,
+                )
+        if len(shape) == 1:
+            ok = shape[0] <= self.planes + 1
+        else:
+            pixels, planes = math.prod(shape[-2:]), math.prod(shape[:-2])
+            ok = len(shape) <= 3 and pixels <= MAX_PIXELS and planes <= self.planes
+        ok = ok and math.prod(shape) * itemsize <= self.max_bytes + HEADER_SLACK
+        if not ok:
+            raise InputError(
+                f"{prefix}holds an array of shape {tuple(shape)}; this image allows "
+                f"{self._describe()}",
                 where,
             )

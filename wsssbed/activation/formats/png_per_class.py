@@ -15,6 +15,8 @@ from wsssbed.io.imageio import read_png_array, write_png_atomic
 from wsssbed.io.outputs import inside
 
 _NAME = re.compile(r"^(?P<id>.+)_(?P<key>[0-9]+)\.png$")
+_NUMBERED = re.compile(r"^.+_(?P<key>[^_.]+)\.png$")  # any `<id>_<something>.png`
+KEY_DIGITS = 6  # a class index has fewer digits than this
 
 
 @FORMATS.register("png-per-class")
@@ -29,7 +31,15 @@ class PngPerClass(MapFormat):
         for entry in folder.iterdir():
             match = _NAME.match(entry.name)
             if not match:
+                numbered = _NUMBERED.match(entry.name)
+                if numbered and numbered["key"].isnumeric():  # `²`, `٣`: digits, not ASCII
+                    raise InputError(
+                        f"class index {numbered['key']!r} is not written in ASCII digits 0-9",
+                        entry,
+                    )
                 continue
+            if len(match["key"]) > KEY_DIGITS:
+                raise InputError(f"class index {match['key']} is no class of any dataset", entry)
             key = int(match["key"])
             if match["key"] != str(key):  # `_016` would be read as `_16`: one name per class
                 canonical = f"{match['id']}_{key}.png"
@@ -43,7 +53,8 @@ class PngPerClass(MapFormat):
         return {image_id: tuple(sorted(k)) for image_id, k in keys.items()}
 
     def is_map_file(self, name: str) -> bool:
-        return _NAME.match(name) is not None
+        numbered = _NUMBERED.match(name)
+        return numbered is not None and numbered["key"].isnumeric()  # `list_ids` checks it
 
     def where(self, folder: Path, image_id: str) -> Path:
         return folder / image_id
@@ -59,6 +70,13 @@ class PngPerClass(MapFormat):
                 "foreground classes",
                 folder,
             )
+        for k in keys:
+            if k >= budget.planes:
+                raise InputError(
+                    f"class index {k} is not one of the dataset's {budget.planes} foreground "
+                    "classes (0-based)",
+                    folder / f"{image_id}_{k}.png",
+                )
         planes = [
             read_png_array(folder / f"{image_id}_{k}.png", expected=budget.shape) for k in keys
         ]
