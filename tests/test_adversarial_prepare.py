@@ -121,10 +121,12 @@ def test_malformed_mat_files_are_refused_naming_the_file(tmp_path):
         "v73": b"MATLAB 7.3 MAT-file, HDF5".ljust(128),
         "truncated": _mat(tmp_path / "t", good, compressed=False).read_bytes()[:-10],
         "bad zlib": _mat(tmp_path / "z", good).read_bytes()[:140] + b"\xff" * 40,
-        "no field": _mat(tmp_path / "f", _gtcls({"Other": _matrix("uint8", (1, 1), b"\0", "u1")})
-                         ).read_bytes(),  # fmt: skip
-        "lying count": _mat(tmp_path / "c", good[:4] + struct.pack("<I", 10**9) + good[8:],
-                            compressed=False).read_bytes(),  # fmt: skip
+        "no field": _mat(
+            tmp_path / "f", _gtcls({"Other": _matrix("uint8", (1, 1), b"\0", "u1")})
+        ).read_bytes(),
+        "lying count": _mat(
+            tmp_path / "c", good[:4] + struct.pack("<I", 10**9) + good[8:], compressed=False
+        ).read_bytes(),
     }
     for name, payload in cases.items():
         path = tmp_path / f"{name}.mat"
@@ -224,16 +226,26 @@ def test_rle_strings_decode_as_pycocotools_encodes_them():
 
 
 BAD_COCO = {
-    "RLE larger than its image": ({"segmentation": {"size": [4000, 4000], "counts": [16_000_000]},
-                                   "iscrowd": 1}, "RLE size [4000, 4000] differs"),
-    "RLE counts short": ({"segmentation": {"size": [40, 60], "counts": [10, 20]}, "iscrowd": 1},
-                         "cover 30 pixels, not the image's 2,400"),
-    "RLE negative": ({"segmentation": {"size": [40, 60], "counts": [2500, -100]},
-                      "iscrowd": 1}, "non-negative"),
-    "RLE string cut": ({"segmentation": {"size": [40, 60], "counts": "0Q"}, "iscrowd": 1},
-                       "ends inside a number"),
-    "RLE string bytes": ({"segmentation": {"size": [40, 60], "counts": "ab~"}, "iscrowd": 1},
-                         "outside '0'..'o'"),
+    "RLE larger than its image": (
+        {"segmentation": {"size": [4000, 4000], "counts": [16_000_000]}, "iscrowd": 1},
+        "RLE size [4000, 4000] differs",
+    ),
+    "RLE counts short": (
+        {"segmentation": {"size": [40, 60], "counts": [10, 20]}, "iscrowd": 1},
+        "cover 30 pixels, not the image's 2,400",
+    ),
+    "RLE negative": (
+        {"segmentation": {"size": [40, 60], "counts": [2500, -100]}, "iscrowd": 1},
+        "non-negative",
+    ),
+    "RLE string cut": (
+        {"segmentation": {"size": [40, 60], "counts": "0Q"}, "iscrowd": 1},
+        "ends inside a number",
+    ),
+    "RLE string bytes": (
+        {"segmentation": {"size": [40, 60], "counts": "ab~"}, "iscrowd": 1},
+        "outside '0'..'o'",
+    ),
     "polygon 1e9": ({"segmentation": [[0, 0, 1e9, 0, 1e9, 1e9]]}, "not finite or lies"),
     "polygon NaN": ({"segmentation": [[0, 0, float("nan"), 5, 9, 9]]}, "not finite or lies"),
     "polygon odd": ({"segmentation": [[0, 0, 5, 5, 9]]}, "odd number"),

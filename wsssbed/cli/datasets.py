@@ -104,7 +104,8 @@ def datasets_prepare(
     from wsssbed.io.staging import remove_stale
 
     if clean and not sources:
-        removed = remove_stale(out_dir)
+        with reported_errors():
+            removed = remove_stale(out_dir)
         out.print(f"removed {len(removed)} stale staging folder(s) of {out_dir}", soft_wrap=True)
         return
     with reported_errors(), progress_bar(f"preparing {dataset}") as update:

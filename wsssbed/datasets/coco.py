@@ -145,8 +145,7 @@ def read_instances(
             raise InputError(f"{where}: size {image.height}x{image.width} is empty", path)
         if image.height * image.width > MAX_PIXELS:
             raise InputError(
-                f"{where}: {image.width}x{image.height} is above the {MAX_PIXELS:,}-pixel "
-                "budget",
+                f"{where}: {image.width}x{image.height} is above the {MAX_PIXELS:,}-pixel budget",
                 path,
             )
         images[image.id] = image
