@@ -35,7 +35,7 @@ import numpy as np
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.errors import InputError
 from wsssbed.io.configio import from_table, read_json
-from wsssbed.io.imageio import MAX_PIXELS, write_png_atomic
+from wsssbed.io.imageio import MAX_PIXELS, write_png_atomic, write_text
 
 #: A polygon annotation's outline (sum of its edges' longer side, in pixels) may be at
 #: most this many times the picture's height + width.
@@ -118,10 +118,8 @@ def convert_coco(
         label_lines.append(" ".join([image_id, *(str(c - 1) for c in present)]))
         if progress is not None:
             progress(done, len(images))
-    (out / "ImageSets").mkdir(parents=True, exist_ok=True)
-    (out / "cls_labels").mkdir(parents=True, exist_ok=True)
-    (out / "ImageSets" / f"{split}.txt").write_text("\n".join(ids) + "\n")
-    (out / "cls_labels" / f"{split}_cls.txt").write_text("\n".join(label_lines) + "\n")
+    write_text(out / "ImageSets" / f"{split}.txt", "\n".join(ids) + "\n")
+    write_text(out / "cls_labels" / f"{split}_cls.txt", "\n".join(label_lines) + "\n")
     return len(ids)
 
 

@@ -43,8 +43,9 @@ from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.errors import InputError
 from wsssbed.io.archive import extract
 from wsssbed.io.digest import file_sha256
-from wsssbed.io.imageio import read_png_array, write_png_atomic
+from wsssbed.io.imageio import read_png_array, write_png_atomic, write_text
 from wsssbed.io.matfile import read_struct_field
+from wsssbed.io.outputs import naming
 from wsssbed.io.staging import Staging, remove_stale
 
 Progress = Callable[[int, int], None]
@@ -63,7 +64,8 @@ def _place(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
     except OSError:
-        shutil.copyfile(source, target)
+        with naming(target):
+            shutil.copyfile(source, target)
 
 
 def _find_folder(roots: list[Path], name: str, holding: str) -> Path | None:
@@ -86,8 +88,7 @@ def _place_files(pairs: list[tuple[Path, Path]], progress: Progress | None) -> N
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    write_text(path, "".join(f"{line}\n" for line in lines))
 
 
 def _label_lines(
@@ -370,7 +371,7 @@ def _prepare_in(
         "splits": counts,
         "sources": [_describe(source) for source in sources],
     }
-    (staging / RECORD).write_text(tomli_w.dumps(json.loads(json.dumps(record))))
+    write_text(staging / RECORD, tomli_w.dumps(json.loads(json.dumps(record))))
     return counts
 
 
