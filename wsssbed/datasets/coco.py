@@ -136,7 +136,7 @@ def read_instances(
     images: dict[int, _Image] = {}
     for index, table in enumerate(top.images):
         image = from_table(_Image, table, path, f"images[{index}]", extra=True)
-        where = f"image {image.id} ({image.file_name})"
+        where = f"image {image.id} ({image.file_name!r:.60})"
         if image.id in images:
             raise InputError(f"{where}: image id {image.id} is listed twice", path)
         if image.height <= 0 or image.width <= 0:
@@ -150,9 +150,7 @@ def read_instances(
     lookup = category_lookup(spec)
     by_image: dict[int, list[_Annotation]] = {}
     for index, table in enumerate(top.annotations):
-        named = table.get("id") if isinstance(table, dict) else None
-        named = named if isinstance(named, int) and not isinstance(named, bool) else "?"
-        where = f"annotation {named} (annotations[{index}])"
+        where = _annotation_name(table, index)
         ann = from_table(_Annotation, table, path, where, extra=True)
         image = images.get(ann.image_id)
         if image is None:
@@ -169,6 +167,13 @@ def read_instances(
             raise InputError(f"{where}: {exc}", path) from None
         by_image.setdefault(ann.image_id, []).append(ann)
     return list(images.values()), by_image
+
+
+def _annotation_name(table: object, index: int) -> str:
+    """`annotation <id> (annotations[<index>])`, the id only when it is an integer."""
+    named = table.get("id") if isinstance(table, dict) else None
+    shown = named if isinstance(named, int) and not isinstance(named, bool) else "?"
+    return f"annotation {shown} (annotations[{index}])"
 
 
 class _Bad(Exception):

@@ -314,7 +314,11 @@ def _skipping(run: pd.Series, skipped: list[tuple[str, str]]) -> Iterator[None]:
     try:
         yield
     except Exception as exc:  # a stored row is data: any failure to show it is the row's
-        reason = str(exc) if isinstance(exc, WsssbedError) else f"{type(exc).__name__}: {exc}"
+        reason = (
+            str(exc)
+            if isinstance(exc, WsssbedError)
+            else f"its stored row does not read ({type(exc).__name__}: {exc})"
+        )
         skipped.append((str(run.run_id), reason))
 
 
