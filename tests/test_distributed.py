@@ -17,7 +17,7 @@ from ray_faults import killing  # noqa: E402
 
 from wsssbed.datasets import get_dataset  # noqa: E402
 from wsssbed.datasets.local import LocalDataset  # noqa: E402
-from wsssbed.distributed import run_sweep_ray  # noqa: E402
+from wsssbed.distributed import run_sweep_ray, start_local  # noqa: E402
 from wsssbed.errors import InputError  # noqa: E402
 from wsssbed.eval.boundary import Tolerance  # noqa: E402
 from wsssbed.eval.job import SweepJob  # noqa: E402
@@ -31,7 +31,7 @@ VOC = get_dataset("voc2012")
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
     """A real local Ray cluster with 2 CPUs for the whole module, on loopback only."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    start_local(num_cpus=2)
     yield
     ray.shutdown()
 

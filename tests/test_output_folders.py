@@ -9,7 +9,6 @@ Each command is tried on a folder holding a user's file and on its own earlier o
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from PIL import Image
 
 from wsssbed.errors import InputError
 from wsssbed.io.ownership import MARKER, STAGING, OutputFolder
+from wsssbed.io.staging import Staging
 from wsssbed.report.figures import FORMATS as FIGURE_FORMATS
 
 NPZ = "activation/sample-cam/npz"
@@ -191,19 +191,24 @@ def test_a_marker_path_through_a_link_is_not_followed(tmp_path):
 
 def test_staging_of_a_dead_run_is_removed_and_a_live_ones_kept(tmp_path):
     root = tmp_path / "site"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    (root / f"{STAGING}{dead}-abc/runs").mkdir(parents=True)
-    (root / f"{STAGING}{os.getppid()}-xyz").mkdir()
-    folder = OutputFolder.claim(root, "leaderboard")  # a killed first render counts as empty
-    with folder.staging() as staged:
-        (staged / "index.html").write_text("v1")
-        folder.commit(staged)
-    assert sorted(p.name for p in root.iterdir()) == [
-        MARKER,
-        f"{STAGING}{os.getppid()}-xyz",
-        "index.html",
-    ]
+    root.mkdir()
+    made = ("import sys; from pathlib import Path; from wsssbed.io.ownership import STAGING; "
+            "from wsssbed.io.staging import Staging; s = Staging(Path(sys.argv[1]), STAGING); "
+            "(s.path / 'runs').mkdir(); print(s.path)")  # fmt: skip
+    dead = Path(subprocess.run([sys.executable, "-c", made, str(root)], capture_output=True,
+                               text=True, check=True).stdout.strip())  # fmt: skip
+    live = Staging(root, STAGING)  # a render still running holds its marker's lock
+    try:
+        folder = OutputFolder.claim(root, "leaderboard")  # a killed first render counts as empty
+        with folder.staging() as staged:
+            (staged / "index.html").write_text("v1")
+            folder.commit(staged)
+        assert not dead.exists() and live.path.is_dir()
+        assert sorted(p.name for p in root.iterdir()) == sorted(
+            [MARKER, live.path.name, "index.html"]
+        )
+    finally:
+        live.discard()
 
 
 def test_a_failed_staged_write_leaves_no_folder_it_created(tmp_path):

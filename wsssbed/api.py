@@ -10,6 +10,7 @@ layout, split train), as a bare `wsssbed sweep` does.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -20,7 +21,15 @@ import pandas as pd
 from wsssbed.embedded.sample import default_to_sample, sample_activation, sample_saliency
 from wsssbed.errors import InputError
 from wsssbed.eval.axes import edge_warnings
-from wsssbed.protocol import DEFAULT_TOLERANCE, HARD_LABELS, Protocol, build_protocol
+from wsssbed.protocol import (
+    DEFAULT_TOLERANCE,
+    HARD_LABELS,
+    Protocol,
+    build_protocol,
+    check_flag,
+    check_text,
+    checked_tolerance,
+)
 from wsssbed.results.runs import Progress, SweepResult, compute_run
 from wsssbed.results.store import results_folder
 
@@ -79,6 +88,17 @@ def sweep(
     Raises:
         InputError: bad parameters or bad input files (the message names the file).
     """
+    _check_workers(workers)
+    for value, name in ((allow_extra_maps, "allow_extra_maps"), (verify, "verify"),
+                        (per_image, "per_image")):  # fmt: skip
+        check_flag(value, name)
+    check_flag(without_saliency, "without_saliency", optional=True)
+    check_text(method, "method", optional=True)
+    data_root, activation, out = (_path(data_root, "data_root"), _path(activation, "activation"),
+                                  _path(out, "out"))  # fmt: skip
+    if method is None:
+        saliency = _path(saliency, "saliency")
+    labels = labels if labels == "masks" else _path(labels, "labels")
     pipeline, extra = None, {}
     if method is not None:
         if data_root is None:
@@ -180,7 +200,17 @@ def evaluate(
         name: the method name stored with the run (default: the folder's name).
         The others as in `sweep`.
     """
+    _check_workers(workers)
+    check_flag(allow_extra_maps, "allow_extra_maps")
+    check_text(name, "name", optional=True)
+    pred, data_root, out = _path(pred, "pred"), _path(data_root, "data_root"), _path(out, "out")
+    if pred is None:
+        raise InputError("`pred` must be a path (str or pathlib.Path), got None")
     dataset, data_root, split = default_to_sample(dataset, data_root, split)
+    check_text(dataset, "dataset")
+    check_text(split, "split", optional=True)
+    check_flag(boundary, "boundary")
+    boundary_tolerance = checked_tolerance(boundary_tolerance)
     if out is not None:
         results_folder(Path(out))  # before any work
     protocol = Protocol(
@@ -221,8 +251,30 @@ def read_results(folder: PathLike) -> Results:
     """Read a results folder's tables as DataFrames."""
     from wsssbed.results.store import read_table
 
-    path = Path(folder)
+    path = _path(folder, "folder")
+    if path is None:
+        raise InputError("`folder` must be a path (str or pathlib.Path), got None")
     return Results(*(read_table(path, t) for t in ("runs", "sweeps", "per_class", "per_image")))
+
+
+def _check_workers(workers: object) -> None:
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 0
+    ):
+        raise InputError(
+            "`workers` must be a non-negative integer (0: decode in this process) or None, "
+            f"got {type(workers).__name__} {workers!r:.30}"
+        )
+
+
+def _path(value: PathLike | None, name: str) -> Path | None:
+    """A path argument as a `Path` (None stays None), or an InputError naming it."""
+    if value is None:
+        return None
+    if not isinstance(value, str | os.PathLike):
+        raise InputError(f"`{name}` must be a path (str or pathlib.Path), got "
+                         f"{type(value).__name__} {value!r:.30}")  # fmt: skip
+    return Path(value)
 
 
 def _job(protocol: Protocol, data_root: PathLike, *, workers: int | None, **inputs):

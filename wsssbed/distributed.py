@@ -18,6 +18,7 @@ shards finish.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -46,16 +47,48 @@ def _ray():
 
 
 def connect(address: str | None) -> None:
-    """Join the Ray cluster at `address` (`auto`, `HOST:PORT`), or start a local one."""
+    """Join the Ray cluster at `address` (`auto`, `HOST:PORT`), or start a local one
+    (`start_local`)."""
     ray = _ray()
     if ray.is_initialized():
         return
     try:
-        # a cluster started here listens on loopback only; a named one is the user's
-        local = {"_node_ip_address": "127.0.0.1"} if address is None else {}
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
+        if address is None:
+            start_local()
+        else:  # a named cluster is the user's, with the user's network settings
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise WsssbedError(f"cannot reach the Ray cluster at {address!r}: {exc}") from exc
+
+
+def start_local(**options) -> None:
+    """Start a one-machine Ray cluster that listens on loopback only.
+
+    Ray binds its servers (GCS, raylet, object manager, workers, runtime-env agent) to
+    the node's address, and turns a `127.0.0.1` given as `_node_ip_address` back into
+    the machine's network address. Its switch for single-machine clusters (the
+    `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER` constant, off on Windows and macOS) makes the
+    node address loopback instead; it is set while the cluster starts, for this process
+    and the processes Ray spawns, and restored afterwards.
+
+    Args:
+        options: more `ray.init` keywords (`num_cpus`, ...).
+    """
+    ray = _ray()
+    from ray._private import ray_constants
+
+    saved_env = os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR)
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(include_dashboard=False, log_to_driver=False, **options)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+        if saved_env is None:
+            os.environ.pop(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, None)
+        else:
+            os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = saved_env
 
 
 def _sweep_shard(job: SweepJob, ids: list[str]):

@@ -1,7 +1,11 @@
-"""Threshold grids: parse `start:stop:step` (stop included) or comma lists."""
+"""Threshold grids: parse `start:stop:step` (stop included) or comma lists, or check a
+sequence of numbers; the one place a grid argument (CLI option, API keyword, manifest
+field) is checked for type and finiteness."""
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 
 from wsssbed.errors import InputError
@@ -12,12 +16,16 @@ def parse_grid(text: str, *, name: str = "grid") -> list[float]:
 
     `start:stop:step` includes `stop` when it lies on the grid (`0:0.6:0.01` has 61
     points); values are computed in decimal so 0.07 is 0.07, not 0.07000000000000001.
-    A comma list (`0.1,0.25,0.3`) is taken as is. Duplicates are refused.
+    A comma list (`0.1,0.25,0.3`) is taken as is. Duplicates, NaN and infinities are
+    refused.
     """
     text = text.strip()
     if not text:
         raise InputError(f"{name} is empty")
     try:
+        parts = [Decimal(p) for p in text.replace(":", ",").split(",") if p.strip()]
+        if not all(p.is_finite() for p in parts):
+            raise InputError(f"{name} {text!r}: contains a value that is not finite")
         if ":" in text:
             parts = [Decimal(p) for p in text.split(":")]
             if len(parts) != 3:
@@ -35,6 +43,30 @@ def parse_grid(text: str, *, name: str = "grid") -> list[float]:
         raise InputError(f"{name} {text!r}: not a number list or start:stop:step") from exc
     if len(set(values)) != len(values):
         raise InputError(f"{name} {text!r}: contains a value twice")
-    if any(v != v for v in values):
-        raise InputError(f"{name} {text!r}: contains NaN")
+    if any(v != v or v in (float("inf"), float("-inf")) for v in values):
+        raise InputError(f"{name} {text!r}: contains a value that is not finite")
     return values
+
+
+def grid_values(value: str | Sequence[float], name: str) -> tuple[float, ...]:
+    """A grid from `start:stop:step`, a comma list, or a sequence of real numbers.
+
+    Raises:
+        InputError: naming `name`: not a string or a sequence, an element that is not a
+            real number (booleans are not), NaN or infinite, or a value given twice.
+    """
+    if isinstance(value, str):
+        return tuple(parse_grid(value, name=name))
+    if isinstance(value, bytes | dict | set | bool) or not hasattr(value, "__iter__"):
+        raise InputError(f"`{name}` must be a string grid or a sequence of numbers, "
+                         f"got {type(value).__name__}")  # fmt: skip
+    values = list(value)
+    for item in values:
+        if isinstance(item, bool) or not isinstance(item, numbers.Real):
+            raise InputError(f"`{name}` holds {item!r:.30} ({type(item).__name__}); grid "
+                             "points are real numbers")  # fmt: skip
+    try:
+        text = ",".join(repr(float(v)) for v in values)
+    except OverflowError:
+        raise InputError(f"`{name}` holds a value that is not finite") from None
+    return tuple(parse_grid(text, name=name)) if values else ()

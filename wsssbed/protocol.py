@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from wsssbed.errors import InputError
 from wsssbed.eval.axes import AXES, GRID_PARAMETERS, grid_warnings
-from wsssbed.grids import parse_grid
+from wsssbed.grids import grid_values
 
 if TYPE_CHECKING:
     from wsssbed.catalogue.manifest import PipelineSpec
@@ -94,15 +94,38 @@ class Protocol:
         return cls(**data)
 
 
-def as_grid(value: Grid, name: str) -> tuple[float, ...]:
-    """A grid from `start:stop:step`, a comma list, or a sequence of numbers."""
-    if isinstance(value, str):
-        return tuple(parse_grid(value, name=name))
-    try:
-        values = tuple(float(v) for v in value)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name}: expected a string grid or a sequence of numbers") from exc
-    return tuple(parse_grid(",".join(repr(v) for v in values), name=name)) if values else ()
+def checked_tolerance(value: object) -> str | None:
+    """`boundary_tolerance` as a protocol stores it: `0.0075` (a fraction of the diagonal)
+    or `2px`, from a string or a positive finite number; None stays None.
+
+    Raises:
+        InputError: naming `boundary_tolerance`: another type, or a value that is not a
+            positive finite fraction or pixel count.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InputError(f"`boundary_tolerance` must be a string (0.0075, 2px) or a number, "
+                         f"got {type(value).__name__}")  # fmt: skip
+    text = value if isinstance(value, str) else repr(float(value))
+    from wsssbed.eval.boundary import Tolerance
+
+    Tolerance.parse(text)
+    return text
+
+
+def check_text(value: object, name: str, optional: bool = False) -> None:
+    """Refuse an argument that is not a string (or None when `optional`), naming it."""
+    if not (isinstance(value, str) or (optional and value is None)):
+        kind = "a string" + (" or None" if optional else "")
+        raise InputError(f"`{name}` must be {kind}, got {type(value).__name__} {value!r:.30}")
+
+
+def check_flag(value: object, name: str, optional: bool = False) -> None:
+    """Refuse an argument that is not True/False (or None when `optional`), naming it."""
+    if not (isinstance(value, bool) or (optional and value is None)):
+        kind = "True or False" + (" or None" if optional else "")
+        raise InputError(f"`{name}` must be {kind}, got {type(value).__name__} {value!r:.30}")
 
 
 def build_protocol(
@@ -131,6 +154,15 @@ def build_protocol(
     """
     from wsssbed.eval.rules import RULES
 
+    check_text(dataset, "dataset")
+    for value, name in ((split, "split"), (generator, "generator")):
+        check_text(value, name, optional=True)
+    check_text(labels, "labels")
+    for value, name in ((ignore_label, "ignore_label"), (with_saliency, "with_saliency")):
+        check_flag(value, name, optional=True)
+    check_flag(boundary, "boundary")
+    boundary_tolerance = checked_tolerance(boundary_tolerance)
+
     def pick(explicit, pinned, default):
         if explicit is not None:
             return explicit
@@ -153,7 +185,8 @@ def build_protocol(
     for axis_name in wanted:
         axis = AXES[axis_name]
         pinned = getattr(pipeline, axis.grid, None) if pipeline else None
-        grids.append((axis_name, as_grid(pick(given[axis.grid], pinned, axis.default), axis.grid)))
+        value = pick(given[axis.grid], pinned, axis.default)
+        grids.append((axis_name, grid_values(value, axis.grid)))
     protocol = Protocol(
         dataset=dataset,
         split=split,

@@ -11,16 +11,32 @@ unpinned until a first copy is verified. This module adds what that needs to url
 - transient failures (connection errors, timeouts, short bodies, HTTP 408/429/5xx) are
   retried with exponential backoff; other HTTP errors end it at once;
 - `target` appears only when every byte has arrived (renamed from the `.part`).
+
+A server is a stranger too, so every download is bounded:
+
+- **size**: at most `max_bytes` (default `MAX_BYTES`, 64 GiB; the WSSS-BED archives are a
+  few GB) and never closer than `RESERVE_BYTES` to filling the disk. A `Content-Length`
+  beyond that is refused before a byte is written; a body that runs past it (a chunked
+  or endless response) is cut there. The `.part` is deleted either way, as it is when
+  the disk fills anyway; the message names the file.
+- **time**: the whole download, retries included, must finish within `DEADLINE_S`
+  (12 hours; the `.part` is then deleted), and a transfer slower than `MIN_RATE` bytes/s
+  over any `STALL_S` window (a server dripping one byte every 20 s) is an interrupted
+  attempt: retried, resuming the `.part`, like a dropped connection. Reads use
+  `read1`, so a trickle never blocks a read for longer than the socket timeout.
 """
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
+import shutil
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from wsssbed.errors import WsssbedError
@@ -32,6 +48,11 @@ ATTEMPTS = 5
 BACKOFF_S = 1.0
 TIMEOUT_S = 60.0
 CHUNK = 1 << 20
+MAX_BYTES = 64 * 2**30
+RESERVE_BYTES = 256 * 2**20  # free space a download always leaves on the disk
+DEADLINE_S = 12 * 3600.0
+STALL_S = 60.0
+MIN_RATE = 1024  # bytes per second, averaged over STALL_S
 
 
 class DownloadError(WsssbedError):
@@ -52,7 +73,33 @@ def _validator(headers) -> str:
     return headers.get("ETag") or headers.get("Last-Modified") or ""
 
 
-def _attempt(url: str, partial: Path, progress: Progress | None) -> None:
+@dataclass(frozen=True)
+class _Limits:
+    """What one download may cost: bytes (including what a `.part` holds) and time."""
+
+    max_bytes: int
+    deadline: float  # time.monotonic() by which everything must have arrived
+    what: str  # why max_bytes is what it is, for messages
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise _TooMuch(f"did not finish within {DEADLINE_S:,.0f} s")
+
+
+class _TooMuch(Exception):
+    """A limit of `_Limits` was reached: the download ends and its `.part` is deleted."""
+
+
+def _room(partial: Path, limits: _Limits) -> tuple[int, str]:
+    """Most bytes the `.part` may reach: the limit, or the free space minus the reserve."""
+    free = shutil.disk_usage(partial.parent).free
+    room = _size(partial) + free - RESERVE_BYTES
+    if room < limits.max_bytes:
+        return room, f"the free space of the disk, less {RESERVE_BYTES:,} bytes kept free"
+    return limits.max_bytes, limits.what
+
+
+def _attempt(url: str, partial: Path, progress: Progress | None, limits: _Limits) -> None:
     """One request: continue `partial` when the server honours the range, else restart."""
     state_file = partial.with_name(partial.name + ".json")
     have = partial.stat().st_size if partial.exists() else 0
@@ -64,9 +111,11 @@ def _attempt(url: str, partial: Path, progress: Progress | None) -> None:
             headers["If-Range"] = state["validator"]
     else:
         have = 0
+    limit, why = _room(partial, limits)
     try:
         request = urllib.request.Request(url, headers=headers)
-        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
+        timeout = max(min(TIMEOUT_S, limits.deadline - time.monotonic()), 0.001)
+        response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416:  # our range starts at or past the end: the file changed size
             partial.unlink(missing_ok=True)
@@ -83,47 +132,97 @@ def _attempt(url: str, partial: Path, progress: Progress | None) -> None:
             have = 0
         length = response.headers.get("Content-Length")
         total = have + int(length) if length and length.isdigit() else 0
+        if total > limit:
+            raise _TooMuch(f"the server announces {total:,} bytes, more than {limit:,} "
+                           f"({why})")  # fmt: skip
         state_file.write_text(json.dumps({"url": url, "validator": _validator(response.headers)}))
-        done = have
         try:
             with open(partial, "ab" if resumed else "wb") as sink:
-                while chunk := response.read(CHUNK):
-                    sink.write(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(done, total or done)
-        except (OSError, http.client.HTTPException) as exc:
-            if isinstance(exc, OSError) and not isinstance(exc, (TimeoutError, ConnectionError)):
+                done = _receive(response, sink, have, total, progress, limits, (limit, why))
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _TooMuch(f"the disk filled while writing {partial}") from exc
+            if not isinstance(exc, (TimeoutError, ConnectionError)):
                 raise DownloadError(f"cannot write {partial}: {exc}") from exc
-            raise _Transient(f"connection lost after {done:,} bytes: {exc!r}") from exc
+            raise _Transient(f"connection lost after {_size(partial):,} bytes: {exc!r}") from exc
+        except http.client.HTTPException as exc:
+            raise _Transient(f"connection lost after {_size(partial):,} bytes: {exc!r}") from exc
     if total and done != total:
         raise _Transient(f"the connection closed after {done:,} of {total:,} bytes")
 
 
-def download(url: str, target: Path, progress: Progress | None = None) -> str:
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _receive(
+    response, sink, done: int, total: int, progress: Progress | None, limits: _Limits,
+    room: tuple[int, str],
+) -> int:  # fmt: skip
+    """Write the body to `sink` within the limits; returns the bytes the file then holds.
+    A transfer slower than `MIN_RATE` over `STALL_S` is transient (retried)."""
+    limit, why = room
+    window_start, window_bytes = time.monotonic(), 0
+    while chunk := response.read1(CHUNK):
+        done += len(chunk)
+        if done > limit:
+            raise _TooMuch(f"the server sent more than {limit:,} bytes ({why})")
+        sink.write(chunk)
+        if progress is not None:
+            progress(done, total or done)
+        limits.check_time()
+        window_bytes += len(chunk)
+        elapsed = time.monotonic() - window_start
+        if elapsed >= STALL_S:
+            if window_bytes < MIN_RATE * elapsed:
+                raise _Transient(f"the transfer stalled: {window_bytes:,} bytes in "
+                                 f"{elapsed:.0f} s")  # fmt: skip
+            window_start, window_bytes = time.monotonic(), 0
+    return done
+
+
+def download(
+    url: str, target: Path, progress: Progress | None = None, *, max_bytes: int | None = None
+) -> str:
     """Download `url` to `target`, resuming a `.part` left by an earlier try.
+
+    Args:
+        max_bytes: the most the file may hold (a manifest's declared size); None:
+            `MAX_BYTES`.
 
     Returns:
         the sha256 of `target` as 64 hex digits.
 
     Raises:
-        DownloadError: naming the address and the last failure.
+        DownloadError: naming the address and the last failure; over the size limit or
+            the deadline, or with the disk full, the `.part` is deleted.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
+    what = "the documented maximum, MAX_BYTES" if max_bytes is None else "the declared size"
+    limits = _Limits(max_bytes or MAX_BYTES, time.monotonic() + DEADLINE_S, what)
     reason = ""
-    for attempt in range(ATTEMPTS):
-        if attempt:
-            time.sleep(BACKOFF_S * 2 ** (attempt - 1))
-        try:
-            _attempt(url, partial, progress)
-            break
-        except _Transient as exc:
-            reason = str(exc)
-        except DownloadError as exc:
-            raise DownloadError(f"download of {url} failed: {exc}") from None
-    else:
-        raise DownloadError(f"download of {url} failed after {ATTEMPTS} attempts: {reason}")
+    try:
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                time.sleep(min(BACKOFF_S * 2 ** (attempt - 1),
+                               max(limits.deadline - time.monotonic(), 0)))  # fmt: skip
+            limits.check_time()
+            try:
+                _attempt(url, partial, progress, limits)
+                break
+            except _Transient as exc:
+                reason = str(exc)
+            except DownloadError as exc:
+                raise DownloadError(f"download of {url} failed: {exc}") from None
+        else:
+            raise DownloadError(f"download of {url} failed after {ATTEMPTS} attempts: {reason}")
+    except _TooMuch as exc:
+        partial.unlink(missing_ok=True)
+        partial.with_name(partial.name + ".json").unlink(missing_ok=True)
+        raise DownloadError(
+            f"download of {url} into {target} stopped: {exc}; the partial file was deleted"
+        ) from None
     partial.rename(target)
     partial.with_name(partial.name + ".json").unlink(missing_ok=True)
     return file_sha256(target)

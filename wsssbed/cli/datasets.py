@@ -96,17 +96,29 @@ def datasets_prepare(
         ..., help="voc2012, coco2014, cocostuff, ade20k, context, context59."
     ),
     sources: list[Path] = typer.Option(
-        ..., "--from", help="An official archive or its extracted folder (repeat for several)."
+        None, "--from", help="An official archive or its extracted folder (repeat for several)."
     ),
     out_dir: Path = typer.Option(
         ..., "--out", help="Data root to write: new, empty, or one prepare wrote before."
     ),
+    clean: bool = typer.Option(
+        False,
+        "--clean",
+        help="Remove staging folders that a killed prepare left beside --out (every run "
+        "does this first); without --from, only that.",
+    ),
 ) -> None:
     """Build the layout wsssbed reads from a dataset's official files (docs/datasets.md)."""
     from wsssbed.datasets.prepare import RECORD, prepare
+    from wsssbed.io.staging import beside, remove_stale
 
+    if clean and not sources:
+        with reported_errors():
+            removed = remove_stale(*beside(out_dir))
+        out.print(f"removed {len(removed)} stale staging folder(s) of {out_dir}", soft_wrap=True)
+        return
     with reported_errors(), progress_bar(f"preparing {dataset}") as update:
-        counts = prepare(dataset, sources, out_dir, update)
+        counts = prepare(dataset, sources or [], out_dir, update)
     splits = ", ".join(f"{name} {count:,}" for name, count in counts.items())
     out.print(
         f"{dataset} prepared in {out_dir} ({splits}); sources recorded in {RECORD}", soft_wrap=True

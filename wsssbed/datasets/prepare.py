@@ -3,11 +3,13 @@
 Every preparer reads folders or archives (`.zip`, `.tar`, `.tar.gz`; extracted with
 `wsssbed.io.archive`'s checks) and writes below a staging folder beside `out`, whose files
 are moved into `out` only when everything is written and every written split has been
-read back through its spec; a failure leaves nothing that looks prepared. `out` is new,
-empty, or a data root prepared before (`wsssbed.io.ownership`: its files are replaced,
-a user's files beside them are kept); anything else is refused before any work. Image
-ids from split lists and file names are checked (`wsssbed.io.names.check_id`) and every
-written path stays below `out`. `PREPARED.toml` in
+read back through its spec; a failure leaves nothing that looks prepared, and a run
+killed outright leaves a staging folder that the next run removes (`wsssbed.io.staging`).
+`out` is new, empty, or a data root prepared before (`wsssbed.io.ownership`: its files
+are replaced, a user's files beside them are kept); anything else is refused before any
+work. Image ids from split lists and file names are checked (`wsssbed.io.names.check_id`)
+and every written path stays below `out`. Errors name an archive's member as
+`ARCHIVE: MEMBER`. `PREPARED.toml` in
 the root records the dataset, the sources (path, size, and sha256 for archives), the
 split sizes and the wsssbed version. Pictures and unchanged masks are hard-linked when
 the source is on the same disk, copied otherwise.
@@ -32,10 +34,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import tomli_w
@@ -46,14 +47,17 @@ from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.errors import InputError
 from wsssbed.io.archive import extract
 from wsssbed.io.digest import file_sha256
-from wsssbed.io.imageio import read_png_array, write_png_atomic
+from wsssbed.io.imageio import read_png_array, write_png_atomic, write_text
+from wsssbed.io.matfile import read_struct_field
 from wsssbed.io.names import check_id
-from wsssbed.io.outputs import follow_umask, inside
+from wsssbed.io.outputs import inside, naming
 from wsssbed.io.ownership import OutputFolder
+from wsssbed.io.staging import Staging, beside, remove_stale
 
 Progress = Callable[[int, int], None]
 RECORD = "PREPARED.toml"
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+SOURCES = ".sources"  # archives are extracted below the staging folder, one folder each
 
 
 def _is_archive(path: Path) -> bool:
@@ -66,7 +70,8 @@ def _place(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
     except OSError:
-        shutil.copyfile(source, target)
+        with naming(target):
+            shutil.copyfile(source, target)
 
 
 def _find_folder(roots: list[Path], name: str, holding: str) -> Path | None:
@@ -89,8 +94,7 @@ def _place_files(pairs: list[tuple[Path, Path]], progress: Progress | None) -> N
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    write_text(path, "".join(f"{line}\n" for line in lines))
 
 
 def _label_lines(
@@ -104,18 +108,10 @@ def _label_lines(
 # --- PASCAL VOC 2012 + SBD ----------------------------------------------------------------
 
 
-def _read_sbd_mask(path: Path) -> np.ndarray:
-    """SBD's `cls/<id>.mat`: the `GTcls.Segmentation` array (uint8 class ids, no void)."""
-    from scipy.io import loadmat
-
-    try:
-        record = loadmat(path, struct_as_record=False, squeeze_me=True)["GTcls"]
-        mask = np.asarray(record.Segmentation)
-    except Exception as exc:  # scipy's reader fails in many ways on a damaged file
-        raise InputError(f"not an SBD class annotation (GTcls.Segmentation): {exc}", path) from exc
-    if mask.ndim != 2 or mask.size == 0 or mask.max() > 20:
-        raise InputError(f"SBD mask of shape {mask.shape} is not a 2-D 0..20 label map", path)
-    return mask.astype(np.uint8)
+def _read_sbd_mask(path: Path, spec: DatasetSpec) -> np.ndarray:
+    """SBD's `cls/<id>.mat`: the `GTcls.Segmentation` array (integer class ids, no void),
+    its declared type, size and values checked before anything is allocated."""
+    return read_struct_field(path, "GTcls", "Segmentation", spec.num_classes - 1)
 
 
 def _prepare_voc(sources: list[Path], out: Path, spec: DatasetSpec, progress) -> dict[str, int]:
@@ -143,7 +139,7 @@ def _prepare_voc(sources: list[Path], out: Path, spec: DatasetSpec, progress) ->
         if voc_mask.is_file():
             mask = read_png_array(voc_mask)
         elif sbd is not None:
-            mask = _read_sbd_mask(sbd / "cls" / f"{image_id}.mat")
+            mask = _read_sbd_mask(sbd / "cls" / f"{image_id}.mat", spec)
         else:
             raise InputError(f"{image_id} is listed in a split but has no mask", voc_mask)
         if sbd is not None:
@@ -329,7 +325,14 @@ def _describe(given: Path) -> dict:
 def prepare(
     dataset: str, sources: list[Path], out: Path, progress: Progress | None = None
 ) -> dict[str, int]:
-    """Build `out` for `dataset` from official files; returns images per split written."""
+    """Build `out` for `dataset` from official files; returns images per split written.
+
+    Staging folders beside `out` left by a killed earlier run are removed first.
+
+    Raises:
+        InputError: a bad source, naming the archive and its member (`VOCtrainval.tar:
+            VOC2012/SegmentationClass/x.png: ...`) or the file of a source folder.
+    """
     spec = get_dataset(dataset)
     if spec.name not in PREPARERS:
         raise InputError(f"no preparer for {spec.name!r}; built-in: {', '.join(PREPARERS)}")
@@ -339,31 +342,58 @@ def prepare(
         if not source.exists():
             raise InputError("not found", source)
     root = OutputFolder.claim(out, "datasets prepare", "data root")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    follow_umask(staging)
+    remove_stale(*beside(out))
+    staging = Staging(*beside(out))
     try:
-        unpacked = []
-        for index, source in enumerate(sources):
-            if _is_archive(source):
-                unpacked.append(extract(source, staging / ".sources" / str(index)))
-            else:
-                unpacked.append(source.resolve())
-        counts = PREPARERS[spec.name](unpacked, staging, spec, progress)
-        shutil.rmtree(staging / ".sources", ignore_errors=True)
-        _check(staging, spec, counts, progress)
-        record = {
-            "dataset": spec.name,
-            "prepared": date.today().isoformat(),
-            "wsssbed_version": _version(),
-            "splits": counts,
-            "sources": [_describe(source) for source in sources],
-        }
-        (staging / RECORD).write_text(tomli_w.dumps(json.loads(json.dumps(record))))
-        root.commit(staging)
-    finally:  # after the commit it holds only empty folders
-        shutil.rmtree(staging, ignore_errors=True)
+        counts = _prepare_in(staging.path, spec, sources, progress)
+        root.commit(staging.path)
+    except InputError as exc:
+        raise _outside_staging(exc, staging.path, sources, out) from None
+    finally:  # after the commit it holds only the marker and empty folders
+        staging.discard()
     return counts
+
+
+def _prepare_in(
+    staging: Path, spec: DatasetSpec, sources: list[Path], progress: Progress | None
+) -> dict[str, int]:
+    """Everything `prepare` writes, below `staging`; returns images per split."""
+    unpacked = []
+    for index, source in enumerate(sources):
+        if _is_archive(source):
+            unpacked.append(extract(source, staging / SOURCES / str(index)))
+        else:
+            unpacked.append(source.resolve())
+    counts = PREPARERS[spec.name](unpacked, staging, spec, progress)
+    shutil.rmtree(staging / SOURCES, ignore_errors=True)
+    _check(staging, spec, counts, progress)
+    record = {
+        "dataset": spec.name,
+        "prepared": date.today().isoformat(),
+        "wsssbed_version": _version(),
+        "splits": counts,
+        "sources": [_describe(source) for source in sources],
+    }
+    write_text(staging / RECORD, tomli_w.dumps(json.loads(json.dumps(record))))
+    return counts
+
+
+def _outside_staging(error: InputError, staging: Path, sources: list[Path], out: Path):
+    """`error` naming what the user has: an archive's member as `ARCHIVE: MEMBER`, a
+    prepared file by its place below `out`, instead of a path in the removed staging."""
+    places = {staging / SOURCES / str(i): f"{s}: " for i, s in enumerate(sources)}
+    places[staging] = f"{out}/"
+    problem = error.problem
+    for folder, readable in places.items():
+        problem = problem.replace(f"{folder}/", readable)
+    path = error.path
+    if path is None or staging not in path.parents:
+        return InputError(problem, path)
+    relative = path.relative_to(staging)
+    if relative.parts[0] == SOURCES and len(relative.parts) > 1:
+        archive, member = sources[int(relative.parts[1])], relative.parts[2:]
+        return InputError(f"{PurePosixPath(*member)}: {problem}" if member else problem, archive)
+    return InputError(f"{relative.as_posix()} (not written): {problem}", out)
 
 
 def _version() -> str:

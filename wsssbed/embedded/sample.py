@@ -36,6 +36,7 @@ from wsssbed.activation import AUTO, ActivationMaps, write_activation
 from wsssbed.datasets import get_dataset
 from wsssbed.errors import InputError
 from wsssbed.io.home import home
+from wsssbed.io.imageio import write_text
 from wsssbed.io.outputs import follow_umask
 from wsssbed.io.ownership import OutputFolder
 from wsssbed.saliency.maps import write_saliency
@@ -134,7 +135,7 @@ def ensure_sample(root: Path | None = None) -> Path:
     follow_umask(staging)
     try:
         render_sample(staging)
-        (staging / "COMPLETE").write_text(SAMPLE_VERSION + "\n")
+        write_text(staging / "COMPLETE", SAMPLE_VERSION + "\n")
         try:
             staging.rename(root)
         except OSError:  # another process finished first
@@ -162,9 +163,9 @@ def render_sample(root: Path) -> None:
             ids.append(image_id)
             label_lines.append(" ".join([image_id, *map(str, keys)]))
             index += 1
-        (voc / f"ImageSets/Segmentation/{split}.txt").write_text("\n".join(ids) + "\n")
-        (voc / f"cls_labels/{split}_cls.txt").write_text("\n".join(label_lines) + "\n")
-    (root / "README.txt").write_text(__doc__ or "")
+        write_text(voc / f"ImageSets/Segmentation/{split}.txt", "\n".join(ids) + "\n")
+        write_text(voc / f"cls_labels/{split}_cls.txt", "\n".join(label_lines) + "\n")
+    write_text(root / "README.txt", __doc__ or "")
 
 
 def _write_scene(root: Path, spec, image_id: str, scene: Scene) -> None:

@@ -24,6 +24,7 @@ batch gives each image the counts it gets alone.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,12 +55,20 @@ class Tolerance:
                 f"boundary tolerance {text!r}: use a fraction like 0.0075 or a pixel count like 2px"
             ) from exc
         if not value > 0 or not math.isfinite(value):
-            raise InputError(f"boundary tolerance {text!r} must be positive")
+            raise InputError(f"boundary tolerance {text!r} must be positive and finite")
         return cls(value, pixels)
 
     def pixels(self, height: int, width: int) -> float:
-        """Theta in pixels for an image of this size."""
-        return self.value if self.in_pixels else self.value * math.hypot(height, width)
+        """Theta in pixels for an image of this size (see `within_diagonal`)."""
+        theta = self.value if self.in_pixels else self.value * math.hypot(height, width)
+        return within_diagonal(theta, height, width)
+
+
+def within_diagonal(theta: float, height: int, width: int) -> float:
+    """`theta`, at most the image's diagonal: every pixel pair of an H x W image lies
+    closer than that, so a larger theta matches the same pixels, and the tolerance disk
+    (about theta^2 offsets) stays the image's size, not the number a user typed."""
+    return min(theta, math.hypot(height, width))
 
     def __str__(self) -> str:
         return f"{self.value:g}px" if self.in_pixels else f"{self.value:g}"
@@ -490,8 +499,16 @@ def bfscore(
     """
     if mode not in ("default", "matlab"):
         raise InputError(f"bfscore mode {mode!r}: use 'default' or 'matlab'")
-    pred_t = torch.as_tensor(np.asarray(pred)).long()
-    gt_t = torch.as_tensor(np.asarray(gt)).long()
+    if (
+        isinstance(tolerance_px, bool)
+        or not isinstance(tolerance_px, numbers.Real)
+        or not math.isfinite(tolerance_px)
+        or not tolerance_px > 0
+    ):
+        raise InputError(
+            f"`tolerance_px` must be a positive finite number of pixels, got {tolerance_px!r:.30}"
+        )
+    pred_t, gt_t = _label_map(pred, "pred"), _label_map(gt, "gt")
     if pred_t.shape != gt_t.shape or pred_t.dim() != 2:
         raise InputError(
             f"pred {tuple(pred_t.shape)} and gt {tuple(gt_t.shape)} must be equal 2-D shapes"
@@ -502,6 +519,9 @@ def bfscore(
         values = values[values != void]
     if classes is None:
         classes = [int(c) for c in torch.unique(values)]
+    elif not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) and c >= 0
+                 for c in classes):  # fmt: skip
+        raise InputError(f"`classes` must be non-negative integer class ids, got {classes!r:.60}")
     num_classes = max([*classes, int(values.max()) if values.numel() else 0]) + 1
     counts = sweep_boundary_counts(
         pred_t,
@@ -510,10 +530,20 @@ def bfscore(
         num_points=1,
         num_classes=num_classes,
         background_label=num_classes,
-        theta=float(tolerance_px),
+        theta=within_diagonal(float(tolerance_px), *pred_t.shape),
         void_label=void,
     )
     f, _, _ = class_scores(counts, matlab=mode == "matlab")
     scores = f[classes, 0]
     valid = scores[~np.isnan(scores)]
     return scores, float(valid.mean()) if valid.size else float("nan")
+
+
+def _label_map(labels: object, name: str) -> torch.Tensor:
+    """An (H, W) map of integer labels as int64, or an InputError naming `name`."""
+    array = np.asarray(labels)
+    if array.dtype.kind not in "biu":
+        raise InputError(f"`{name}` must hold integer labels, got dtype {array.dtype}")
+    if array.dtype.kind == "i" and array.size and array.min() < 0:
+        raise InputError(f"`{name}` holds a negative label ({int(array.min())})")
+    return torch.as_tensor(array).long()

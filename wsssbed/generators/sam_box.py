@@ -104,7 +104,7 @@ class SamBoxGenerator:
 
     def prepare(self, dataset: LocalDataset, device: torch.device) -> None:
         if self.boxes_file is not None:
-            self.boxes = read_boxes(self.boxes_file, dataset.spec)
+            self.boxes = read_boxes(self.boxes_file, dataset.spec, dataset.ids)
             unlabelled = any(b.class_id is None for v in self.boxes.values() for b in v)
             if unlabelled and self.clip is None:
                 raise InputError("some boxes have no label; give --clip-weights to classify "

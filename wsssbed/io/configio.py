@@ -5,6 +5,7 @@ file, and for checking a parsed table against a schema (`from_table`)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 import types
@@ -33,10 +34,18 @@ def read_toml(path: Path, what: str) -> dict:
 
 
 def read_json(path: Path, what: str) -> object:
-    """Read and parse a JSON file (`what` names it in errors: "box file", ...)."""
+    """Read and parse a JSON file (`what` names it in errors: "box file", ...).
+
+    Raises:
+        InputError: unreadable, not JSON, nested deeper than Python's recursion limit, or
+            an integer longer than Python converts (4,300 digits).
+    """
+    text = _read_text(path, what)
     try:
-        return json.loads(_read_text(path, what))
-    except json.JSONDecodeError as exc:
+        return json.loads(text)
+    except RecursionError:
+        raise InputError(f"not a valid JSON {what}: nested too deep", path) from None
+    except ValueError as exc:  # JSONDecodeError, and integers beyond int's digit limit
         raise InputError(f"not a valid JSON {what}: {exc}", path) from exc
 
 
@@ -56,15 +65,18 @@ def _read_text(path: Path, what: str) -> str:
 T = typing.TypeVar("T")
 
 
-def from_table(cls: type[T], data: object, where: Path | str, section: str) -> T:
+def from_table(
+    cls: type[T], data: object, where: Path | str, section: str, *, extra: bool = False
+) -> T:
     """Build dataclass `cls` from a parsed TOML table, checked against its annotations.
 
     One mechanism for every file wsssbed reads a schema from (manifests, dataset specs,
-    reported numbers): the table must be a table, name only known fields, give every
-    field without a default, and give each a value of the annotated type (`int` is not
-    `bool`; `float` takes ints; `list[...]`, `tuple[..., ...]`, `dict[str, ...]` and
-    `X | None` are checked element by element). Nested dataclass fields stay tables,
-    built by the caller.
+    reported numbers, COCO annotations, box prompts): the table must be a table, name
+    only known fields (with `extra`, other fields are dropped: formats that others
+    extend), give every field without a default, and give each a value of the
+    annotated type (`int` is not `bool`; `float` takes ints; `list[...]`,
+    `tuple[..., ...]`, `dict[str, ...]` and `X | None` are checked element by element).
+    Nested dataclass fields stay tables, built by the caller.
 
     Raises:
         InputError: naming `where`, the section and the field.
@@ -72,12 +84,14 @@ def from_table(cls: type[T], data: object, where: Path | str, section: str) -> T
     if not isinstance(data, dict):
         raise InputError(f"[{section}] must be a table, got {_kind(data)}", where)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
+    unknown = sorted(set(data) - set(fields), key=str)
+    if unknown and not extra:
         raise InputError(
             f"[{section}] has unknown fields {unknown}; known: {sorted(fields)}", where
         )
-    hints = typing.get_type_hints(cls)
+    if unknown:
+        data = {k: v for k, v in data.items() if k in fields}
+    hints = _hints(cls)
     for name, spec in fields.items():
         required = (
             spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
@@ -93,6 +107,11 @@ def from_table(cls: type[T], data: object, where: Path | str, section: str) -> T
                 where,
             )
     return cls(**data)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, object]:
+    return typing.get_type_hints(cls)
 
 
 def _kind(value: object) -> str:
@@ -127,7 +146,7 @@ def _conforms(value: object, hint: object) -> bool:
 
 _NAMES = {type(None): ("absent", "absent"), bool: ("a boolean", "booleans"),
           int: ("an integer", "integers"), float: ("a number", "numbers"),
-          str: ("a string", "strings")}  # fmt: skip
+          str: ("a string", "strings"), dict: ("a table", "tables")}  # fmt: skip
 
 
 def _describe(hint: object, plural: bool = False) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from wsssbed.errors import InputError
-from wsssbed.io.outputs import follow_umask, inside
+from wsssbed.io.outputs import follow_umask, inside, naming
 
 #: Largest image wsssbed decodes (pixels); larger files are refused before decoding.
 MAX_PIXELS = 64_000_000
@@ -134,17 +134,25 @@ def write_png_atomic(path: Path, array: np.ndarray, palette: list[int] | None = 
 
 
 def write_atomic(path: Path, write) -> None:
-    """Call `write(file_object)` on a temporary file beside `path`, then rename it."""
+    """Call `write(file_object)` on a temporary file beside `path`, then rename it.
+
+    An OS error that names no file (a full disk) names `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with naming(path), os.fdopen(handle, "wb") as stream:
             write(stream)
         follow_umask(Path(temporary))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write UTF-8 text to `path` atomically (see `write_atomic`)."""
+    payload = text.encode("utf-8")
+    write_atomic(path, lambda stream: stream.write(payload))
 
 
 def list_png_ids(folder: Path) -> set[str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from wsssbed.errors import InputError
@@ -84,6 +86,20 @@ def check_output_file(path: Path, what: str = "output file") -> None:
             path,
         )
     check_output_folder(path.parent, f"folder of the {what}")
+
+
+@contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """An OS error raised in the block without a file name gets `path` as its file name.
+
+    A write that fills the disk fails in `write()` or `close()`, whose errors name no
+    file; every writer wraps its writes in this, so the message says which file."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None:
+            error.filename = str(path)
+        raise
 
 
 def os_error_message(error: OSError) -> str:

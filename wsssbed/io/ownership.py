@@ -26,8 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,29 +39,16 @@ from wsssbed.io.outputs import (
     inside,
     remove_empty_parents,
 )
+from wsssbed.io.staging import MARKER as STAGING_MARKER
+from wsssbed.io.staging import Staging, remove_stale
 
 MARKER = ".wsssbed-output"
-STAGING = ".wsssbed-staging-"  # + `<pid>-<random>`: a folder of a run in progress
+STAGING = ".wsssbed-staging-"  # + random: a folder of a run in progress (io.staging)
 MAX_MARKER_BYTES = 256 * 2**20  # a marker listing ten million files is still smaller
 
 
 def _is_staging(entry: Path) -> bool:
     return entry.name.startswith(STAGING) and entry.is_dir() and not entry.is_symlink()
-
-
-def _staging_pid(entry: Path) -> int | None:
-    head = entry.name[len(STAGING) :].split("-", 1)[0]
-    return int(head) if head.isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def _relative(name: object, source: Path, what: str) -> str:
@@ -217,23 +202,20 @@ class OutputFolder:
     def staging(self) -> Iterator[Path]:
         """A new folder inside `root` to write a staged output into; removed on exit.
 
-        Staging folders of runs that died (their process is gone) are removed first.
-        On an error the folder is left as it was (created folders removed when empty).
+        Staging folders of runs that died are removed first (`wsssbed.io.staging`: a
+        locked marker tells them from running ones). On an error the folder is left as
+        it was (created folders removed when empty).
         """
         self._make_root()
-        for entry in self.root.iterdir():
-            pid = _staging_pid(entry) if _is_staging(entry) else None
-            if pid is not None and not _alive(pid):
-                shutil.rmtree(entry, ignore_errors=True)
-        staged = Path(tempfile.mkdtemp(dir=self.root, prefix=f"{STAGING}{os.getpid()}-"))
-        follow_umask(staged)
+        remove_stale(self.root, STAGING)
+        staged = Staging(self.root, STAGING)
         try:
-            yield staged
+            yield staged.path
         except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
+            staged.discard()
             self.abandon()
             raise
-        shutil.rmtree(staged, ignore_errors=True)
+        staged.discard()
 
     def commit(self, staged: Path, keep_others: bool = False) -> list[Path]:
         """Move every file below `staged` to the same place below `root`.
@@ -248,8 +230,10 @@ class OutputFolder:
         Raises:
             InputError: naming a file of someone else's that the output would replace.
         """
-        new = sorted(_relative(p.relative_to(staged).as_posix(), staged, "the output holds")
-                     for p in staged.rglob("*") if p.is_file() and not p.is_symlink())  # fmt: skip
+        found = (p.relative_to(staged).as_posix() for p in staged.rglob("*")
+                 if p.is_file() and not p.is_symlink())  # fmt: skip
+        new = sorted(_relative(name, staged, "the output holds")
+                     for name in found if name != STAGING_MARKER)  # fmt: skip
         owned = set(self.owned)
         kept = sorted(owned | set(new)) if keep_others else new
         stale = [self.path(name) for name in sorted(owned - set(kept))]  # checked before moving

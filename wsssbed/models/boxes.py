@@ -4,7 +4,11 @@ The JSON maps image ids to lists of boxes, the shape a detector such as Groundin
 writes: `{"2007_000032": [{"box": [x0, y0, x1, y1], "label": "aeroplane", "score": 0.9}]}`.
 Coordinates are pixels, `x0 < x1 <= width`, `y0 < y1 <= height`. `label` is a dataset
 class name, or absent / null for boxes whose class CLIP should decide. `score` (default
-1) orders overlapping masks: the higher score wins.
+1) orders overlapping masks: the higher score wins. `phrase` (what a grounding detector
+read, as `wsssbed boxes` writes it) is allowed and unused; any other field is refused.
+Every entry is checked against this schema (`wsssbed.io.configio.from_table`: booleans
+are not numbers), an image may have at most `MAX_BOXES` boxes, and every image id must
+belong to the split being labelled.
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ import numpy as np
 
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.errors import InputError
-from wsssbed.io.configio import read_json
+from wsssbed.io.configio import from_table, read_json
 from wsssbed.io.names import check_id
+
+#: Most boxes one image may have (Grounding DINO proposes 900 queries).
+MAX_BOXES = 900
 
 
 @dataclass(frozen=True)
@@ -33,56 +40,84 @@ class Box:
     score: float
 
 
-def read_boxes(path: Path, spec: DatasetSpec) -> dict[str, list[Box]]:
+@dataclass
+class _Entry:
+    """One box as the file holds it (checked by `from_table`)."""
+
+    box: list[float]
+    label: str | None = None
+    score: float = 1.0
+    phrase: str | None = None  # what a grounding detector read; not used here
+
+
+def read_boxes(path: Path, spec: DatasetSpec, ids: list[str] | None = None) -> dict[str, list[Box]]:
     """Parse and check a box file (see the module docstring).
 
+    Args:
+        ids: the split's image ids; the file may name no other image.
+
     Raises:
-        InputError: unreadable JSON, a malformed entry, or a label the dataset lacks;
-            the message names the image and the box.
+        InputError: unreadable JSON, an entry against the schema (`box` four finite
+            numbers, `label` a class name or null, `score` a finite number, `phrase`
+            text; booleans are not numbers), an empty box, a label the dataset lacks, more
+            than `MAX_BOXES` boxes for one image, or an image outside `ids`; the message
+            names the file, the image and the box.
     """
     parsed = read_json(path, "box file")
     if not isinstance(parsed, dict):
         raise InputError("expected an object of image id -> list of boxes", path)
+    if ids is not None:
+        outside = sorted(set(parsed) - set(ids))
+        if outside:
+            raise InputError(
+                f"{len(outside)} image ids are not in the split (first: {outside[0]!r}); "
+                "give the boxes of this split's images",
+                path,
+            )
     by_name = {name: i for i, name in enumerate(spec.classes) if i >= spec.first_foreground}
     found: dict[str, list[Box]] = {}
     for image_id, entries in parsed.items():
         check_id(image_id, "image id", path)
         if not isinstance(entries, list):
             raise InputError(f"image {image_id}: expected a list of boxes", path)
-        found[image_id] = [_parse_box(e, image_id, n, by_name, spec, path)
+        if len(entries) > MAX_BOXES:
+            raise InputError(f"image {image_id}: {len(entries):,} boxes, above the "
+                             f"{MAX_BOXES} one image may have", path)  # fmt: skip
+        found[image_id] = [_parse_box(e, f"image {image_id}, box {n}", by_name, spec, path)
                            for n, e in enumerate(entries)]  # fmt: skip
     return found
 
 
 def _parse_box(
-    entry: object, image_id: str, index: int, by_name: dict[str, int], spec: DatasetSpec,
-    path: Path,
-) -> Box:  # fmt: skip
-    where = f"image {image_id}, box {index}"
-    if not isinstance(entry, dict) or "box" not in entry:
-        raise InputError(f"{where}: expected {{'box': [x0, y0, x1, y1], 'label': ..., "
-                         "'score': ...}", path)  # fmt: skip
-    corners = entry["box"]
-    if (
-        not isinstance(corners, list)
-        or len(corners) != 4
-        or not all(isinstance(v, int | float) and math.isfinite(v) for v in corners)
-    ):
+    table: object, where: str, by_name: dict[str, int], spec: DatasetSpec, path: Path
+) -> Box:
+    entry = from_table(_Entry, table, path, where)
+    corners = [_real(v) for v in entry.box]
+    if len(corners) != 4 or None in corners:
         raise InputError(f"{where}: 'box' must be four finite numbers x0, y0, x1, y1", path)
-    x0, y0, x1, y1 = (float(v) for v in corners)
+    x0, y0, x1, y1 = corners
     if not (x0 < x1 and y0 < y1):
         raise InputError(f"{where}: empty box {corners} (needs x0 < x1 and y0 < y1)", path)
-    label = entry.get("label")
-    if label is not None and label not in by_name:
+    if entry.label is not None and entry.label not in by_name:
         raise InputError(
-            f"{where}: label {label!r} is not a {spec.name} class "
+            f"{where}: label {entry.label!r:.40} is not a {spec.name} class "
             f"({', '.join(list(by_name)[:6])}, ...)",
             path,
         )
-    score = entry.get("score", 1.0)
-    if not isinstance(score, int | float) or not math.isfinite(score):
+    score = _real(entry.score)
+    if score is None:
         raise InputError(f"{where}: 'score' must be a finite number", path)
-    return Box(x0, y0, x1, y1, None if label is None else by_name[label], float(score))
+    class_id = None if entry.label is None else by_name[entry.label]
+    return Box(x0, y0, x1, y1, class_id, score)
+
+
+def _real(value: float) -> float | None:
+    """`value` as a float, or None when it is not finite (a 401-digit integer neither)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def check_inside(boxes: list[Box], image_id: str, height: int, width: int, path: Path) -> None:

@@ -24,9 +24,15 @@ import torch.nn.functional as F
 from wsssbed.errors import InputError
 from wsssbed.io.configio import read_json
 from wsssbed.io.extras import require
-from wsssbed.models.checkpoint import load_weights, read_state_dict
+from wsssbed.models.checkpoint import MAX_HEADS, build_checked, offline, read_state_dict
 
 DEFAULT_TEMPLATE = "a photo of a {}."
+#: Largest vision input (pixels a side) and patch grid, and longest text context, a
+#: config may claim (the published CLIPs use at most 448, 32 and 77); attention memory
+#: grows with the square of the tokens, which the weights' shapes do not bound.
+MAX_IMAGE_SIZE = 1024
+MAX_GRID = 64
+MAX_CONTEXT = 512
 
 #: Dataset class names that read badly in a prompt.
 _READABLE = {
@@ -168,33 +174,43 @@ def load_clip(
         model_name = _register_config(config, model_name)
     if model_name is None:
         raise InputError("give --clip-model (an open_clip architecture) or --clip-config")
-    if model_name not in open_clip.list_models():
+    if ":" in model_name or model_name not in open_clip.list_models():
         raise InputError(
             f"--clip-model {model_name!r} is not an open_clip architecture (for example "
             "ViT-B-16, ViT-L-14); give --clip-config for others"
         )
     state = read_state_dict(weights, f"CLIP {model_name} weights")
+    if "logit_scale" in state and state["logit_scale"].numel() == 1:  # (1,) in some files
+        state["logit_scale"] = state["logit_scale"].reshape(())
     logger = logging.getLogger()
     level = logger.level
     logger.setLevel(logging.ERROR)  # open_clip warns that it built random weights: ours follow
     try:
-        model = open_clip.create_model(
-            model_name, pretrained=None, pretrained_image=False, pretrained_text=False
-        )
+        with offline():
+            model = build_checked(
+                lambda device: open_clip.create_model(
+                    model_name,
+                    pretrained=None,
+                    pretrained_image=False,
+                    pretrained_text=False,
+                    device=device,
+                ),
+                state,
+                weights,
+                f"CLIP {model_name}",
+            )
+            tokenizer = _tokenizer(open_clip, model_name)
     finally:
         logger.setLevel(level)
     if not hasattr(model, "visual") or not hasattr(model.visual, "grid_size"):
         raise InputError(f"--clip-model {model_name}: Grad-CAM needs a ViT vision tower")
-    if "logit_scale" in state:  # scalar in some checkpoints, (1,) in others
-        state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)
-    load_weights(model, state, weights, f"CLIP {model_name}")
     model = model.to(device).eval()
     cfg = open_clip.get_model_preprocess_cfg(model)
     size = cfg.get("size", model.visual.image_size)
     size = (size, size) if isinstance(size, int) else tuple(size)
     return ClipModel(
         model=model,
-        tokenizer=open_clip.get_tokenizer(model_name),
+        tokenizer=tokenizer,
         image_size=size,
         mean=torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN), device=device),
         std=torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD), device=device),
@@ -202,12 +218,66 @@ def load_clip(
     )
 
 
+def _tokenizer(open_clip, model_name: str):
+    """open_clip's tokenizer for `model_name`, offline (a Hugging Face tokenizer it would
+    have to download is refused)."""
+    try:
+        return open_clip.get_tokenizer(model_name)
+    except Exception as exc:  # offline hub errors come in many classes
+        raise InputError(
+            f"--clip-model {model_name}: its tokenizer is not part of open_clip and is never "
+            f"downloaded ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
+
+
 def _register_config(config: Path, model_name: str | None) -> str:
-    """Add an open_clip config file to open_clip's registry; returns its model name."""
+    """Add an open_clip config file to open_clip's registry; returns its model name.
+
+    Raises:
+        InputError: not an open_clip config; towers from timm or Hugging Face (they would
+            be downloaded); more than `MAX_HEADS` heads, a context over `MAX_CONTEXT`
+            tokens, or an input over `MAX_IMAGE_SIZE` pixels or `MAX_GRID` patches a side.
+    """
     open_clip = require("open_clip", "clip")
     parsed = read_json(config, "CLIP config")
     if not isinstance(parsed, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(parsed):
         raise InputError("not an open_clip model config (needs embed_dim, vision_cfg, text_cfg)",
                          config)  # fmt: skip
+    vision, text = parsed["vision_cfg"], parsed["text_cfg"]
+    if not isinstance(vision, dict) or not isinstance(text, dict):
+        raise InputError("vision_cfg and text_cfg must be objects", config)
+    borrowed = sorted(k for cfg in (vision, text) for k in cfg if k.startswith(("timm_", "hf_")))
+    if borrowed:
+        raise InputError(
+            f"{borrowed[0]}: towers from timm or Hugging Face are not supported (they are "
+            "fetched by name); use open_clip's own ViT and text transformer",
+            config,
+        )
+    _check_dimensions(vision, text, config)
     open_clip.add_model_config(config)
     return model_name or config.stem
+
+
+def _check_dimensions(vision: dict, text: dict, config: Path) -> None:
+    """Refuse the dimensions that cost memory without showing in the weights' shapes."""
+
+    def number(table: dict, key: str, default: int) -> int:
+        value = table.get(key, default)
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                 for v in values):  # fmt: skip
+            raise InputError(f"{key} must be a positive integer, got {value!r:.40}", config)
+        return max(values)
+
+    image, patch = number(vision, "image_size", 224), number(vision, "patch_size", 16)
+    vision_heads = number(vision, "width", 768) // number(vision, "head_width", 64)
+    limits = (
+        (vision_heads, MAX_HEADS, "vision heads (width / head_width)"),
+        (number(text, "heads", 8), MAX_HEADS, "text heads"),
+        (number(text, "context_length", 77), MAX_CONTEXT, "context_length"),
+        (image, MAX_IMAGE_SIZE, "image_size"),
+        (image // patch, MAX_GRID, "patches a side (image_size / patch_size)"),
+    )
+    for value, limit, name in limits:
+        if value > limit:
+            raise InputError(f"{name} is {value}; at most {limit} are supported", config)

@@ -26,11 +26,20 @@ import torch
 
 from wsssbed.errors import InputError
 from wsssbed.io.configio import read_json
+from wsssbed.models.checkpoint import (
+    MAX_HEADS,
+    check_folder,
+    check_shape_counts,
+    inside,
+    offline,
+)
 from wsssbed.models.clip import prompt_name
 
 BOX_THRESHOLD = 0.35
 TEXT_THRESHOLD = 0.25
 MODEL_TYPE = "grounding-dino"
+#: Largest side the image processor may resize a picture to (the authors' 1333).
+MAX_RESIZE = 1333
 
 
 @dataclass(frozen=True)
@@ -192,19 +201,29 @@ class Detector:
 
 
 def load_detector(folder: Path, device: str = "cpu") -> Detector:
-    """Grounding DINO and its processor from a local `save_pretrained` folder.
+    """Grounding DINO and its processor from a local `save_pretrained` folder, offline.
+
+    The folder is data: before anything is built, every file it holds must stay inside
+    it (a shard index names plain files of the folder; no link leads out), the config
+    may not name a backbone to fetch (`use_timm_backbone`, `use_pretrained_backbone`,
+    `backbone`) nor remote code (`auto_map`), may claim at most `MAX_HEADS` attention
+    heads and a `max_text_len` no longer than its text encoder's position embeddings,
+    the processor must resize pictures to at most `MAX_RESIZE` pixels a side, and the
+    model the config describes (built on the `meta` device) must have exactly the
+    tensor shapes of the weights. transformers' loading report is then checked: any
+    missing, unexpected or reshaped tensor is refused.
 
     Raises:
-        InputError: not a folder, weights of another model, or a missing processor file.
+        InputError: naming the folder and what does not fit.
     """
     from wsssbed.io.extras import require
 
     transformers = require("transformers", "detector")
-    config = folder / "config.json"
-    if not config.is_file():
+    if not (folder / "config.json").exists():
         raise InputError("no config.json: give the folder that transformers' save_pretrained "
                          "wrote for Grounding DINO", folder)  # fmt: skip
-    found = read_json(config, "transformers config")
+    check_folder(folder)
+    found = read_json(inside(folder, "config.json", "the folder"), "transformers config")
     model_type = found.get("model_type") if isinstance(found, dict) else None
     if model_type != MODEL_TYPE:
         raise InputError(
@@ -223,32 +242,158 @@ def load_detector(folder: Path, device: str = "cpu") -> Detector:
                 f"no {' or '.join(needed)} ({note}), as transformers' save_pretrained writes it",
                 folder,
             )
-    with _quiet(transformers):
+    _check_config(found, folder)
+    shapes = _weight_shapes(folder)
+    with offline(), _without_bars(transformers):
+        try:
+            config = transformers.GroundingDinoConfig.from_dict(found)
+            with torch.device("meta"):
+                skeleton = transformers.GroundingDinoForObjectDetection(config)
+        except Exception as exc:  # a stranger's config: any failure to build it is its fault
+            raise InputError(f"config.json does not describe a Grounding DINO: {exc}",
+                             folder) from exc  # fmt: skip
+        check_shape_counts(skeleton, shapes, folder, "this Grounding DINO config")
         try:
             processor = transformers.GroundingDinoProcessor.from_pretrained(
                 folder, local_files_only=True
             )
-        except (OSError, ValueError, TypeError, KeyError) as exc:
+        except Exception as exc:  # a stranger's files: any failure to read them is theirs
             raise InputError(f"cannot load the processor: {exc}", folder) from exc
+        _check_resize(processor.image_processor, folder)
         try:
-            model = transformers.GroundingDinoForObjectDetection.from_pretrained(
-                folder, local_files_only=True, use_safetensors=True
+            model, report = transformers.GroundingDinoForObjectDetection.from_pretrained(
+                folder, local_files_only=True, use_safetensors=True, output_loading_info=True
             )
         except Exception as exc:  # a stranger's file: any failure to read it is its fault
             raise InputError(f"cannot load the Grounding DINO weights: {exc}", folder) from exc
+    _check_report(report, folder)
     return Detector(model.eval().to(device), processor, torch.device(device))
 
 
+def _check_config(found: dict, folder: Path) -> None:
+    """Refuse config settings that fetch things or cost memory the weights do not show."""
+    for key in ("use_timm_backbone", "use_pretrained_backbone"):
+        if found.get(key):
+            raise InputError(f"config.json sets {key}: a backbone fetched from the network; "
+                             "wsssbed reads the folder's own weights only", folder)  # fmt: skip
+    if found.get("backbone") is not None or found.get("backbone_kwargs"):
+        raise InputError("config.json names a backbone to fetch (`backbone`); give the "
+                         "backbone_config save_pretrained writes", folder)  # fmt: skip
+    heads: list[int] = []
+    _walk(found, heads, folder)
+    if heads and max(heads) > MAX_HEADS:
+        raise InputError(f"config.json claims {max(heads)} attention heads; at most "
+                         f"{MAX_HEADS} are supported", folder)  # fmt: skip
+    text = found.get("text_config") or {}
+    positions = text.get("max_position_embeddings", 512) if isinstance(text, dict) else None
+    length = found.get("max_text_len", 256)
+    if not _positive(length) or not _positive(positions) or length > positions:
+        raise InputError(
+            f"config.json max_text_len {length!r:.30} exceeds what its text encoder reads "
+            f"(max_position_embeddings {positions!r:.30})",
+            folder,
+        )
+
+
+def _walk(table: object, heads: list[int], folder: Path) -> None:
+    """Collect head counts below `table` and refuse remote code (`auto_map`) anywhere."""
+    if isinstance(table, dict):
+        if "auto_map" in table:
+            raise InputError("config.json asks for remote code (`auto_map`)", folder)
+        for key, value in table.items():
+            if "heads" in key:
+                values = value if isinstance(value, list) else [value]
+                heads += [v for v in values if _positive(v)]
+            _walk(value, heads, folder)
+    elif isinstance(table, list):
+        for value in table:
+            _walk(value, heads, folder)
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _weight_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in the folder's safetensors files, from their headers
+    (a shard index may name only files of the folder)."""
+    from safetensors import SafetensorError, safe_open
+
+    files = ["model.safetensors"]
+    if not (folder / "model.safetensors").exists():
+        index = read_json(inside(folder, "model.safetensors.index.json", "the folder"),
+                          "shard index")  # fmt: skip
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not all(
+            isinstance(v, str) for v in weight_map.values()
+        ):
+            raise InputError("model.safetensors.index.json has no weight_map of file names",
+                             folder)  # fmt: skip
+        files = sorted(set(weight_map.values()))
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name in files:
+        path = inside(folder, name, "model.safetensors.index.json")
+        try:
+            with safe_open(str(path), "pt") as handle:
+                names = handle.keys()  # a safe_open handle is not iterable
+                shapes.update({k: tuple(handle.get_slice(k).get_shape()) for k in names})
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise InputError(f"cannot load the Grounding DINO weights: {exc}", path) from exc
+    return shapes
+
+
+def _check_resize(image_processor, folder: Path) -> None:
+    """Refuse a processor that would not resize pictures to at most `MAX_RESIZE` a side."""
+    size = image_processor.size
+    read = (lambda k: size.get(k)) if isinstance(size, dict) else (lambda k: getattr(size, k, None))
+    values = {k: read(k) for k in ("shortest_edge", "longest_edge", "height", "width",
+                                   "max_height", "max_width")}  # fmt: skip
+    bounded = (
+        values["longest_edge"]
+        or (values["height"] and values["width"])
+        or (values["max_height"] and values["max_width"])
+    )
+    pad = getattr(image_processor, "pad_size", None)
+    padded = [getattr(pad, k, None) or (pad.get(k) if isinstance(pad, dict) else None)
+              for k in ("height", "width")] if pad else []  # fmt: skip
+    sides = [v for v in [*values.values(), *padded] if v is not None]
+    if (
+        not getattr(image_processor, "do_resize", False)
+        or not bounded
+        or any(not _positive(v) or v > MAX_RESIZE for v in sides)
+    ):
+        given = {k: v for k, v in values.items() if v}
+        raise InputError(
+            f"the image processor resizes to {given} (do_resize "
+            f"{getattr(image_processor, 'do_resize', None)}, pad_size {pad}); wsssbed accepts "
+            f"sizes of at most {MAX_RESIZE} pixels a side with the longest side bounded, "
+            "as Grounding DINO's authors use (800 / 1333)",
+            folder,
+        )
+
+
+def _check_report(report: dict, folder: Path) -> None:
+    """Refuse weights that transformers could not load in full."""
+    problems = {name: sorted(map(str, report.get(name) or ()))
+                for name in ("missing_keys", "unexpected_keys", "mismatched_keys",
+                             "error_msgs")}  # fmt: skip
+    found = {name: keys for name, keys in problems.items() if keys}
+    if found:
+        details = "; ".join(f"{len(keys)} {name.replace('_', ' ')} (first: {keys[0]})"
+                            for name, keys in found.items())  # fmt: skip
+        raise InputError(f"the weights do not fit the model config.json describes: {details}",
+                         folder)  # fmt: skip
+
+
 @contextmanager
-def _quiet(transformers) -> Iterator[None]:
-    """transformers without its loading bars and notices (our progress bar is the run's)."""
+def _without_bars(transformers) -> Iterator[None]:
+    """transformers without its loading bars (our progress bar is the run's); its
+    warnings and loading report stay on."""
     logging = transformers.utils.logging
-    bars, level = logging.is_progress_bar_enabled(), logging.get_verbosity()
+    bars = logging.is_progress_bar_enabled()
     logging.disable_progress_bar()
-    logging.set_verbosity_error()
     try:
         yield
     finally:
-        logging.set_verbosity(level)
         if bars:
             logging.enable_progress_bar()

@@ -20,10 +20,14 @@ import torch
 
 from wsssbed.errors import InputError
 from wsssbed.io.extras import require
-from wsssbed.models.checkpoint import load_weights, read_state_dict
+from wsssbed.models.checkpoint import MAX_HEADS, build_checked, read_state_dict
 
 #: The published SAM image encoders: model type -> (ViT width, depth).
 SAM_TYPES = {"vit_b": (768, 12), "vit_l": (1024, 24), "vit_h": (1280, 32)}
+#: Largest input side (SAM's own 1024 pixels; pictures are resized to it) and patch grid:
+#: the encoder's attention costs grow with their fourth power, not with the file.
+MAX_IMAGE_SIZE = 1024
+MAX_GRID = 64
 SAM_MODEL_CHOICES = ("auto", *SAM_TYPES)
 _DECODER_HEADS = 8  # SAM's two-way transformer; head count leaves no trace in the shapes
 
@@ -60,7 +64,8 @@ def infer_architecture(state: dict[str, torch.Tensor], path: Path) -> SamArchite
     """The architecture a SAM state dict was saved from.
 
     Raises:
-        InputError: the tensors are not those of a SAM.
+        InputError: the tensors are not those of a SAM, or describe an input larger than
+            `MAX_IMAGE_SIZE` (or `MAX_GRID` patches a side) or more than `MAX_HEADS` heads.
     """
 
     def shape(key: str) -> tuple[int, ...]:
@@ -72,16 +77,35 @@ def infer_architecture(state: dict[str, torch.Tensor], path: Path) -> SamArchite
         pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
         return len({int(m.group(1)) for k in state if (m := pattern.match(k))})
 
+    try:
+        return _infer(shape, count, path)
+    except (ValueError, IndexError) as exc:  # tensors of the right names but other ranks
+        raise InputError(f"not a Segment Anything checkpoint: {exc}", path) from None
+
+
+def _infer(shape, count, path: Path) -> SamArchitecture:
     embed_dim, _, patch_size, _ = shape("image_encoder.patch_embed.proj.weight")
     grid = shape("image_encoder.pos_embed")[1]
     depth = count("image_encoder.blocks.")
+    if depth == 0:
+        raise InputError("not a Segment Anything checkpoint (no encoder blocks)", path)
     spans = [shape(f"image_encoder.blocks.{i}.attn.rel_pos_h") for i in range(depth)]
     sizes = [(rows + 1) // 2 for rows, _ in spans]
     windowed = [s for s in sizes if s != grid]
+    if min(embed_dim, patch_size, grid, spans[0][1]) <= 0:
+        raise InputError("not a Segment Anything checkpoint (empty encoder tensors)", path)
+    heads = embed_dim // spans[0][1]
+    if grid * patch_size > MAX_IMAGE_SIZE or grid > MAX_GRID or heads > MAX_HEADS:
+        raise InputError(
+            f"describes a {grid * patch_size}-pixel input in a {grid}x{grid} patch grid with "
+            f"{heads} heads; SAM reads at most {MAX_IMAGE_SIZE} pixels, {MAX_GRID} patches a "
+            f"side and {MAX_HEADS} heads",
+            path,
+        )
     return SamArchitecture(
         embed_dim=embed_dim,
         depth=depth,
-        num_heads=embed_dim // spans[0][1],
+        num_heads=heads,
         mlp_ratio=shape("image_encoder.blocks.0.mlp.lin1.weight")[0] / embed_dim,
         global_attn_indexes=tuple(i for i, s in enumerate(sizes) if s == grid),
         window_size=windowed[0] if windowed else 0,
@@ -159,9 +183,10 @@ def load_sam(checkpoint: Path, model_type: str = "auto", device: str = "cpu") ->
             f"not the {model_type} asked for with --sam-model",
             checkpoint,
         )
-    sam = build_sam(arch)
-    load_weights(sam, state, checkpoint, f"SAM {arch.model_type}")
-    return sam.to(device)
+    sam = build_checked(
+        lambda _device: build_sam(arch), state, checkpoint, f"SAM {arch.model_type}"
+    )
+    return sam.eval().to(device)
 
 
 @torch.no_grad()

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +31,10 @@ import pandas as pd
 
 from wsssbed.datasets import BUILTIN, dataset_title, get_dataset, spec_of_run
 from wsssbed.datasets.fingerprint import mixed_ground_truth, short, with_subsets
-from wsssbed.errors import InputError
+from wsssbed.errors import InputError, WsssbedError
 from wsssbed.eval.summary import BOUNDARY_METRICS, GLOSSARY, SUMMARY_METRICS
 from wsssbed.io.configio import from_table, read_toml
+from wsssbed.io.imageio import write_text
 from wsssbed.io.outputs import inside
 from wsssbed.io.ownership import OutputFolder
 from wsssbed.report import figures
@@ -154,6 +158,7 @@ def _transfer_source(run: pd.Series, runs: pd.DataFrame) -> pd.Series | None:
 def _entry(
     run: pd.Series, runs: pd.DataFrame, sweeps: pd.DataFrame, per_image: pd.DataFrame, draws: int
 ) -> Entry:
+    spec_of_run(run)  # a run whose dataset this machine cannot name is not shown
     rows = sweeps[sweeps.run_id == run.run_id].sort_values("point").reset_index(drop=True)
     recommended = recommended_point(run)
     at_recommended = row_at(rows, recommended) if recommended else None
@@ -273,13 +278,80 @@ def render_site(
     reported_rows = read_reported(reported) if reported else pd.DataFrame(columns=REPORTED_COLUMNS)
     runs = with_subsets(runs)
     runs = runs.assign(key=runs.apply(setting_key, axis=1))
-    entries = [_entry(run, runs, sweeps, per_image, draws) for _, run in runs.iterrows()]
-    mixed = {(d, s, stage) for stage, group in runs.groupby("stage")
+    skipped: list[tuple[str, str]] = []
+    entries = []
+    for _, run in runs.iterrows():
+        with _skipping(run, skipped):
+            entries.append(_entry(run, runs, sweeps, per_image, draws))
+    shown = runs[runs.run_id.isin([e.run.run_id for e in entries])]
+    mixed = {(d, s, stage) for stage, group in shown.groupby("stage")
              for d, s in mixed_ground_truth(group)}  # fmt: skip
     for entry in entries:
         entry.gt_mixed = (entry.run.dataset, entry.run.subset, entry.run.stage) in mixed
     entries.sort(key=lambda e: (e.run.dataset, e.run.stage, e.run.subset, e.label, e.run.run_id))
     environment = _environment()
+    pages = {}
+    for entry in entries:
+        with _skipping(entry.run, skipped):
+            pages[entry.page] = _run_page(environment, entry, sweeps, per_class, gallery_images)
+    entries = [e for e in entries if e.page in pages]
+    for run_id, reason in skipped:
+        warnings.warn(f"run {run_id} is not shown: {reason}", stacklevel=2)
+    index = environment.get_template("index.html").render(
+        sections=_sections(entries, reported_rows),
+        skipped=skipped,
+        metrics=SUMMARY_METRICS + BOUNDARY_METRICS,
+        root="",
+    )
+    glossary = environment.get_template("glossary.html").render(
+        glossary=list(GLOSSARY.items()), columns=COLUMNS, root=""
+    )
+    with site.staging() as staging:
+        (staging / "runs").mkdir()
+        write_text(staging / "index.html", index)
+        write_text(staging / "glossary.html", glossary)
+        for page, html in pages.items():
+            write_text(inside(staging, page), html)
+        return site.commit(staging)
+
+
+@contextmanager
+def _skipping(run: pd.Series, skipped: list[tuple[str, str]]) -> Iterator[None]:
+    """Record a run that cannot be shown (a dataset this machine does not know, a grid or
+    provenance field that does not parse) instead of failing the whole site: results
+    folders are shared, and one stranger's row must not hide everyone's."""
+    try:
+        yield
+    except Exception as exc:  # a stored row is data: any failure to show it is the row's
+        reason = (
+            str(exc)
+            if isinstance(exc, WsssbedError)
+            else f"its stored row does not read ({type(exc).__name__}: {exc})"
+        )
+        skipped.append((str(run.run_id), reason))
+
+
+def _run_page(environment, entry: Entry, sweeps, per_class, gallery_images: int) -> str:
+    """The HTML of one run's page."""
+    rows = sweeps[sweeps.run_id == entry.run.run_id].sort_values("point")
+    classes = per_class[
+        (per_class.run_id == entry.run.run_id)
+        & (per_class.point == entry.point)
+        & (per_class.union > 0)
+    ]
+    return environment.get_template("run.html").render(
+        entry=entry,
+        svgs=_figures(entry, rows),
+        classes=classes.sort_values("class_id").to_dict("records"),
+        gallery=gallery(entry.run, entry.point, gallery_images),
+        provenance=_provenance(entry.run),
+        metrics=SUMMARY_METRICS + BOUNDARY_METRICS,
+        root="../",
+    )
+
+
+def _sections(entries: list[Entry], reported_rows: pd.DataFrame) -> list[dict]:
+    """Per dataset, per stage: the measured entries and the reported numbers."""
     sections = []
     for dataset in sorted({e.run.dataset for e in entries} | set(reported_rows.dataset)):
         runs_on = [e.run for e in entries if e.run.dataset == dataset]
@@ -295,34 +367,7 @@ def render_site(
                                "reported": paper.to_dict("records"),
                                "gt_mixed": any(e.gt_mixed for e in measured)})  # fmt: skip
         sections.append({"dataset": dataset, "title": title, "stages": stages})
-    with site.staging() as staging:
-        (staging / "runs").mkdir()
-        index = environment.get_template("index.html").render(
-            sections=sections, metrics=SUMMARY_METRICS + BOUNDARY_METRICS, root=""
-        )
-        (staging / "index.html").write_text(index, encoding="utf-8")
-        glossary = environment.get_template("glossary.html").render(
-            glossary=list(GLOSSARY.items()), columns=COLUMNS, root=""
-        )
-        (staging / "glossary.html").write_text(glossary, encoding="utf-8")
-        for entry in entries:
-            rows = sweeps[sweeps.run_id == entry.run.run_id].sort_values("point")
-            classes = per_class[
-                (per_class.run_id == entry.run.run_id)
-                & (per_class.point == entry.point)
-                & (per_class.union > 0)
-            ]
-            page = environment.get_template("run.html").render(
-                entry=entry,
-                svgs=_figures(entry, rows),
-                classes=classes.sort_values("class_id").to_dict("records"),
-                gallery=gallery(entry.run, entry.point, gallery_images),
-                provenance=_provenance(entry.run),
-                metrics=SUMMARY_METRICS + BOUNDARY_METRICS,
-                root="../",
-            )
-            inside(staging, entry.page).write_text(page, encoding="utf-8")
-        return site.commit(staging)
+    return sections
 
 
 def _builtin_title(dataset: str) -> str:

@@ -235,7 +235,14 @@ def _committed_rows(table: pa.Table, committed: pa.Array | None) -> pa.Table:
 
 def repair(folder: Path) -> dict[str, int]:
     """Remove rows of uncommitted runs (left by an append killed between its renames) from
-    every table, under the lock; returns the rows removed per table."""
+    every table, under the lock; returns the rows removed per table.
+
+    Raises:
+        InputError: `folder` is not a results folder (no `runs.parquet`): nothing is
+            created there, not even the lock file.
+    """
+    if not (folder / "runs.parquet").is_file():
+        raise InputError("not a results folder (no runs.parquet); nothing to repair", folder)
     removed = {}
     with locked(folder):
         committed = _committed(folder)
