@@ -11,14 +11,15 @@ layout, split train), as a bare `wsssbed sweep` does.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
 from wsssbed.embedded.sample import default_to_sample, sample_activation, sample_saliency
-from wsssbed.errors import InputError
+from wsssbed.errors import InputError, UnofficialSplitWarning
 from wsssbed.eval.axes import edge_warnings
 from wsssbed.io.outputs import check_output_folder
 from wsssbed.protocol import DEFAULT_TOLERANCE, HARD_LABELS, Protocol, build_protocol
@@ -141,9 +142,11 @@ def sweep(
         workers=workers,
         per_image=per_image,
     )
-    result = compute_run(
-        job, stage="activation", progress=progress, extra=extra, backend=backend, address=address
-    )
+    with _quiet_on_sample(on_sample):
+        result = compute_run(
+            job, stage="activation", progress=progress, extra=extra, backend=backend,
+            address=address,
+        )  # fmt: skip
     best = {name: float(result.best[name]) for name, _ in protocol.grids}
     for message in edge_warnings(protocol.grids, best):
         warnings.warn(message, stacklevel=2)
@@ -178,6 +181,7 @@ def evaluate(
         name: the method name stored with the run (default: the folder's name).
         The others as in `sweep`.
     """
+    on_sample = data_root is None
     dataset, data_root, split = default_to_sample(dataset, data_root, split)
     if out is not None:
         check_output_folder(Path(out), "results folder")  # before any work
@@ -197,9 +201,10 @@ def evaluate(
         workers=workers,
     )
     extra = {"method": name or Path(pred).name}
-    result = compute_run(
-        job, stage=stage, progress=progress, extra=extra, backend=backend, address=address
-    )
+    with _quiet_on_sample(on_sample):
+        result = compute_run(
+            job, stage=stage, progress=progress, extra=extra, backend=backend, address=address
+        )
     if out is not None:
         result.save(out)
     return result
@@ -221,6 +226,16 @@ def read_results(folder: PathLike) -> Results:
 
     path = Path(folder)
     return Results(*(read_table(path, t) for t in ("runs", "sweeps", "per_class", "per_image")))
+
+
+@contextmanager
+def _quiet_on_sample(on_sample: bool) -> Iterator[None]:
+    """The embedded sample's split lists are not VOC's official ones: its runs are marked
+    so (`split_official` false), without a warning the sample's own notice makes moot."""
+    with warnings.catch_warnings():
+        if on_sample:
+            warnings.simplefilter("ignore", UnofficialSplitWarning)
+        yield
 
 
 def _job(protocol: Protocol, data_root: PathLike, *, workers: int | None, **inputs):

@@ -1,4 +1,5 @@
-"""`wsssbed datasets ...` and `wsssbed sample`."""
+"""`wsssbed datasets ...` (list, check, prepare, convert-coco, decode-colours) and
+`wsssbed sample`."""
 
 from __future__ import annotations
 
@@ -116,6 +117,21 @@ def datasets_convert_coco(
     with reported_errors(), progress_bar("converting") as update:
         count = convert_coco(annotations, out_dir, split, get_dataset("coco2014"), update)
     out.print(f"wrote {count:,} masks below {out_dir}")
+
+
+@datasets_app.command("decode-colours")
+def datasets_decode_colours(
+    folder: Path = typer.Argument(..., help="Folder of colour-coded RGB PNGs (masks or labels)."),
+    dataset: str = typer.Option("voc2012", help="Dataset name or spec .toml of the palette."),
+    out_dir: Path = typer.Option(..., "--out", help="New folder for the class-id PNGs."),
+) -> None:
+    """Decode colour-coded masks into class ids, exactly through the dataset's palette
+    (void colour -> 255); any other colour is refused, by name, and nothing is written."""
+    from wsssbed.datasets.colours import decode_colour_folder
+
+    with reported_errors(), progress_bar("decoding colours") as update:
+        count = decode_colour_folder(folder, out_dir, get_dataset(dataset), update)
+    out.print(f"decoded {count:,} files into {out_dir} (palette PNGs of class ids)")
 
 
 @app.command()

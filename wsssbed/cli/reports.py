@@ -43,7 +43,7 @@ def results_show(
     """The best point of every stored run, and per-class IoU at those points."""
     import pandas as pd
 
-    from wsssbed.datasets.fingerprint import mixed_ground_truth, short
+    from wsssbed.datasets.fingerprint import mixed_ground_truth, scored_split, short
     from wsssbed.eval.axes import AXIS_COLUMNS
     from wsssbed.results.store import METRIC_COLUMNS, best_points, read_table
 
@@ -64,6 +64,10 @@ def results_show(
                     "method": None if pd.isna(run.method) else run.method,
                     "dataset": run.dataset,
                     "split": run.split,
+                    "split_official": None
+                    if pd.isna(run.split_official)
+                    else bool(run.split_official),
+                    "gt_void_ratio": fraction(run.gt_void_ratio),
                     "generator": run.generator,
                     "stage": run.stage,
                     "gt_digest": None if pd.isna(run.gt_digest) else run.gt_digest,
@@ -81,7 +85,7 @@ def results_show(
         [
             run.run_id,
             "-" if pd.isna(run.method) else str(run.method),
-            f"{run.dataset}/{run.split}",
+            f"{run.dataset}/{scored_split(run)}",
             short(run.gt_digest),
             run.generator,
             ", ".join(f"{a}={run[a]:g}" for a in AXIS_COLUMNS if pd.notna(run[a])),

@@ -56,13 +56,28 @@ def short(digest: object) -> str:
     return digest.removeprefix("sha256:")[:SHORT]
 
 
+def scored_split(run: Mapping) -> str:
+    """How a stored run's split is shown and grouped: its name, marked `(not the official
+    list)` when its ids are not the spec's official list (`split_official` false), so
+    it is never compared with runs on the official split."""
+    official = run.get("split_official")
+    if official is None or official != official or bool(official):  # null, NaN, True
+        return str(run["split"])
+    return f"{run['split']}{UNOFFICIAL}"
+
+
+UNOFFICIAL = " (not the official list)"
+
+
 def mixed_ground_truth(runs: pd.DataFrame) -> dict[tuple[str, str], list[str]]:
-    """(dataset, split) scored on more than one ground truth -> their short fingerprints.
+    """(dataset, split) scored on more than one ground truth -> their short fingerprints
+    (the split as `scored_split` shows it).
 
     A run without a fingerprint (stored before results schema 4) counts as "-", unknown.
     """
     mixed = {}
-    for (dataset, split), group in runs.groupby(["dataset", "split"], sort=True):
+    shown = runs.assign(split=[scored_split(run) for _, run in runs.iterrows()])
+    for (dataset, split), group in shown.groupby(["dataset", "split"], sort=True):
         found = sorted({short(d) for d in group.gt_digest})
         if len(found) > 1:
             mixed[(dataset, split)] = found

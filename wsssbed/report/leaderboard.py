@@ -28,7 +28,7 @@ import jinja2
 import pandas as pd
 
 from wsssbed.datasets import BUILTIN, get_dataset, spec_of_run
-from wsssbed.datasets.fingerprint import mixed_ground_truth, short
+from wsssbed.datasets.fingerprint import mixed_ground_truth, scored_split, short
 from wsssbed.errors import InputError
 from wsssbed.eval.summary import BOUNDARY_METRICS, GLOSSARY, SUMMARY_METRICS
 from wsssbed.io.configio import from_table, read_toml
@@ -53,7 +53,9 @@ COLUMNS = [
     ("method", "The maps' method: the manifest name, or the maps folder's name."),
     ("saliency", "The saliency source the generator used, when it uses one."),
     ("generator", "The pseudo-label rule swept (`+ ignore`: salient background is void)."),
-    ("split", "The split scored, or the id-list file a subset came from."),
+    ("split", "The split scored, or the id-list file a subset came from. A split whose "
+     "ids are not the dataset's official list (a subset or another list saved under an "
+     "official name) is marked not the official list: its numbers are not comparable."),
     ("ground truth", "A fingerprint of the decoded masks scored (first 12 hex digits of "
      "gt_digest); rows of one split with different fingerprints are marked other GT."),
     ("point", "The grid point shown."),
@@ -111,6 +113,16 @@ class Entry:
     gt_mixed: bool = False  # its split was scored on other ground truth in the same table
 
     @property
+    def split(self) -> str:
+        """The split as shown and grouped (`fingerprint.scored_split`)."""
+        return scored_split(self.run)
+
+    @property
+    def unofficial(self) -> bool:
+        """The run's ids are not the official list of its split name."""
+        return self.split != self.run.split
+
+    @property
     def date(self) -> str:
         """When the run started, to the minute (UTC)."""
         return str(self.run.started_at)[:16].replace("T", " ")
@@ -134,12 +146,14 @@ def _point_text(row: pd.Series) -> str:
 
 def _transfer_source(run: pd.Series, runs: pd.DataFrame) -> pd.Series | None:
     """A run of the same setting on another split to choose the point on (train first)."""
-    others = runs[(runs.split != run.split) & (runs.key == setting_key(run))]
+    others = runs[(runs.shown_split != scored_split(run)) & (runs.key == setting_key(run))]
     if others.empty:
         return None
     preference = others.split.str.startswith("train").map({True: 0, False: 1})
     return (
-        others.assign(preference=preference).sort_values(["preference", "split", "run_id"]).iloc[0]
+        others.assign(preference=preference)
+        .sort_values(["preference", "shown_split", "run_id"])
+        .iloc[0]
     )
 
 
@@ -155,7 +169,7 @@ def _entry(
     elif source is not None:
         point = int(best_row(sweeps[sweeps.run_id == source.run_id]).point)
         chosen = rows.set_index("point", drop=False).loc[point]
-        how = f"transferred: best on {source.split}"
+        how = f"transferred: best on {source.shown_split}"
     else:
         chosen = best_row(rows)
         how = "oracle: best on this split" if len(rows) > 1 else "as given (one point)"
@@ -212,7 +226,7 @@ def _figures(entry: Entry, rows: pd.DataFrame) -> list[str]:
         return []
     kind = entry.chosen_by.split(":")[0].split(" ")[0]  # recommended, transferred, oracle
     point = rows.set_index("point").loc[entry.point]
-    title = f"{entry.label} on {entry.run.dataset}/{entry.run.split}"
+    title = f"{entry.label} on {entry.run.dataset}/{entry.split}"
     if is_2d(rows):
         chosen = {a: float(point[a]) for a in ("threshold", "sal_threshold")}
         return [figures.svg_text(figures.heatmap_figure(rows, title, "miou", chosen, kind))]
@@ -256,13 +270,16 @@ def render_site(
     per_class = read_table(results, "per_class")
     per_image = read_table(results, "per_image")
     reported_rows = read_reported(reported) if reported else pd.DataFrame(columns=REPORTED_COLUMNS)
-    runs = runs.assign(key=runs.apply(setting_key, axis=1))
+    runs = runs.assign(
+        key=runs.apply(setting_key, axis=1),
+        shown_split=[scored_split(run) for _, run in runs.iterrows()],
+    )
     entries = [_entry(run, runs, sweeps, per_image, draws) for _, run in runs.iterrows()]
     mixed = {(d, s, stage) for stage, group in runs.groupby("stage")
              for d, s in mixed_ground_truth(group)}  # fmt: skip
     for entry in entries:
-        entry.gt_mixed = (entry.run.dataset, entry.run.split, entry.run.stage) in mixed
-    entries.sort(key=lambda e: (e.run.dataset, e.run.stage, e.run.split, e.label, e.run.run_id))
+        entry.gt_mixed = (entry.run.dataset, entry.split, entry.run.stage) in mixed
+    entries.sort(key=lambda e: (e.run.dataset, e.run.stage, e.split, e.label, e.run.run_id))
     environment = _environment()
     sections = []
     for dataset in sorted({e.run.dataset for e in entries} | set(reported_rows.dataset)):
@@ -277,7 +294,8 @@ def render_site(
             if measured or not paper.empty:
                 stages.append({"key": stage, "title": STAGE_TITLES[stage], "entries": measured,
                                "reported": paper.to_dict("records"),
-                               "gt_mixed": any(e.gt_mixed for e in measured)})  # fmt: skip
+                               "gt_mixed": any(e.gt_mixed for e in measured),
+                               "unofficial": any(e.unofficial for e in measured)})  # fmt: skip
         sections.append({"dataset": dataset, "title": title, "stages": stages})
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
@@ -325,10 +343,10 @@ def _provenance(run: pd.Series) -> list[tuple[str, str, str]]:
     """(name, value rounded or cut for reading, full value) of each provenance field."""
     names = ("run_id", "stage", "dataset", "split", "n_images", "generator", "ignore_label",
              "grid", "activation", "activation_format", "saliency", "predictions", "labels",
-             "boundary_tolerance", "gt_digest", "gt_source", "split_digest", "split_file",
-             "split_file_sha256", "dataset_spec_sha256", "method", "verified", "device",
-             "workers", "wall_time_s", "started_at", "wsssbed_version", "git_commit",
-             "packages", "command")  # fmt: skip
+             "boundary_tolerance", "gt_digest", "gt_source", "gt_void_ratio", "split_digest",
+             "split_official", "split_file", "split_file_sha256", "dataset_spec_sha256",
+             "method", "verified", "device", "workers", "wall_time_s", "started_at",
+             "wsssbed_version", "git_commit", "packages", "command")  # fmt: skip
     rows = []
     for name in names:
         value = run.get(name)
@@ -336,6 +354,8 @@ def _provenance(run: pd.Series) -> list[tuple[str, str, str]]:
         short = full
         if name == "wall_time_s" and full != "-":
             short = f"{float(value):.2f} s"
+        elif name == "gt_void_ratio" and full != "-":
+            short = f"{100 * float(value):.2f}% of mask pixels"
         elif len(full) > PROVENANCE_WIDTH:
             short = full[: PROVENANCE_WIDTH - 1] + "\u2026"
         rows.append((name, short, full))
