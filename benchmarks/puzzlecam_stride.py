@@ -7,11 +7,15 @@ Not a speed benchmark: a measurement for docs/results.md. PuzzleCAM's `evaluate.
 and a fine 0..0.6 by 0.01) on all images and on every 8th, with wsssbed's counts
 (`miou_zero`, PuzzleCAM's convention, and `miou`).
 
-The maps are synthetic (no published method's maps for all of val are on this machine):
-`synth.synth_maps` (each label class's mask blurred at 1/8 resolution with noise,
-normalised to max 1), and the same maps raised to a per-image power drawn log-uniformly
-in [1/2, 2] (per-image activation strength varies, as in real CAMs, so the best
-threshold differs from image to image).
+The maps are synthetic (no published method's maps for all of val are on this machine),
+in three settings (`--setting`, all by default):
+
+- `synth`: `synth.synth_maps` (each label class's mask blurred at 1/8 resolution with
+  noise, normalised to max 1);
+- `power`: the same raised to a per-image power drawn log-uniformly in [1/2, 2] (the
+  activation strength varies per image, as in real CAMs, so the best threshold does);
+- `noisy`: `power` after mixing 40% of a smooth random field (1/32 resolution) into each
+  map: spurious activations and missed parts, for a CAM-like mIoU (about 50-60%).
 
 Usage: python benchmarks/puzzlecam_stride.py --data-root ../shared/data/VOC2012
 """
@@ -24,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from synth import synth_maps
 
 from wsssbed.datasets import get_dataset
@@ -40,15 +45,21 @@ GRIDS = {
 }
 
 
-def _maps(gt: np.ndarray, image_id: str, spec, power: bool) -> EvalSample:
+SETTINGS = ("synth", "power", "noisy")
+
+
+def _maps(gt: np.ndarray, image_id: str, spec, setting: str) -> EvalSample:
     labels = labels_from_mask(gt, spec)
     maps = synth_maps(gt, labels, image_id)
-    cams = maps.cams
-    if power:
-        rng = np.random.default_rng(zlib.crc32(b"power" + image_id.encode()))
-        cams = (cams.astype(np.float64) ** np.exp(rng.uniform(np.log(0.5), np.log(2)))).astype(
-            np.float32
-        )
+    cams = maps.cams.astype(np.float64)
+    rng = np.random.default_rng(zlib.crc32(b"power" + image_id.encode()))
+    if setting == "noisy" and len(cams):
+        small = rng.random((len(cams), 1, gt.shape[0] // 32 + 2, gt.shape[1] // 32 + 2))
+        field = F.interpolate(torch.from_numpy(small), size=gt.shape, mode="bilinear")
+        cams = 0.6 * cams + 0.4 * field[:, 0].numpy()
+    if setting in ("power", "noisy"):
+        cams = cams ** np.exp(rng.uniform(np.log(0.5), np.log(2)))
+    cams = cams.astype(np.float32)
     return EvalSample(
         image_id, torch.from_numpy(gt), torch.from_numpy(maps.class_ids), torch.from_numpy(cams)
     )
@@ -58,21 +69,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, required=True)
     parser.add_argument("--split", default="val")
+    parser.add_argument("--setting", choices=SETTINGS, action="append")
     args = parser.parse_args()
     torch.set_num_threads(1)
     spec = get_dataset("voc2012")
     local = LocalDataset(spec, args.data_root, args.split)
     ids = local.ids
     print(f"{len(ids)} images; every {STRIDE}th: {len(ids[::STRIDE])}")
-    for power in (False, True):
-        name = "synthetic maps" + (", per-image power in [1/2, 2]" if power else "")
+    for setting in args.setting or SETTINGS:
+        name = f"synthetic maps ({setting})"
         rules = {g: make_rule("bg-threshold", {"threshold": grid}) for g, grid in GRIDS.items()}
         states = {
             g: [SweepState(rule.bucket_shape, len(GRIDS[g]), False) for _ in range(2)]
             for g, rule in rules.items()
         }
         for index, image_id in enumerate(ids):
-            sample = _maps(local.read_gt(image_id), image_id, spec, power)
+            sample = _maps(local.read_gt(image_id), image_id, spec, setting)
             for g, rule in rules.items():
                 (result,) = reduce_batch([sample], rule, spec)
                 states[g][0].add(result)

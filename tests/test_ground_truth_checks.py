@@ -446,7 +446,12 @@ def test_a_split_list_that_is_not_the_official_one_is_warned_and_marked(tmp_path
     index = (site / "index.html").read_text()
     assert index.count('title="its ids are not the official train list') == 1
     assert "their numbers are not comparable with the official split" in index
+    assert "best on train (not the official list)" not in index  # never a transfer source
 
+    checked = run_cli("datasets", "check", "--dataset", spec, "--data-root", tmp_path,
+                      "--split", "train")  # fmt: skip
+    assert checked.exit_code == 0 and "note: " in _text(checked)
+    assert "lists 2 images, not the official listed train" in _text(checked)
     (tmp_path / "lists" / "train.txt").write_text("d\ne\n")  # val saved as train.txt
     result = run_cli(*common, "--split", "train")
     assert "these are the official val ids: use --split val" in _text(result)
@@ -530,6 +535,7 @@ def test_pseudo_label_thresholds_no_score_reaches_are_refused(sample_root, tmp_p
 def test_the_api_and_the_metric_refuse_grids_on_the_wrong_scale(sample_root):
     from wsssbed.metrics import ThresholdSweep
     from wsssbed.models.sam_masks import MaskSettings
+    from wsssbed.report.study import parse_point
 
     with pytest.raises(InputError, match="`thresholds` 25 is outside"):
         wsssbed.sweep(thresholds=[25], boundary=False)
@@ -541,6 +547,9 @@ def test_the_api_and_the_metric_refuse_grids_on_the_wrong_scale(sample_root):
         MaskSettings(pred_iou_thresh=88)
     with pytest.warns(UserWarning, match="`thresholds` has 1 of its 3 values outside"):
         ThresholdSweep(thresholds="0.1,0.2,1.5")  # one stray point: a warning
+    with pytest.raises(InputError, match="`recommended` 25 is outside"):
+        parse_point("threshold=25")  # wsssbed sensitivity --recommended
+    assert parse_point("threshold=0.25,alpha=8") == {"threshold": 0.25, "alpha": 8.0}
 
 
 def test_the_results_json_and_tables_carry_the_new_columns(sample_root, tmp_path):

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from wsssbed.cli.app import app, datasets_app, reported_errors
+from wsssbed.cli.app import app, as_options, datasets_app, reported_errors
 from wsssbed.cli.common import JSON_OPTION, err, out, progress_bar
 from wsssbed.datasets import builtin_datasets, get_dataset
 
@@ -74,6 +75,9 @@ def datasets_check(
         f"{report.valid_masks:,} valid masks; {pictures}",
         soft_wrap=True,
     )
+    if local.split_check.official is False:
+        err.print(f"[yellow]note:[/] {escape(as_options(local.split_check.message))}",
+                  highlight=False, soft_wrap=True)  # fmt: skip
     if report.ok:
         out.print("[green]ok[/]")
         return

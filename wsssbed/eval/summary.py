@@ -45,9 +45,11 @@ GLOSSARY = {
     "IoUMetric and torchmetrics' MulticlassJaccardIndex (>= 1.0, ignore_index=255).",
     "miou_zero": "Mean IoU over all classes, a class with zero union counting as 0. "
     "Reproduces SEAM's evaluation.py and PuzzleCAM's evaluate.py / Calculator_For_mIoU "
-    "(their 1e-10 guard moves it by less than 1e-9).",
+    "(their 1e-10 guard moves it by less than 1e-9); PuzzleCAM's evaluate.py as published "
+    "scores only every 8th image of the list, so its printed numbers differ.",
     "miou_gt_present": "Mean IoU over the classes present in the ground truth. Reproduces "
-    "CLIP-ES's eval_cam.py and WSSS-BED's metric.py (the `valid` mask), as ToCo reports.",
+    "CLIP-ES's eval_cam.py and WSSS-BED's metric.py (their valid-class mask), as ToCo "
+    "reports.",
     "miou_labeled": "Mean IoU counting only pixels the prediction labels: unlabelled (255) "
     "pixels are not misses.",
     "miou_unlabelled_bg": "Mean IoU (nanmean) after unlabelled (255) predictions are "

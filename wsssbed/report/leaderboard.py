@@ -145,8 +145,15 @@ def _point_text(row: pd.Series) -> str:
 
 
 def _transfer_source(run: pd.Series, runs: pd.DataFrame) -> pd.Series | None:
-    """A run of the same setting on another split to choose the point on (train first)."""
-    others = runs[(runs.shown_split != scored_split(run)) & (runs.key == setting_key(run))]
+    """A run of the same setting on another split to choose the point on (train first).
+    An official split never takes its point from a list that is not its split's official
+    one (such a list may hold this split's very images)."""
+    official = scored_split(run) == run.split
+    others = runs[
+        (runs.shown_split != scored_split(run))
+        & ((runs.shown_split == runs.split) | (not official))
+        & (runs.key == setting_key(run))
+    ]
     if others.empty:
         return None
     preference = others.split.str.startswith("train").map({True: 0, False: 1})
