@@ -24,7 +24,7 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The embedded sample, rendered once per test session into a temporary folder."""
     from wsssbed.embedded.sample import ensure_sample
 
-    return ensure_sample(tmp_path_factory.mktemp("sample") / "sample-v1")
+    return ensure_sample(tmp_path_factory.mktemp("sample") / "sample")
 
 
 @pytest.fixture

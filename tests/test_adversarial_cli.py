@@ -64,14 +64,31 @@ def test_an_os_error_is_a_message_that_says_what_to_do(sample_root, tmp_path, mo
     assert "Traceback" not in result.output
 
 
-def test_percentage_grids_and_edge_points_are_warned_not_refused(sample_root, tmp_path):
+def test_percentage_grids_are_refused_and_edge_points_warned(sample_root, tmp_path):
+    """A score grid lying mostly above 1 is refused before any work (issue 23): nothing is
+    stored; one stray point above 1 is only a warning; the saliency grid's hint quotes a
+    saliency grid, not the activation one."""
+    out = tmp_path / "r"
     common = ["sweep", "--data-root", str(sample_root), "--activation",
               str(sample_root / "activation/sample-cam/npz"), "--activation-format", "npz",
-              "--allow-extra-maps", "--no-boundary", "--out", str(tmp_path / "r")]  # fmt: skip
+              "--allow-extra-maps", "--no-boundary", "--out", str(out)]  # fmt: skip
     percent = CliRunner().invoke(app, [*common, "--thresholds", "0:60:1"])
-    assert percent.exit_code == 0
+    assert percent.exit_code == 2
     text = " ".join(percent.output.split())
-    assert "warning: --thresholds goes up to 60, but scores are in [0, 1]: percentages?" in text
+    assert "--thresholds has 59 of its 61 values outside [0, 1] (from 0 to 60)" in text
+    assert "percentages? write `0:0.6:0.01`, not `0:60:1`" in text
+    assert not out.exists()
+    saliency = CliRunner().invoke(
+        app, [*common, "--generator", "saliency-rule", "--saliency",
+              str(sample_root / "saliency/sample-sal"), "--sal-thresholds", "10:50:5"],
+    )  # fmt: skip
+    assert saliency.exit_code == 2
+    text = " ".join(saliency.output.split())
+    assert "--sal-thresholds has 9 of its 9 values" in text
+    assert "write `0.1:0.5:0.05`, not `10:50:5`" in text and "0:0.6:0.01" not in text
+    stray = CliRunner().invoke(app, [*common, "--thresholds", "0.1,0.2,0.3,25"])
+    assert stray.exit_code == 0
+    assert "--thresholds has 1 of its 4 values outside [0, 1]" in " ".join(stray.output.split())
     edge = CliRunner().invoke(app, [*common, "--thresholds", "0.05:0.25:0.1"])
     assert edge.exit_code == 0
     text = " ".join(edge.output.split())

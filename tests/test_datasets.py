@@ -72,10 +72,8 @@ def test_context59_is_context60_without_background():
     assert c59.classes == c60.classes[1:]
     assert c60.classes[:4] == ("background", "aeroplane", "bag", "bed")
     assert list(c60.classes[1:]) == sorted(c60.classes[1:])  # alphabetical
-    raw = np.array([[0, 1, 59, 255]], dtype=np.uint8)
-    assert map_labels(raw, label_lookup(c59, c59.ground_truth[0]), "x").tolist() == [
-        [255, 0, 58, 255]
-    ]
+    raw = np.array([[0, 1, 59]], dtype=np.uint8)
+    assert map_labels(raw, label_lookup(c59, c59.ground_truth[0]), "x").tolist() == [[255, 0, 58]]
 
 
 def test_ade20k_reduce_zero_label_on_the_real_sample(shared_data):

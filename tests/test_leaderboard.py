@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from conftest import run_cli
 
+from wsssbed.datasets.sanity import SYNTHETIC
 from wsssbed.errors import InputError
 from wsssbed.report.leaderboard import read_reported, render_site
 
@@ -85,6 +86,7 @@ def test_runs_on_other_ground_truth_are_marked(store, sample_root, tmp_path):
     shutil.copytree(store, results)
     other = tmp_path / "other"
     shutil.copytree(sample_root / "VOC2012", other / "VOC2012")
+    shutil.copy(sample_root / SYNTHETIC, other / SYNTHETIC)  # the lab's copy of the sample
     ids = (other / "VOC2012/ImageSets/Segmentation/val.txt").read_text().split()
     mask = other / "VOC2012/SegmentationClass" / f"{ids[0]}.png"
     pixels = np.array(Image.open(mask))

@@ -163,9 +163,8 @@ def sweep(
         workers=workers,
         per_image=per_image,
     )
-    result = compute_run(
-        job, stage="activation", progress=progress, extra=extra, backend=backend, address=address
-    )
+    result = compute_run(job, stage="activation", progress=progress, extra=extra,
+                         backend=backend, address=address)  # fmt: skip
     best = {name: float(result.best[name]) for name, _ in protocol.grids}
     for message in edge_warnings(protocol.grids, best):
         warnings.warn(message, stacklevel=2)

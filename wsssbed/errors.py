@@ -21,3 +21,18 @@ class InputError(WsssbedError):
         self.problem = problem
         self.path = Path(path) if path is not None else None
         super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
+
+
+class GroundTruthWarning(UserWarning):
+    """The ground truth a run scored is probably not what was meant (most of it void
+    while a class never occurs, a split list that is not the official one): the run is
+    stored, and the CLI prints the warning after its results, where it is seen."""
+
+
+class UnofficialSplitWarning(GroundTruthWarning):
+    """A split list under an official name that is not the official list."""
+
+
+class ColourImageError(InputError):
+    """An RGB image where single-channel class ids were expected (colour-coded masks);
+    readers that know the dataset's palette turn it into a message saying how to decode."""

@@ -21,7 +21,7 @@ from wsssbed.cli.common import (
     progress_bar,
     progress_bars,
 )
-from wsssbed.cli.sweep import finish
+from wsssbed.cli.sweep import finish, held_warnings
 from wsssbed.errors import WsssbedError
 
 
@@ -162,7 +162,8 @@ def submit(
             workers=default_workers(len(local.ids)) if workers is None else workers,
         )
         entry = Submission(name, fmt, version, paper, code, license_, note=note)
-        with progress_bar(f"validating and sweeping {name}", not as_json) as update:
+        with progress_bar(f"validating and sweeping {name}", not as_json) as update, \
+                held_warnings() as held:  # fmt: skip
             manifest, summary = submit_maps(maps, job, entry, results, update)
     if not as_json:
         out.print(
@@ -170,4 +171,4 @@ def submit(
             f"{manifest.content.format} files, {manifest.content.digest} -> {manifest.path}",
             soft_wrap=True,
         )
-    finish(summary, results, as_json, f"best point of {name} on {spec.name}/{split}")
+    finish(summary, results, as_json, f"best point of {name} on {spec.name}/{split}", held)

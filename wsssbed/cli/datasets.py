@@ -1,4 +1,5 @@
-"""`wsssbed datasets ...` and `wsssbed sample`."""
+"""`wsssbed datasets ...` (list, check, prepare, convert-coco, decode-colours) and
+`wsssbed sample`."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from wsssbed.cli.app import app, datasets_app, reported_errors
+from wsssbed.cli.app import app, as_options, datasets_app, reported_errors
 from wsssbed.cli.common import JSON_OPTION, default_splits, err, out, progress_bar
 from wsssbed.datasets import builtin_datasets, get_dataset
 
@@ -80,6 +82,9 @@ def datasets_check(
         f"{report.valid_masks:,} valid masks; {pictures}",
         soft_wrap=True,
     )
+    if local.split_check.official is False:
+        err.print(f"[yellow]note:[/] {escape(as_options(local.split_check.message))}",
+                  highlight=False, soft_wrap=True)  # fmt: skip
     if report.ok:
         out.print("[green]ok[/]")
         return
@@ -143,6 +148,21 @@ def datasets_convert_coco(
             count = convert_coco(annotations, staging, split, get_dataset("coco2014"), update)
             folder.commit(staging, keep_others=True)  # the other split's masks stay
     out.print(f"wrote {count:,} masks below {out_dir}")
+
+
+@datasets_app.command("decode-colours")
+def datasets_decode_colours(
+    folder: Path = typer.Argument(..., help="Folder of colour-coded RGB PNGs (masks or labels)."),
+    dataset: str = typer.Option("voc2012", help="Dataset name or spec .toml of the palette."),
+    out_dir: Path = typer.Option(..., "--out", help="New folder for the class-id PNGs."),
+) -> None:
+    """Decode colour-coded masks into class ids, exactly through the dataset's palette
+    (void colour -> 255); any other colour is refused, by name, and nothing is written."""
+    from wsssbed.datasets.colours import decode_colour_folder
+
+    with reported_errors(), progress_bar("decoding colours") as update:
+        count = decode_colour_folder(folder, out_dir, get_dataset(dataset), update)
+    out.print(f"decoded {count:,} files into {out_dir} (palette PNGs of class ids)")
 
 
 @app.command()

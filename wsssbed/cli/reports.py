@@ -67,6 +67,10 @@ def results_show(
                     "method": None if pd.isna(run.method) else run.method,
                     "dataset": run.dataset,
                     "split": run.split,
+                    "split_official": None
+                    if pd.isna(run.split_official)
+                    else bool(run.split_official),
+                    "gt_void_ratio": fraction(run.gt_void_ratio),
                     "generator": run.generator,
                     "stage": run.stage,
                     "gt_digest": None if pd.isna(run.gt_digest) else run.gt_digest,

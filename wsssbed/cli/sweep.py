@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from wsssbed.cli.app import app, reported_errors
+from wsssbed.cli.app import app, as_options, reported_errors
 from wsssbed.cli.common import (
     ADDRESS_OPTION,
     BACKEND_OPTION,
@@ -29,6 +33,7 @@ from wsssbed.cli.common import (
     progress_bar,
 )
 from wsssbed.datasets.fingerprint import subset_of
+from wsssbed.errors import GroundTruthWarning
 from wsssbed.eval.axes import AXES, DISPLAY_ORDER
 from wsssbed.eval.summary import GLOSSARY
 
@@ -66,19 +71,56 @@ def print_best(result, title: str) -> None:
     out.print(row)
 
 
-def finish(result, results: Path, as_json: bool, title: str) -> None:
-    """Print a stored run: JSON, or the best point and a one-line summary."""
+@contextmanager
+def held_warnings() -> Iterator[list[str]]:
+    """Hold back `GroundTruthWarning`s, to print after the results where they are seen
+    (dropped if the block fails: its error comes first); other warnings pass on to
+    `reported_errors`."""
+    held: list[str] = []
+    caught: list[warnings.WarningMessage] = []
+    failed = True
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield held
+            failed = False
+    finally:
+        for warning in caught:
+            if not issubclass(warning.category, GroundTruthWarning):
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
+            elif not failed:
+                held.append(str(warning.message))
+
+
+def finish(result, results: Path, as_json: bool, title: str, held: Sequence[str] = ()) -> None:
+    """Print a stored run: JSON, or the best point and a one-line summary; then the held
+    ground-truth warnings, in bold, last."""
+    import pandas as pd
+
     if as_json:
         print(json.dumps(result.as_json(), indent=2))
-        return
-    print_best(result, title)
-    run = result.run
-    points = "label maps" if run.generator == "hard-labels" else f"{len(result.points)} grid points"
-    out.print(
-        f"{int(run.n_images):,} images, {points}, {run.wall_time_s:.2f} s on {run.device}; "
-        f"run {result.run_id} appended to {results}",
-        soft_wrap=True,
-    )
+    else:
+        print_best(result, title)
+        run = result.run
+        points = (
+            "label maps" if run.generator == "hard-labels" else f"{len(result.points)} grid points"
+        )
+        void = (
+            "" if pd.isna(run.gt_void_ratio) else f" ({run.gt_void_ratio:.1%} of mask pixels void)"
+        )
+        out.print(
+            f"{int(run.n_images):,} images{void}, {points}, {run.wall_time_s:.2f} s on "
+            f"{run.device}; run {result.run_id} appended to {results}",
+            soft_wrap=True,
+        )
+    for message in held:
+        err.print(
+            f"[bold red]warning:[/] [bold]{escape(as_options(message))}[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 METRICS_EPILOG = "Metrics stored for every grid point:\n\n" + "\n\n".join(
@@ -141,11 +183,15 @@ def sweep(
     from wsssbed.api import sweep as run
 
     with reported_errors():
-        from wsssbed.io.outputs import check_output_folder
+        from wsssbed.results.store import results_folder
 
-        check_output_folder(results, "results folder")  # before any work, as the API does
+        results_folder(results)  # before any work (the format's recognition), as the API does
         activation_format = picked_format(activation, activation_format)
-    with reported_errors(), progress_bar("sweeping", not as_json) as update:
+    with (
+        reported_errors(),
+        progress_bar("sweeping", not as_json) as update,
+        held_warnings() as held,
+    ):
         result = run(
             dataset=dataset,
             data_root=data_root,
@@ -184,7 +230,7 @@ def sweep(
         )
     where = f"{run_row.dataset}/{subset_of(run_row).name}"
     title = f"best point of {method or run_row.generator} on {where}"
-    finish(result, results, as_json, title)
+    finish(result, results, as_json, title, held)
 
 
 @app.command()
@@ -208,7 +254,11 @@ def evaluate(
     """Score hard label maps (pseudo-labels or a segmenter's output) with the same metrics."""
     from wsssbed.api import evaluate as run
 
-    with reported_errors(), progress_bar("evaluating", not as_json) as update:
+    with (
+        reported_errors(),
+        progress_bar("evaluating", not as_json) as update,
+        held_warnings() as held,
+    ):
         result = run(
             pred,
             dataset,
@@ -227,4 +277,4 @@ def evaluate(
             progress=update,
         )
     where = f"{result.run.dataset}/{subset_of(result.run).name}"
-    finish(result, results, as_json, f"{pred} on {where}")
+    finish(result, results, as_json, f"{pred} on {where}", held)

@@ -70,8 +70,11 @@ class Subset:
     Attributes:
         key: its identity, the `split_digest` (`split:<name>` for runs stored before results
             schema 4, which did not record one).
-        name: how reports show it: the official split name (`train`), or an id file's stem
-            and the digest's first `SUBSET_PREFIX` hex digits (`hard@3f2a9c1e`).
+        name: how reports show it: the official split name (`train`), marked `(not the
+            official list)` when its ids are not the spec's official list
+            (`split_official` false, so it is never compared with the official split), or
+            an id file's stem and the digest's first `SUBSET_PREFIX` hex digits
+            (`hard@3f2a9c1e`).
     """
 
     key: str
@@ -86,7 +89,17 @@ def subset_of(run: Mapping) -> Subset:
         return Subset(f"split:{split}", split)
     if isinstance(run.get("split_file"), str):  # an id-list file: its stem names it
         return Subset(digest, f"{PurePath(split).stem}@{_prefix(digest)}")
-    return Subset(digest, split)
+    return Subset(digest, split if is_official(run) else f"{split}{UNOFFICIAL}")
+
+
+def is_official(run: Mapping) -> bool:
+    """Whether a stored run's split is its dataset's official list (`split_official`; runs
+    stored before it was recorded, and id-list files, count as official here)."""
+    official = run.get("split_official")
+    return official is None or official != official or bool(official)  # null, NaN, True
+
+
+UNOFFICIAL = " (not the official list)"
 
 
 def _prefix(digest: str) -> str:

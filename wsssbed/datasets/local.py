@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from wsssbed.datasets.colours import colour_coded_error
+from wsssbed.datasets.sanity import SYNTHETIC, SplitCheck, check_split, missing_masks_hint
 from wsssbed.datasets.spec import DatasetSpec, GroundTruthSource
-from wsssbed.errors import InputError
+from wsssbed.errors import ColourImageError, InputError
 from wsssbed.io.imageio import picture_size, read_png_array, read_rgb
 from wsssbed.io.names import check_id, read_lines
 
@@ -19,7 +21,8 @@ UNKNOWN = -1
 
 
 def label_lookup(spec: DatasetSpec, source: GroundTruthSource) -> np.ndarray:
-    """256-entry table from stored mask values to class ids (255 = void, -1 = unknown)."""
+    """256-entry table from stored mask values to class ids (255 = void, -1 = unknown; a
+    stored 255 is unknown to `reduce-zero-label`, whose raw masks never hold it)."""
     table = np.full(256, UNKNOWN, dtype=np.int16)
     table[spec.ignore_index] = spec.ignore_index
     k = spec.num_classes
@@ -28,6 +31,7 @@ def label_lookup(spec: DatasetSpec, source: GroundTruthSource) -> np.ndarray:
     elif source.mapping == "reduce-zero-label":
         table[0] = spec.ignore_index
         table[1 : k + 1] = np.arange(k)
+        table[spec.ignore_index] = UNKNOWN  # never in raw masks: these were reduced already
     else:
         table[list(source.raw_ids)] = np.arange(k)
     return table
@@ -40,6 +44,38 @@ def map_labels(raw: np.ndarray, table: np.ndarray, path: Path) -> np.ndarray:
         bad = np.unique(raw[mapped == UNKNOWN])[:10].tolist()
         raise InputError(f"mask holds label values the dataset does not define: {bad}", path)
     return mapped.astype(np.uint8)
+
+
+def mapping_hint(raw: np.ndarray, spec: DatasetSpec, source: GroundTruthSource) -> str:
+    """Why a mask holds values its storage does not define, and the fix ("" if unknown).
+
+    Raw ADE20K / Context masks (reduce-zero-label) never hold 255: one that does was
+    reduced already, and reducing it again would shift every class. Values that another
+    storage of the spec defines mean the files are named for the wrong storage (COCO-Stuff's
+    `_labelTrainIds.png` against the raw stuffthingmaps); raw COCO category ids go through
+    `datasets prepare`.
+    """
+    if source.mapping == "reduce-zero-label" and (raw == spec.ignore_index).any():
+        return (
+            f"raw {spec.title} masks store class c as c + 1 with 0 = unlabelled and never "
+            f"hold {spec.ignore_index}, so these masks look already reduced (0 -> 255, c -> "
+            "c - 1); reducing them again would shift every class by one. Give the raw "
+            "annotations as distributed, or score reduced masks with a dataset spec whose "
+            "[[ground_truth]] mapping is identity"
+        )
+    for other in spec.ground_truth:
+        if other.mapping != source.mapping and (label_lookup(spec, other)[raw] != UNKNOWN).all():
+            return (
+                f"the values fit the spec's other storage, `{other.folder}/<id>{other.suffix}` "
+                f"({other.mapping}): these masks are probably that kind, under "
+                f"`{source.suffix}` names; rename them to end in {other.suffix}"
+            )
+    if spec.category_ids:
+        return (
+            "masks stored with raw COCO category ids (up to 90, with gaps) are converted by "
+            "`wsssbed datasets prepare coco2014 --from FOLDER`"
+        )
+    return ""
 
 
 def read_id_list(path: Path) -> list[str]:
@@ -193,7 +229,12 @@ class LocalDataset:
             if ids and (folder / f"{ids[0]}{source.suffix}").is_file():
                 return source
         first = self.root / self._fill(self.spec.ground_truth[0].folder)
-        raise InputError(f"ground truth of image {ids[0] if ids else '?'} not found", first)
+        hint = missing_masks_hint(self.spec, self.root, self.layout_split, None)
+        raise InputError(
+            f"ground truth of image {ids[0] if ids else '?'} (the split's first) not found "
+            f"in any of the spec's mask folders; {hint}",
+            first,
+        )
 
     @cached_property
     def ids(self) -> list[str]:
@@ -235,18 +276,61 @@ class LocalDataset:
         return self.gt_folder / f"{image_id}{self.gt_source.suffix}"
 
     def read_gt(self, image_id: str) -> np.ndarray:
-        """HxW uint8 class ids, 255 = void, mapped by the dataset's label mapping."""
+        """HxW uint8 class ids, 255 = void, mapped by the dataset's label mapping.
+
+        Raises:
+            InputError: naming the mask, with the likely cause and the fix for a missing
+                mask, a colour-coded or JPEG mask, and values the mapping does not define
+                (masks already reduced, raw ids under another storage's name).
+        """
         path = self.gt_path(image_id)
         try:
-            return map_labels(read_png_array(path), self._lookup, path)
+            raw = read_png_array(path)
+        except ColourImageError:
+            raise colour_coded_error(path, self.spec, "the ground truth") from None
         except InputError as error:
-            if not self.spec.category_ids or "does not define" not in error.problem:
+            if error.problem != "file not found":
                 raise
+            hint = missing_masks_hint(self.spec, self.root, self.layout_split, self.gt_source)
+            raise InputError(f"mask not found; {hint}", path) from None
+        try:
+            return map_labels(raw, self._lookup, path)
+        except InputError as error:
+            hint = mapping_hint(raw, self.spec, self.gt_source)
+            if not hint:
+                raise
+            raise InputError(f"{error.problem}; {hint}", path) from None
+
+    def check_masks(self) -> None:
+        """Refuse a split whose mask folder lacks some of its images, before any work:
+        one listing of the folder, with how to get the missing masks.
+
+        Raises:
+            InputError: naming the folder, the count and the first missing ids.
+        """
+        suffix = self.gt_source.suffix
+        try:
+            names = {n[: -len(suffix)] for n in os.listdir(self.gt_folder) if n.endswith(suffix)}
+        except OSError as exc:
+            raise InputError(f"cannot list the masks: {exc.strerror}", self.gt_folder) from exc
+        missing = [i for i in self.ids if i not in names]
+        if missing:
+            hint = missing_masks_hint(self.spec, self.root, self.layout_split, self.gt_source)
             raise InputError(
-                f"{error.problem}; masks stored with raw COCO category ids (up to 90, with "
-                "gaps) are converted by `wsssbed datasets prepare coco2014 --from FOLDER`",
-                path,
-            ) from None
+                f"{len(missing):,} of the {len(self.ids):,} images of {self.split_name} "
+                f"have no mask here (first: {', '.join(missing[:5])}); {hint}",
+                self.gt_folder,
+            )
+
+    @cached_property
+    def split_check(self) -> SplitCheck:
+        """Whether the split's ids are the official list (`sanity.check_split`); an id
+        file is marked by its name instead, and a synthetic root has lists of its own
+        (None for both)."""
+        if self.id_file is not None or (self.data_root / SYNTHETIC).is_file():
+            return SplitCheck(None)
+        where = self.split_file or self.gt_folder
+        return check_split(self.spec, self.split, self.ids, where)
 
     @cached_property
     def image_folder(self) -> Path | None:

@@ -6,6 +6,7 @@ built-in ones: `wsssbed sweep --dataset path/to/my_dataset.toml`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,12 +28,15 @@ class GroundTruthSource:
         mapping: how stored values become class indices: `identity`, `reduce-zero-label`
             (0 -> ignore, k -> k-1) or `lookup` (the i-th of `raw_ids` -> class i).
         raw_ids: stored values of classes 0..K-1, for `lookup`.
+        missing: how to get this storage when a split's masks are not found (shown in
+            the message; empty: the generic advice).
     """
 
     folder: str
     suffix: str
     mapping: str
     raw_ids: tuple[int, ...] = ()
+    missing: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class DatasetSpec:
             otherwise a below-threshold pixel becomes unlabelled (`ignore_index`).
         ignore_index: void value in mapped masks and "unlabelled" in predictions (255).
         splits: published split sizes (name -> image count).
+        split_digests: `split_digest` of the published id lists, where known (name ->
+            `sha256:...`); with `splits`, the official lists' fingerprints.
         default_split: the split used when none is given.
         roots, split_files, images, image_suffix, label_lists: layout candidates below a
             data root, tried in order (`{split}` is substituted).
@@ -68,6 +74,7 @@ class DatasetSpec:
     label_lists: tuple[str, ...]
     ground_truth: tuple[GroundTruthSource, ...]
     category_ids: tuple[int, ...] = ()
+    split_digests: dict[str, str] = field(default_factory=dict)
     source: str = field(default="", compare=False)
 
     @property
@@ -121,6 +128,7 @@ class _GroundTruthTable:
     suffix: str = ".png"
     mapping: str = "identity"
     raw_ids: list[int] = field(default_factory=list)
+    missing: str = ""
 
 
 @dataclass
@@ -149,6 +157,7 @@ class _SpecFile:
     default_split: str = ""
     palette: str = "voc"
     category_ids: list[int] = field(default_factory=list)
+    split_digests: dict[str, str] = field(default_factory=dict)
 
 
 def _check_values(spec: _SpecFile, sources: list[_GroundTruthTable], path: Path) -> None:
@@ -166,6 +175,15 @@ def _check_values(spec: _SpecFile, sources: list[_GroundTruthTable], path: Path)
         raise InputError("splits must name at least one split, each with a size >= 0", path)
     if spec.default_split and spec.default_split not in spec.splits:
         raise InputError(f"default_split {spec.default_split!r} is not one of the splits", path)
+    for name, digest in spec.split_digests.items():
+        if name not in spec.splits:
+            raise InputError(f"split_digests: {name!r} is not one of the splits", path)
+        if not (isinstance(digest, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", digest)):
+            raise InputError(
+                f"split_digests.{name}: expected `sha256:` and 64 hex digits (the "
+                "split_digest of the official id list)",
+                path,
+            )
     if not sources:
         raise InputError("needs at least one [[ground_truth]] entry", path)
     for number, source in enumerate(sources, start=1):
@@ -228,8 +246,10 @@ def spec_from_table(data: dict, path: Path | str) -> DatasetSpec:
         image_suffix=layout.image_suffix,
         label_lists=tuple(layout.label_lists),
         ground_truth=tuple(
-            GroundTruthSource(s.folder, s.suffix, s.mapping, tuple(s.raw_ids)) for s in sources
+            GroundTruthSource(s.folder, s.suffix, s.mapping, tuple(s.raw_ids), s.missing)
+            for s in sources
         ),
         category_ids=tuple(raw.category_ids),
+        split_digests=dict(raw.split_digests),
         source=str(path),
     )

@@ -2,7 +2,7 @@
 way real WSSS maps do.
 
 Nothing is downloaded. `ensure_sample()` renders the dataset once into a cache folder
-(`$WSSSBED_HOME/sample-v1`, default `~/.wsssbed/sample-v1`) and reuses it.
+(`$WSSSBED_HOME/sample-v2`, default `~/.wsssbed/sample-v2`) and reuses it.
 
 Each scene shows a known failure mode of activation maps and saliency maps:
 
@@ -34,6 +34,7 @@ from PIL import Image
 
 from wsssbed.activation import AUTO, ActivationMaps, write_activation
 from wsssbed.datasets import get_dataset
+from wsssbed.datasets.sanity import SYNTHETIC
 from wsssbed.errors import InputError
 from wsssbed.io.home import home
 from wsssbed.io.imageio import write_text
@@ -41,7 +42,7 @@ from wsssbed.io.outputs import follow_umask
 from wsssbed.io.ownership import OutputFolder
 from wsssbed.saliency.maps import write_saliency
 
-SAMPLE_VERSION = "v1"
+SAMPLE_VERSION = "v2"  # v2: marked synthetic (`datasets.sanity.SYNTHETIC`)
 HEIGHT, WIDTH = 120, 160
 SPLITS = {"train": 48, "val": 24}
 METHOD = "sample-cam"
@@ -166,6 +167,7 @@ def render_sample(root: Path) -> None:
         write_text(voc / f"ImageSets/Segmentation/{split}.txt", "\n".join(ids) + "\n")
         write_text(voc / f"cls_labels/{split}_cls.txt", "\n".join(label_lines) + "\n")
     write_text(root / "README.txt", __doc__ or "")
+    write_text(root / SYNTHETIC, "wsssbed's synthetic sample: its split lists are its own\n")
 
 
 def _write_scene(root: Path, spec, image_id: str, scene: Scene) -> None:

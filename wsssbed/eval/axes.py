@@ -8,7 +8,9 @@ axis is a new row here and a new column of the results schema.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 
 @dataclass(frozen=True)
@@ -20,8 +22,9 @@ class AxisInfo:
         grid: the parameter that takes its grid (`thresholds`).
         default: the default grid, in `start:stop:step` or comma syntax.
         label: axis title for figures and tables.
-        scores: the axis thresholds scores in [0, 1] (a value above 1 is a mistake,
+        scores: the axis thresholds scores in [0, 1] (a value outside is a mistake,
             usually a percentage).
+        example: a typical grid of the axis, quoted by messages about its scale.
     """
 
     name: str
@@ -29,14 +32,19 @@ class AxisInfo:
     default: str
     label: str
     scores: bool = False
+    example: str = ""
 
 
 AXES = {
     a.name: a
     for a in (
-        AxisInfo("threshold", "thresholds", "0:0.6:0.01", "activation threshold", True),
+        AxisInfo(
+            "threshold", "thresholds", "0:0.6:0.01", "activation threshold", True, "0:0.6:0.01"
+        ),
         AxisInfo("alpha", "alphas", "1:32:1", "power-bg exponent alpha"),
-        AxisInfo("sal_threshold", "sal_thresholds", "0.2", "saliency threshold", True),
+        AxisInfo(
+            "sal_threshold", "sal_thresholds", "0.2", "saliency threshold", True, "0.1:0.5:0.05"
+        ),  # WSSS-BED's saliency grid
     )
 }
 AXIS_COLUMNS = tuple(AXES)  # in the results schema's order
@@ -44,15 +52,65 @@ GRID_PARAMETERS = {a.grid: a.name for a in AXES.values()}  # `thresholds` -> `th
 DISPLAY_ORDER = ("sal_threshold", "threshold", "alpha")  # how a grid point is printed
 
 
+def _outside(values: Sequence[float]) -> list[float]:
+    """The values no score in [0, 1] can be compared with meaningfully."""
+    return [v for v in values if not 0 <= v <= 1]
+
+
+def _as_percent(grid: str) -> str:
+    """`0:0.6:0.01` written in percent (`0:60:1`), to show the likely mistake."""
+    return ":".join(f"{float(Decimal(p) * 100):g}" for p in grid.split(":"))
+
+
+def _single_hint(value: float) -> str:
+    """What a single out-of-range score threshold was probably meant to be."""
+    if 1 < value <= 100:
+        return f"a percentage? write `{value / 100:g}`"
+    if 100 < value <= 255:
+        return f"an 8-bit value? write `{value / 255:.3g}` (value / 255)"
+    return "write a value in [0, 1]"
+
+
+def scale_error(axis: str, values: Sequence[float], option: str | None = None) -> str | None:
+    """Why a grid (or a single value) on a score axis is refused, or None when it is not.
+
+    Scores (activation maps, saliency / 255) lie in [0, 1]. A grid with more than half of
+    its values outside [0, 1] (every single value outside, for one value) thresholds
+    nothing a score can reach: all background or all foreground, usually a percentage or
+    a 0..255 value. `option` names the parameter in the message (default: the axis's grid).
+    """
+    info = AXES[axis]
+    outside = _outside(values)
+    if not info.scores or not values or 2 * len(outside) <= len(values):
+        return None
+    name = option or info.grid
+    if len(values) == 1:
+        return (
+            f"`{name}` {values[0]:g} is outside [0, 1], the range of scores, so no score can "
+            f"reach it (every pixel would get the same label); {_single_hint(values[0])}"
+        )
+    hint = f"write a grid in [0, 1] such as `{info.example}`"
+    if max(values) > 1:
+        hint = f"percentages? write `{info.example}`, not `{_as_percent(info.example)}`"
+    return (
+        f"`{name}` has {len(outside)} of its {len(values)} values outside [0, 1] (from "
+        f"{min(values):g} to {max(values):g}), but scores are in [0, 1], so those points "
+        f"threshold nothing; {hint}"
+    )
+
+
 def grid_warnings(grids: tuple[tuple[str, tuple[float, ...]], ...]) -> list[str]:
-    """Grids that look like percentages (a score threshold above 1)."""
+    """Score grids with a few values outside [0, 1] (most outside: `scale_error` refuses)."""
     found = []
     for name, values in grids:
         axis = AXES[name]
-        if axis.scores and values and max(values) > 1:
+        outside = _outside(values)
+        if axis.scores and outside:
             found.append(
-                f"`{axis.grid}` goes up to {max(values):g}, but scores are in [0, 1]: "
-                f"percentages? (write `0:0.6:0.01`, not `0:60:1`)"
+                f"`{axis.grid}` has {len(outside)} of its {len(values)} values outside "
+                f"[0, 1] (from {min(values):g} to {max(values):g}), but scores are in [0, 1]: "
+                f"those points give all background or all foreground (typical grid: "
+                f"`{axis.example}`)"
             )
     return found
 

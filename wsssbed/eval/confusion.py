@@ -20,12 +20,14 @@ class ClassCounts:
         pred: (G, K) pixels predicted k on labelled ground truth.
         gt: (K,) labelled ground-truth pixels of class k.
         unlabelled: (G, K) pixels of class k the prediction leaves unlabelled (255).
+        background: the background class id (0) of a dataset that has one, else None.
     """
 
     tp: np.ndarray
     pred: np.ndarray
     gt: np.ndarray
     unlabelled: np.ndarray
+    background: int | None = None
 
     @property
     def fp(self) -> np.ndarray:
@@ -82,6 +84,7 @@ def class_counts(
         pred[order, :k].numpy(),
         gt[:k].numpy(),
         unlabelled[order, :k].numpy(),
+        0 if has_background else None,
     )
 
 

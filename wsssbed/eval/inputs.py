@@ -9,9 +9,10 @@ import torch
 from torch.utils.data import Dataset
 
 from wsssbed.activation import map_format, validate_activation
+from wsssbed.datasets.colours import colour_coded_error
 from wsssbed.datasets.fingerprint import image_hash
 from wsssbed.datasets.local import labels_from_mask, read_label_list
-from wsssbed.errors import InputError
+from wsssbed.errors import ColourImageError, InputError
 from wsssbed.eval.job import SweepJob
 from wsssbed.eval.reduce import ImageResult, reduce_image
 from wsssbed.eval.sample import EvalSample
@@ -53,6 +54,7 @@ class SweepInputs(Dataset):
         self.reduce_on_load = reduce_on_load
         spec = job.dataset.spec
         self.keys: dict[str, tuple[int, ...] | None] = {}
+        job.dataset.check_masks()  # one folder listing: a missing mask fails before any work
         # an id file picks part of a split on purpose: maps of the rest are expected
         allow_extra = job.allow_extra or job.dataset.id_file is not None
         if job.rule.needs_maps:
@@ -132,7 +134,10 @@ class SweepInputs(Dataset):
             sample.class_ids = torch.from_numpy(maps.class_ids)
             sample.cams = torch.from_numpy(maps.cams)
         elif job.rule.needs_predictions:
-            pred = read_label_map(job.predictions, image_id, gt.shape)
+            try:
+                pred = read_label_map(job.predictions, image_id, gt.shape)
+            except ColourImageError as error:
+                raise colour_coded_error(error.path, spec, "a label map") from None
             _validate_label_map(
                 pred, gt.shape, spec.num_classes, job.predictions / f"{image_id}.png"
             )

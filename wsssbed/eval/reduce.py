@@ -23,13 +23,15 @@ from wsssbed.eval.sample import EvalSample
 
 @dataclass
 class ImageResult:
-    """One image reduced to counts (all on the CPU)."""
+    """One image reduced to counts (all on the CPU); `pixels`: H x W of its mask (void
+    included, so the run's void ratio is 1 - labelled pixels / pixels)."""
 
     image_id: str
     pairs: PairCounts
     boundary: BoundaryCounts | None = None
     boundary_scores: ImageBoundaryScores | None = None
     gt_hash: bytes = b""
+    pixels: int = 0
 
 
 @dataclass
@@ -40,6 +42,7 @@ class SweepState:
     num_points: int
     with_boundary: bool
     images: int = 0
+    pixels: int = 0  # mask pixels of the images added, void included
     pairs: PairHistogram = field(init=False)
     boundary: BoundaryCounts | None = None
     bf_sums: np.ndarray = field(init=False)  # (3, T): sums of per-image F, P, R
@@ -57,6 +60,7 @@ class SweepState:
     def add(self, result: ImageResult) -> None:
         """Add one image."""
         self.images += 1
+        self.pixels += result.pixels
         self.pairs.add(result.pairs)
         self.gt_hashes[result.image_id] = result.gt_hash
         if result.boundary is not None:
@@ -89,6 +93,7 @@ class SweepState:
         image at a time, in the same order as a local run adds them.
         """
         self.images += shard.images
+        self.pixels += shard.pixels
         self.pairs.merge(shard.pairs)
         self.gt_hashes.update(shard.gt_hashes)
         if shard.boundary is not None:
@@ -118,7 +123,7 @@ def reduce_batch(
         samples, reduce_on_device(samples, rule, spec, boundary), strict=True
     ):
         result = ImageResult(sample.image_id, PairCounts(pairs.codes.cpu(), pairs.hist.cpu()),
-                             gt_hash=sample.gt_hash)  # fmt: skip
+                             gt_hash=sample.gt_hash, pixels=sample.gt.numel())  # fmt: skip
         if counts is not None:
             result.boundary = counts
             result.boundary_scores = image_scores(counts)

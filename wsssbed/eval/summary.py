@@ -6,6 +6,8 @@ Conventions (docs/architecture.md, "Conventions"):
 - `miou_zero`: a class with zero union counts as IoU 0 (SEAM, PuzzleCAM).
 - `miou_gt_present`: mean over classes present in the ground truth (CLIP-ES, ToCo).
 - `miou_labeled`: only pixels the prediction labels (unlabelled pixels are not misses).
+- `miou_unlabelled_bg`: unlabelled predictions (255) count as background, then nanmean
+  (IRN's `step/eval_sem_seg.py`); NaN for datasets without a background class.
 - `ignore_ratio`: share of labelled ground-truth pixels the prediction leaves unlabelled.
 - `fp_ratio`, `fn_ratio`: mean over classes of FP / union and FN / union (PuzzleCAM, DHR).
 """
@@ -25,6 +27,7 @@ SUMMARY_METRICS = (
     "miou_zero",
     "miou_gt_present",
     "miou_labeled",
+    "miou_unlabelled_bg",
     "ignore_ratio",
     "pixel_accuracy",
     "mean_precision",
@@ -40,13 +43,21 @@ MIOU_CONVENTIONS = tuple(m for m in SUMMARY_METRICS if m == "miou" or m.startswi
 #: Each reported metric in one sentence, with the convention it follows (shown by the
 #: leaderboard's glossary page and by `wsssbed sweep --help`).
 GLOSSARY = {
-    "miou": "Mean IoU over classes with a non-zero union (nanmean; IRN/chainercv, "
-    "mmsegmentation, torchmetrics >= 1.0): the headline number.",
-    "miou_zero": "Mean IoU over all classes, a class with zero union counting as 0 "
-    "(SEAM, PuzzleCAM).",
-    "miou_gt_present": "Mean IoU over the classes present in the ground truth (CLIP-ES, ToCo).",
+    "miou": "Mean IoU over classes with a non-zero union (nanmean): the headline number. "
+    "Reproduces IRN's step/eval_cam.py (chainercv's confusion), mmsegmentation's "
+    "IoUMetric and torchmetrics' MulticlassJaccardIndex (>= 1.0, ignore_index=255).",
+    "miou_zero": "Mean IoU over all classes, a class with zero union counting as 0. "
+    "Reproduces SEAM's evaluation.py and PuzzleCAM's evaluate.py / Calculator_For_mIoU "
+    "(their 1e-10 guard moves it by less than 1e-9); PuzzleCAM's evaluate.py as published "
+    "scores only every 8th image of the list, so its printed numbers differ.",
+    "miou_gt_present": "Mean IoU over the classes present in the ground truth. Reproduces "
+    "CLIP-ES's eval_cam.py and WSSS-BED's metric.py (their valid-class mask), as ToCo "
+    "reports.",
     "miou_labeled": "Mean IoU counting only pixels the prediction labels: unlabelled (255) "
     "pixels are not misses.",
+    "miou_unlabelled_bg": "Mean IoU (nanmean) after unlabelled (255) predictions are "
+    "counted as background. Reproduces IRN's step/eval_sem_seg.py, which sets predicted "
+    "255 to 0; undefined (empty) for datasets without a background class.",
     "ignore_ratio": "Share of labelled ground-truth pixels that the prediction leaves "
     "unlabelled (255).",
     "pixel_accuracy": "Share of labelled ground-truth pixels predicted as their class.",
@@ -85,6 +96,21 @@ def per_class_iou(counts: ClassCounts) -> np.ndarray:
     return _divide(counts.tp, union)
 
 
+def _unlabelled_as_background(counts: ClassCounts) -> np.ndarray:
+    """(G,) nanmean IoU once every unlabelled prediction is background (IRN's
+    `step/eval_sem_seg.py`): background gains those pixels as predictions, and its own
+    unlabelled pixels as hits; NaN at every point without a background class."""
+    points = counts.tp.shape[0]
+    b = counts.background
+    if b is None:
+        return np.full(points, np.nan)
+    tp = counts.tp.copy()
+    pred = counts.pred.copy()
+    tp[:, b] += counts.unlabelled[:, b]
+    pred[:, b] += counts.unlabelled.sum(1)
+    return _nanmean(_divide(tp, counts.gt[None, :] + pred - tp))
+
+
 def summary_metrics(counts: ClassCounts) -> dict[str, np.ndarray]:
     """Every summary metric at every grid point: name -> (G,) float64 in [0, 1]."""
     tp, fp, fn = counts.tp, counts.fp, counts.fn
@@ -92,6 +118,7 @@ def summary_metrics(counts: ClassCounts) -> dict[str, np.ndarray]:
     union = tp + fp + fn
     iou = _divide(tp, union)
     labelled_union = union - counts.unlabelled
+    filled = _unlabelled_as_background(counts)
     gt_present = gt > 0
     total_gt = gt.sum(1)
     return {
@@ -99,6 +126,7 @@ def summary_metrics(counts: ClassCounts) -> dict[str, np.ndarray]:
         "miou_zero": np.nan_to_num(iou, nan=0.0).mean(1),
         "miou_gt_present": _nanmean(np.where(gt_present, np.nan_to_num(iou, nan=0.0), np.nan)),
         "miou_labeled": _nanmean(_divide(tp, labelled_union)),
+        "miou_unlabelled_bg": filled,
         "ignore_ratio": _divide(counts.unlabelled.sum(1), total_gt),
         "pixel_accuracy": _divide(tp.sum(1), total_gt),
         "mean_precision": _nanmean(_divide(tp, tp + fp)),

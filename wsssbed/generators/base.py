@@ -28,6 +28,7 @@ from wsssbed.activation import ActivationMaps
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.errors import InputError
+from wsssbed.eval.axes import scale_error
 from wsssbed.eval.rules import RULES, Rule, label_map, make_rule
 from wsssbed.eval.sample import EvalSample
 
@@ -116,7 +117,9 @@ def make_generator(
     ignore_label: bool = True,
     without_saliency: bool = False,
 ) -> ClassicGenerator:
-    """A classic generator from CLI-level options; refuses missing or inconsistent ones."""
+    """A classic generator from CLI-level options; refuses missing or inconsistent ones,
+    and a score threshold outside [0, 1] (`wsssbed.eval.axes.scale_error`, named by its
+    option: `threshold`, `atm_threshold`, `sal_threshold`)."""
     if name == "bg-threshold":
         if threshold is None:
             raise InputError("bg-threshold needs --threshold")
@@ -135,4 +138,9 @@ def make_generator(
     else:
         RULES.get(name, "generator")  # an unknown name: the error lists the choices
         raise InputError(f"generator {name} has no single-point pseudo-label settings")
+    for option, axis in (("threshold", "threshold"), ("atm_threshold", "threshold"),
+                         ("sal_threshold", "sal_threshold")):  # fmt: skip
+        problem = option in settings and scale_error(axis, [settings[option]], option)
+        if problem:
+            raise InputError(problem)
     return ClassicGenerator(name, settings)

@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from wsssbed.errors import InputError
+from wsssbed.errors import ColourImageError, InputError
 from wsssbed.io.outputs import follow_umask, inside, naming
 
 #: Largest image wsssbed decodes (pixels); larger files are refused before decoding.
 MAX_PIXELS = 64_000_000
+#: Formats (PIL's names) whose compression changes values: refused for integer images.
+LOSSY_FORMATS = ("JPEG", "MPO")
 
 
 def read_png_array(
@@ -23,24 +25,50 @@ def read_png_array(
 ) -> np.ndarray:
     """Decode an 8-bit image file into a HxW uint8 array (palette indices kept as is).
 
+    The bytes decide, not the name: a JPEG file is refused unless `gray` (JPEG's lossy
+    compression turns class ids into neighbouring ids, which are valid ones); the format
+    is read from the header, so the check costs nothing.
+
     Args:
         path: the file.
         gray: convert RGB/RGBA to luminance ("L") as WSSS-BED does for saliency maps;
-            otherwise only single-channel images ("L", "P", "I;16" in range) are accepted.
+            otherwise only single-channel images ("L", "P") of lossless formats are
+            accepted.
         expected: (H, W) the header must declare, checked before decoding.
 
     Raises:
-        InputError: missing, corrupt, too large, or not a single-channel 8-bit image.
+        ColourImageError: an RGB(A) image without `gray` (colour-coded masks?).
+        InputError: missing, corrupt, too large, JPEG data, or not an 8-bit image.
     """
 
     def single_channel(image: Image.Image) -> np.ndarray:
-        if image.mode in ("L", "P"):
-            return np.asarray(image)
         if gray and image.mode in ("RGB", "RGBA", "LA"):
             return np.asarray(image.convert("L"))
+        if not gray and image.format in LOSSY_FORMATS:
+            raise InputError(
+                f"the bytes are {image.format} data{_named(path)}: lossy compression turns "
+                "class ids into neighbouring values, which are valid ids, so the file cannot "
+                "hold labels; save the label arrays again as PNG from where they were made "
+                "(converting this file keeps the damage)",
+                path,
+            )
+        if image.mode in ("L", "P"):
+            return np.asarray(image)
+        if image.mode in ("RGB", "RGBA"):
+            raise ColourImageError(
+                f"expected a single-channel 8-bit image, found an {image.mode} image "
+                "(colour-coded masks, or a map saved as a heat map?)",
+                path,
+            )
         raise InputError(f"expected a single-channel 8-bit image, found mode {image.mode!r}", path)
 
     return _as_uint8(_decode(path, single_channel, expected))
+
+
+def _named(path: Path) -> str:
+    """` under a .png name`, when the name claims another format than the bytes."""
+    suffix = path.suffix.lower()
+    return f" under a {path.suffix} name" if suffix not in ("", ".jpg", ".jpeg") else ""
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -76,6 +76,13 @@ class MaskSettings:
             )
         if self.path == "exact" and self.precision == "bf16":
             raise InputError("--sam-precision bf16 goes with --sam-masks fast")
+        for option, value in (("--pred-iou-thresh", self.pred_iou_thresh),
+                              ("--stability-thresh", self.stability_thresh)):  # fmt: skip
+            if value > 1:  # both scores are fractions: a mask never passes a value above 1
+                raise InputError(
+                    f"{option} {value:g} is above 1, but SAM's scores are fractions, so no "
+                    f"mask would pass; a percentage? write {value / 100:g}"
+                )
 
     def encoder_autocast(self, device: torch.device) -> AbstractContextManager:
         """The context the fast path's image encoder runs in on `device`."""

@@ -30,7 +30,7 @@ import jinja2
 import pandas as pd
 
 from wsssbed.datasets import BUILTIN, dataset_title, get_dataset, spec_of_run
-from wsssbed.datasets.fingerprint import mixed_ground_truth, short, with_subsets
+from wsssbed.datasets.fingerprint import is_official, mixed_ground_truth, short, with_subsets
 from wsssbed.errors import InputError, WsssbedError
 from wsssbed.eval.summary import BOUNDARY_METRICS, GLOSSARY, SUMMARY_METRICS
 from wsssbed.io.configio import from_table, read_toml
@@ -58,7 +58,9 @@ COLUMNS = [
     ("saliency", "The saliency source the generator used, when it uses one."),
     ("generator", "The pseudo-label rule swept (`+ ignore`: salient background is void)."),
     ("split", "The images scored: a split's name, or an id-list file's name with the first "
-     "digits of the ids' digest (split_digest), which tells subsets apart."),
+     "digits of the ids' digest (split_digest), which tells subsets apart. A split whose "
+     "ids are not the dataset's official list (another list saved under an official name) "
+     "is marked not the official list: its numbers are not comparable."),
     ("ground truth", "A fingerprint of the decoded masks scored (first 12 hex digits of "
      "gt_digest); rows of one subset with different fingerprints are marked other GT."),
     ("point", "The grid point shown."),
@@ -116,6 +118,11 @@ class Entry:
     gt_mixed: bool = False  # its split was scored on other ground truth in the same table
 
     @property
+    def unofficial(self) -> bool:
+        """The run's ids are not the official list of its split name."""
+        return not is_official(self.run)
+
+    @property
     def date(self) -> str:
         """When the run started, to the minute (UTC)."""
         return str(self.run.started_at)[:16].replace("T", " ")
@@ -144,8 +151,12 @@ def _point_text(row: pd.Series) -> str:
 
 def _transfer_source(run: pd.Series, runs: pd.DataFrame) -> pd.Series | None:
     """A run of the same setting on other images to choose the point on (train first);
-    subsets are told apart by their ids (`with_subsets`), never by name alone."""
+    subsets are told apart by their ids (`with_subsets`), never by name alone. An official
+    split never takes its point from a list that is not a split's official one (such a
+    list may hold this split's very images)."""
     other = (runs.subset_key != run.subset_key) & (runs.subset != run.subset)
+    if run.subset == run.split:  # an official list
+        other &= runs.subset == runs.split
     others = runs[other & (runs.key == setting_key(run))]
     if others.empty:
         return None
@@ -365,7 +376,8 @@ def _sections(entries: list[Entry], reported_rows: pd.DataFrame) -> list[dict]:
             if measured or not paper.empty:
                 stages.append({"key": stage, "title": STAGE_TITLES[stage], "entries": measured,
                                "reported": paper.to_dict("records"),
-                               "gt_mixed": any(e.gt_mixed for e in measured)})  # fmt: skip
+                               "gt_mixed": any(e.gt_mixed for e in measured),
+                               "unofficial": any(e.unofficial for e in measured)})  # fmt: skip
         sections.append({"dataset": dataset, "title": title, "stages": stages})
     return sections
 
@@ -379,10 +391,10 @@ def _provenance(run: pd.Series) -> list[tuple[str, str, str]]:
     """(name, value rounded or cut for reading, full value) of each provenance field."""
     names = ("run_id", "stage", "dataset", "split", "n_images", "generator", "ignore_label",
              "grid", "activation", "activation_format", "saliency", "predictions", "labels",
-             "boundary_tolerance", "gt_digest", "gt_source", "split_digest", "split_file",
-             "split_file_sha256", "dataset_spec_sha256", "method", "verified", "device",
-             "workers", "wall_time_s", "started_at", "wsssbed_version", "git_commit",
-             "packages", "command")  # fmt: skip
+             "boundary_tolerance", "gt_digest", "gt_source", "gt_void_ratio", "split_digest",
+             "split_official", "split_file", "split_file_sha256", "dataset_spec_sha256",
+             "method", "verified", "device", "workers", "wall_time_s", "started_at",
+             "wsssbed_version", "git_commit", "packages", "command")  # fmt: skip
     rows = []
     for name in names:
         value = run.get(name)
@@ -390,6 +402,8 @@ def _provenance(run: pd.Series) -> list[tuple[str, str, str]]:
         short = full
         if name == "wall_time_s" and full != "-":
             short = f"{float(value):.2f} s"
+        elif name == "gt_void_ratio" and full != "-":
+            short = f"{100 * float(value):.2f}% of mask pixels"
         elif len(full) > PROVENANCE_WIDTH:
             short = full[: PROVENANCE_WIDTH - 1] + "\u2026"
         rows.append((name, short, full))

@@ -13,7 +13,7 @@ import pandas as pd
 from wsssbed.datasets import dataset_title, spec_of_run
 from wsssbed.datasets.fingerprint import with_subsets
 from wsssbed.errors import InputError
-from wsssbed.eval.axes import AXIS_COLUMNS
+from wsssbed.eval.axes import AXIS_COLUMNS, scale_error
 from wsssbed.io.imageio import write_atomic
 from wsssbed.io.names import check_id
 from wsssbed.io.outputs import inside
@@ -78,6 +78,9 @@ def parse_point(text: str) -> dict[str, float]:
         if name not in ("threshold", "alpha", "sal_threshold") or not value:
             raise InputError(f"--recommended {text!r}: use threshold=0.1[,sal_threshold=0.2]")
         point[name] = float(value)
+        problem = scale_error(name, [point[name]], "recommended")
+        if problem:
+            raise InputError(problem)
     return point
 
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from wsssbed import __version__
 from wsssbed.datasets import recorded_spec
 from wsssbed.datasets.fingerprint import split_digest
 from wsssbed.datasets.local import LocalDataset
-from wsssbed.errors import InputError
+from wsssbed.datasets.sanity import void_warning
+from wsssbed.errors import GroundTruthWarning, InputError, UnofficialSplitWarning
 from wsssbed.eval.axes import AXIS_COLUMNS
 from wsssbed.eval.job import SweepJob
 from wsssbed.eval.loop import run_sweep
@@ -96,6 +99,8 @@ class SweepResult:
             "generator": run.generator,
             "stage": run.stage,
             "n_images": int(run.n_images),
+            "gt_void_ratio": None if pd.isna(run.gt_void_ratio) else float(run.gt_void_ratio),
+            "split_official": None if pd.isna(run.split_official) else bool(run.split_official),
             "grid_points": len(self.points),
             "best_point": point,
             "best": metrics,
@@ -121,12 +126,19 @@ def execute(
     raise InputError(f"backend {backend!r}: use one of {', '.join(BACKENDS)}")
 
 
-def ground_truth_record(dataset: LocalDataset, state: SweepState) -> dict:
-    """The run's fingerprint columns: which masks, from where, over which ids, and a user's
-    dataset spec as text (so reports can render runs on it anywhere)."""
+def ground_truth_record(dataset: LocalDataset, state: SweepState, gt_pixels: np.ndarray) -> dict:
+    """The run's fingerprint columns: which masks, from where, over which ids, how much of
+    them is void, whether the ids are the official list, and a user's dataset spec as
+    text (so reports can render runs on it anywhere).
+
+    Args:
+        gt_pixels: (K,) labelled ground-truth pixels per class over the run.
+    """
     id_file = dataset.id_file
     spec_text = recorded_spec(dataset.spec)
     return {
+        "gt_void_ratio": void_ratio(state, gt_pixels),
+        "split_official": dataset.split_check.official,
         "dataset_spec": spec_text,
         "dataset_spec_sha256": None
         if spec_text is None
@@ -137,6 +149,20 @@ def ground_truth_record(dataset: LocalDataset, state: SweepState) -> dict:
         "split_file": None if id_file is None else str(id_file),
         "split_file_sha256": None if id_file is None else file_sha256(id_file),
     }
+
+
+def void_ratio(state: SweepState, gt_pixels: np.ndarray) -> float | None:
+    """Share of the scored masks' pixels that are void (255); None without images."""
+    return 1.0 - float(gt_pixels.sum()) / state.pixels if state.pixels else None
+
+
+def ground_truth_warnings(job: SweepJob, state: SweepState, gt_pixels: np.ndarray) -> None:
+    """Warn (`GroundTruthWarning`) when most of the ground truth is void while a class never
+    occurs in it (`wsssbed.datasets.sanity.void_warning`)."""
+    ratio = void_ratio(state, gt_pixels)
+    message = None if ratio is None else void_warning(job.dataset.spec, gt_pixels, ratio)
+    if message:
+        warnings.warn(message, GroundTruthWarning, stacklevel=3)
 
 
 def compute_run(
@@ -156,10 +182,15 @@ def compute_run(
     """
     if stage not in STAGES:
         raise InputError(f"stage {stage!r}: use one of {', '.join(STAGES)}")
+    message = job.dataset.split_check.message
+    if message:
+        warnings.warn(message, UnofficialSplitWarning, stacklevel=2)
     state, wall_time, device = execute(job, progress, backend, address)
     run_id = new_run_id()
     spec = job.dataset.spec
     sweeps, per_class = sweep_tables(state, job.rule, spec, run_id)
+    gt_pixels = per_class.gt_pixels.to_numpy()[: spec.num_classes]  # point 0, class order
+    ground_truth_warnings(job, state, gt_pixels)
     per_image = per_image_table(state, run_id)
     grid = {a.name: list(a.values) for a in job.rule.axes}
     record = {
@@ -169,7 +200,7 @@ def compute_run(
         "dataset": spec.name,
         "split": job.dataset.split_name,
         "data_root": str(job.dataset.data_root),
-        **ground_truth_record(job.dataset, state),
+        **ground_truth_record(job.dataset, state, gt_pixels),
         "n_images": state.images,
         "generator": job.rule.name,
         "ignore_label": job.rule.ignore_label,

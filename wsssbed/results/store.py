@@ -1,10 +1,11 @@
 """The results store: four Parquet tables in one folder, appended atomically.
 
-Schema version 4 (documented in docs/results.md; version 1 lacked the provenance
+Schema version 5 (documented in docs/results.md; version 1 lacked the provenance
 columns `method`, `manifests`, `verified` and `seed`, version 2 lacked `protocol`,
 version 3 the ground-truth fingerprint `gt_digest`, `gt_source`, `split_digest`,
-`split_file` and `split_file_sha256`, and `dataset_spec`/`dataset_spec_sha256`; they read
-as null for old runs):
+`split_file` and `split_file_sha256`, and `dataset_spec`/`dataset_spec_sha256`, version 4
+`gt_void_ratio`, `split_official` and the `miou_unlabelled_bg` metric; they read as null
+for old runs):
 
 - `runs.parquet`: one row per run (provenance); written last, so it is the commit record.
 - `sweeps.parquet`: one row per (run, grid point) with every summary metric.
@@ -38,7 +39,7 @@ from wsssbed.io.imageio import write_atomic
 from wsssbed.io.names import check_ids
 from wsssbed.io.ownership import OutputFolder
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 WRITERS = "sweep/evaluate/submit"  # the commands that append runs: the folder's marker
 TABLES = ("per_image", "per_class", "sweeps", "runs")
 OPTIONAL_TABLES = ("per_image",)
@@ -84,6 +85,8 @@ SCHEMAS = {
             ("split_file_sha256", _TEXT),
             ("dataset_spec", _TEXT),
             ("dataset_spec_sha256", _TEXT),
+            ("gt_void_ratio", _FLOAT),
+            ("split_official", _BOOL),
         ]
     ),
     "sweeps": pa.schema(

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from wsssbed.errors import InputError
-from wsssbed.eval.axes import AXES
+from wsssbed.eval.axes import AXES, scale_error
 from wsssbed.eval.bucketize import Bucketizer
 from wsssbed.eval.sample import EvalSample
 
@@ -204,11 +204,19 @@ def label_map(
 
 
 def make_axes(name: str, wanted: tuple[str, ...], grids: Mapping[str, Sequence[float]]) -> tuple:
-    """`Axis` objects of `wanted`, in order, each with a non-empty grid from `grids`."""
+    """`Axis` objects of `wanted`, in order, each with a non-empty grid from `grids`.
+
+    Raises:
+        InputError: a missing grid, or a score grid lying mostly outside [0, 1]
+            (`wsssbed.eval.axes.scale_error`).
+    """
     axes = []
     for axis in wanted:
         values = tuple(float(v) for v in grids.get(axis) or ())
         if not values:
             raise InputError(f"{name} needs a grid: `{AXES[axis].grid}`")
+        problem = scale_error(axis, values)
+        if problem:
+            raise InputError(problem)
         axes.append(Axis(axis, values))
     return tuple(axes)
