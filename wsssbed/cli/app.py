@@ -19,6 +19,16 @@ from wsssbed.cli.common import err, out
 from wsssbed.errors import WsssbedError
 
 DEBUG = False  # set by `wsssbed --debug`: unexpected errors keep their traceback
+NOTHING_WRITTEN = "nothing was written"
+_kept = NOTHING_WRITTEN  # what an interrupted command leaves behind (`kept_on_interrupt`)
+
+
+def kept_on_interrupt(note: str) -> None:
+    """Say what this command leaves behind if it is interrupted (Ctrl-C prints
+    `interrupted; <note>`): a command that keeps partial output (whole files a second run
+    skips, a download the next one resumes) calls it before it starts writing."""
+    global _kept
+    _kept = note
 
 
 def unexpected(error: Exception) -> str:
@@ -80,13 +90,15 @@ def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
 
 class GuardedTyper(typer.Typer):
     """The top-level guard: an exception no command turned into a message (a bug, or a
-    failure nobody foresaw) becomes one line and exit 2; `--debug` shows the traceback."""
+    failure nobody foresaw) becomes one line and exit 2; `--debug` shows the traceback.
+    Ctrl-C exits 130 saying what was kept (`kept_on_interrupt`; by default nothing: every
+    command writes its output whole or not at all)."""
 
     def __call__(self, *args, **kwargs):
         try:
             return super().__call__(*args, **kwargs)
         except KeyboardInterrupt:
-            err.print("interrupted", style="yellow")
+            err.print(f"interrupted; {_kept}", style="yellow", highlight=False, soft_wrap=True)
             sys.exit(130)
         except Exception as error:
             if DEBUG:
@@ -127,3 +139,4 @@ def main(
     """wsssbed: pinned maps, exact single-pass threshold sweeps, Parquet results."""
     global DEBUG
     DEBUG = debug
+    kept_on_interrupt(NOTHING_WRITTEN)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from wsssbed.cli.app import app, datasets_app, reported_errors
+from wsssbed.cli.app import app, datasets_app, kept_on_interrupt, reported_errors
 from wsssbed.cli.common import JSON_OPTION, err, out, progress_bar
 from wsssbed.datasets import builtin_datasets, get_dataset
 
@@ -113,6 +113,7 @@ def datasets_convert_coco(
     """Convert COCO instance annotations into the 81-class WSSS masks."""
     from wsssbed.datasets.coco import convert_coco
 
+    kept_on_interrupt(f"the masks written so far below {out_dir} are whole and stay")
     with reported_errors(), progress_bar("converting") as update:
         count = convert_coco(annotations, out_dir, split, get_dataset("coco2014"), update)
     out.print(f"wrote {count:,} masks below {out_dir}")

@@ -97,6 +97,9 @@ def sweep(
     split: str = SPLIT_OPTION,
     activation: Path = typer.Option(None, help="Folder of activation maps."),
     activation_format: str = FORMAT_OPTION,
+    name: str = typer.Option(
+        None, help="Method name stored with the run (not with --method: its manifest names it)."
+    ),
     generator: str = typer.Option(None, help="bg-threshold (default), power-bg or saliency-rule."),
     thresholds: str = typer.Option(None, help=_grid_help("threshold", "Activation thresholds")),
     alphas: str = typer.Option(None, help=_grid_help("alpha", "power-bg exponents")),
@@ -150,6 +153,7 @@ def sweep(
             workers=workers,
             method=method,
             out=results,
+            name=name,
             without_saliency=without_saliency,
             boundary_tolerance=boundary_tolerance,
             labels=labels,
@@ -169,7 +173,10 @@ def sweep(
             soft_wrap=True,
             highlight=False,
         )
-    title = f"best point of {method or run_row.generator} on {run_row.dataset}/{run_row.split}"
+    title = (
+        f"best point of {method or name or run_row.generator} on "
+        f"{run_row.dataset}/{run_row.split}"
+    )
     finish(result, results, as_json, title)
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -18,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from wsssbed.eval.axes import AXES
-from wsssbed.io.imageio import write_atomic
 from wsssbed.report.sensitivity import PLATEAU_TOLERANCE
 
 plt.rcParams["svg.hashsalt"] = "wsssbed"
@@ -154,12 +151,9 @@ def svg_text(figure: plt.Figure) -> str:
     return buffer.getvalue()
 
 
-def save(figure: plt.Figure, stem: Path) -> list[Path]:
-    """Write `<stem>.png` and `<stem>.svg` atomically (closes the figure)."""
+def encoded(figure: plt.Figure, stem: str) -> dict[str, bytes]:
+    """`<stem>.png` and `<stem>.svg` as bytes, to be written with the rest of a report
+    (closes the figure)."""
     png = io.BytesIO()
     figure.savefig(png, format="png", metadata={"Software": None})
-    svg = svg_text(figure).encode()
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    for path, payload in zip(paths, (png.getvalue(), svg)):
-        write_atomic(path, lambda f, p=payload: f.write(p))
-    return paths
+    return {f"{stem}.png": png.getvalue(), f"{stem}.svg": svg_text(figure).encode()}

@@ -10,6 +10,10 @@ point; the best point of the same setting on another split (a train split first)
 that a val number does not see val's ground truth; else its best point on its own split,
 marked "oracle" (chosen with that split's ground truth). The page says which.
 
+Local paths (data root, maps, split file, command line) are shown by their last
+component unless the user names a root or asks for them whole (`paths.PathDisplay`); the
+Parquet tables keep them.
+
 The same tables give the same bytes: rows are sorted, nothing depends on the clock, and
 figures are deterministic SVG. The site is written to
 a staging folder and swapped into place, so a failed render leaves the old site.
@@ -35,6 +39,7 @@ from wsssbed.io.configio import from_table, read_toml
 from wsssbed.io.outputs import check_output_folder, follow_umask
 from wsssbed.report import figures
 from wsssbed.report.gallery import gallery
+from wsssbed.report.paths import PathDisplay
 from wsssbed.report.sensitivity import (
     PerImage,
     activation_axis,
@@ -246,8 +251,14 @@ def render_site(
     reported: Path | None = None,
     gallery_images: int = 4,
     draws: int = 1000,
+    paths: PathDisplay | None = None,
 ) -> list[Path]:
-    """Render the site for every committed run in `results` into `out`; returns its files."""
+    """Render the site for every committed run in `results` into `out`; returns its files.
+
+    Args:
+        paths: how local paths are shown (default: by their last component).
+    """
+    paths = paths or PathDisplay()
     check_output_folder(out, "site folder")
     runs = read_table(results, "runs")
     if runs.empty:
@@ -303,8 +314,9 @@ def render_site(
                 entry=entry,
                 svgs=_figures(entry, rows),
                 classes=classes.sort_values("class_id").to_dict("records"),
-                gallery=gallery(entry.run, entry.point, gallery_images),
-                provenance=_provenance(entry.run),
+                gallery=gallery(entry.run, entry.point, gallery_images, paths.path),
+                provenance=_provenance(entry.run, paths),
+                paths_note=paths.note,
                 metrics=SUMMARY_METRICS + BOUNDARY_METRICS,
                 root="../",
             )
@@ -321,18 +333,19 @@ def _builtin_title(dataset: str) -> str:
     return get_dataset(dataset).title if dataset in BUILTIN else dataset
 
 
-def _provenance(run: pd.Series) -> list[tuple[str, str, str]]:
-    """(name, value rounded or cut for reading, full value) of each provenance field."""
-    names = ("run_id", "stage", "dataset", "split", "n_images", "generator", "ignore_label",
-             "grid", "activation", "activation_format", "saliency", "predictions", "labels",
-             "boundary_tolerance", "gt_digest", "gt_source", "split_digest", "split_file",
+def _provenance(run: pd.Series, paths: PathDisplay) -> list[tuple[str, str, str]]:
+    """(name, value rounded or cut for reading, full value) of each provenance field,
+    local paths shown by `paths`."""
+    names = ("run_id", "stage", "dataset", "split", "data_root", "n_images", "generator",
+             "ignore_label", "grid", "activation", "activation_format", "saliency",
+             "predictions", "labels", "boundary_tolerance", "gt_digest", "gt_source", "split_digest", "split_file",
              "split_file_sha256", "dataset_spec_sha256", "method", "verified", "device",
              "workers", "wall_time_s", "started_at", "wsssbed_version", "git_commit",
              "packages", "command")  # fmt: skip
     rows = []
     for name in names:
         value = run.get(name)
-        full = "-" if value is None or pd.isna(value) else str(value)
+        full = "-" if value is None or pd.isna(value) else paths.field(name, str(value))
         short = full
         if name == "wall_time_s" and full != "-":
             short = f"{float(value):.2f} s"

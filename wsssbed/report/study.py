@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,8 +16,7 @@ import pandas as pd
 from wsssbed.datasets import spec_of_run
 from wsssbed.errors import InputError
 from wsssbed.eval.axes import AXIS_COLUMNS
-from wsssbed.io.imageio import write_atomic
-from wsssbed.io.outputs import check_output_folder
+from wsssbed.io.outputs import check_output_folder, follow_umask
 from wsssbed.report import figures
 from wsssbed.report.sensitivity import (
     PerImage,
@@ -55,12 +58,14 @@ class StudyOptions:
 
 @dataclass
 class Study:
-    """The study's tables (scores are fractions) and the files written."""
+    """The study's tables (scores are fractions), the files written, and notes for the
+    reader (runs left out of the curves, and why)."""
 
     stats: pd.DataFrame
     transfer: pd.DataFrame
     comparison: pd.DataFrame
     files: list[Path]
+    notes: list[str] = field(default_factory=list)
 
 
 def parse_point(text: str) -> dict[str, float]:
@@ -101,14 +106,20 @@ def _run_for(name: str, runs: pd.DataFrame) -> pd.Series:
 
 
 def run_study(results: Path, out: Path, options: StudyOptions) -> Study:
-    """Compute every statistic for the selected runs and write tables and figures."""
+    """Compute every statistic for the selected runs and write tables and figures.
+
+    Runs without a grid (label maps scored by `evaluate`: one point) are in the
+    statistics table as single points and nowhere else; `Study.notes` says so. Every
+    file is computed before the first is written, so a failure writes nothing.
+    """
     check_output_folder(out, "study folder")
     runs = _select_runs(results, options)
     sweeps = read_table(results, "sweeps")
     sweeps = sweeps[sweeps.run_id.isin(runs.run_id)]
-    stats_rows, files = [], []
+    stats_rows, payloads, notes = [], {}, []
     per_images: dict[str, PerImage] = {}
     lines: dict[tuple[str, str, str], list[tuple[str, str, pd.DataFrame, dict]]] = {}
+    gridded = []
     for _, run in runs.iterrows():
         rows = sweeps[sweeps.run_id == run.run_id].sort_values("point")
         label = run_label(run)
@@ -127,14 +138,22 @@ def run_study(results: Path, out: Path, options: StudyOptions) -> Study:
                 half = split_half_transfer(per_image, options.halves, options.seed)
                 stats.update({f"half_{k}": v for k, v in half.items()})
         stats_rows.append(stats)
+        if stats["axis"] is None:
+            notes.append(
+                f"{label} ({run.dataset}/{run.split}, run {run.run_id}) has no grid "
+                f"({run.generator}: one point, mIoU {100 * stats['best_miou']:.2f}): it is "
+                "in the statistics as a single point, not on the curves or in transfers"
+            )
+            continue
+        gridded.append(run.run_id)
         axis = activation_axis(rows)
         best = best_row(rows)
         shown = point or {a: float(best[a]) for a in AXIS_COLUMNS if pd.notna(best[a])}
         kind = "recommended" if point else "best"
         if is_2d(rows):
             title = f"{label} on {run.dataset}/{run.split}"
-            stem = out / f"heatmap_{run.run_id}"
-            files += figures.save(figures.heatmap_figure(rows, title, "miou", shown, kind), stem)
+            heatmap = figures.heatmap_figure(rows, title, "miou", shown, kind)
+            payloads.update(figures.encoded(heatmap, f"heatmap_{run.run_id}"))
             saliency = shown.get("sal_threshold", best_row(rows).sal_threshold)
             rows = rows[np.isclose(rows.sal_threshold, saliency)]
             label = f"{label} (saliency {saliency:g})"
@@ -148,22 +167,40 @@ def run_study(results: Path, out: Path, options: StudyOptions) -> Study:
         for metric in ("miou", "bf_f"):
             if metric == "bf_f" and all(c.rows.bf_f.isna().all() for c in curves):
                 continue
-            stem = out / f"curves_{metric}_{dataset}_{split}_{axis}"
             title = f"{dataset}/{split}: {figures.METRIC_TITLES[metric]}"
-            files += figures.save(figures.curves_figure(curves, axis, metric, title), stem)
+            figure = figures.curves_figure(curves, axis, metric, title)
+            payloads.update(figures.encoded(figure, f"curves_{metric}_{dataset}_{split}_{axis}"))
     stats = pd.DataFrame(stats_rows)
     stats["seed"] = options.seed
-    transfer = split_transfer(runs, sweeps)
+    transfer = split_transfer(runs[runs.run_id.isin(gridded)], sweeps)
     comparison = pd.DataFrame()
     if options.compare:
         comparison = _compare(runs, sweeps, per_images, options)
     for name, table in (("stats", stats), ("transfer", transfer), ("comparison", comparison)):
         if table.empty and name != "stats":
             continue
-        path = out / f"{name}.parquet"
-        write_atomic(path, lambda f, t=table: t.to_parquet(f, index=False))
-        files.append(path)
-    return Study(stats, transfer, comparison, files)
+        buffer = io.BytesIO()
+        table.to_parquet(buffer, index=False)
+        payloads[f"{name}.parquet"] = buffer.getvalue()
+    return Study(stats, transfer, comparison, _write_all(out, payloads), notes)
+
+
+def _write_all(out: Path, payloads: dict[str, bytes]) -> list[Path]:
+    """Write every file into a staging folder beside `out`, then move each into `out`
+    (renames within one file system): a full disk or an interruption while writing
+    leaves `out` as it was."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        for name, payload in payloads.items():
+            (staging / name).write_bytes(payload)
+            follow_umask(staging / name)
+        out.mkdir(exist_ok=True)
+        for name in payloads:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [out / name for name in payloads]
 
 
 def _compare(
