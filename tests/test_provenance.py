@@ -76,8 +76,10 @@ def test_val_maps_registered_as_train_aug_are_refused_with_counts(
 @pytest.mark.parametrize(
     "damage,expected",
     [
-        ("drop-label", "missing maps of labelled classes for 1 image (image and keys: "
-         "sample_0002 [14])"),
+        (
+            "drop-label",
+            "missing maps of labelled classes for 1 image (image and keys: sample_0002 [14])",
+        ),
         ("extra-label", "not labelled with for 1 image (sample_0002 [5])"),
         ("extra-image", "maps of 1 image outside the split (zz_extra)"),
         ("drop-image", "1 image of the split without maps (sample_0071)"),

@@ -174,8 +174,7 @@ def sweep(
             highlight=False,
         )
     title = (
-        f"best point of {method or name or run_row.generator} on "
-        f"{run_row.dataset}/{run_row.split}"
+        f"best point of {method or name or run_row.generator} on {run_row.dataset}/{run_row.split}"
     )
     finish(result, results, as_json, title)
 

@@ -129,9 +129,7 @@ def _colour(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return colours[labels]
 
 
-def _inputs(
-    run: pd.Series, spec, show: ShowPath
-) -> tuple[LocalDataset, Rule, SweepInputs] | str:
+def _inputs(run: pd.Series, spec, show: ShowPath) -> tuple[LocalDataset, Rule, SweepInputs] | str:
     """The run's dataset, rule and loader, or why they are not on this machine."""
     if pd.isna(run.data_root) or (pd.isna(run.activation) and pd.isna(run.predictions)):
         return "the run did not record where its ground truth and maps are"

@@ -338,10 +338,10 @@ def _provenance(run: pd.Series, paths: PathDisplay) -> list[tuple[str, str, str]
     local paths shown by `paths`."""
     names = ("run_id", "stage", "dataset", "split", "data_root", "n_images", "generator",
              "ignore_label", "grid", "activation", "activation_format", "saliency",
-             "predictions", "labels", "boundary_tolerance", "gt_digest", "gt_source", "split_digest", "split_file",
-             "split_file_sha256", "dataset_spec_sha256", "method", "verified", "device",
-             "workers", "wall_time_s", "started_at", "wsssbed_version", "git_commit",
-             "packages", "command")  # fmt: skip
+             "predictions", "labels", "boundary_tolerance", "gt_digest", "gt_source",
+             "split_digest", "split_file", "split_file_sha256", "dataset_spec_sha256",
+             "method", "verified", "device", "workers", "wall_time_s", "started_at",
+             "wsssbed_version", "git_commit", "packages", "command")  # fmt: skip
     rows = []
     for name in names:
         value = run.get(name)
