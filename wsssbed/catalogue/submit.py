@@ -110,6 +110,7 @@ def submit(
             folder = maps.resolve()
         found = digest_maps(folder, submission.fmt)
         subset = _subset(job.dataset, folder, submission.fmt)
+        split = job.dataset.split if subset is None else _split_holding(job.dataset)
         job = dataclasses.replace(
             job, activation=folder, activation_format=submission.fmt, allow_extra=False
         )
@@ -121,7 +122,7 @@ def submit(
             version=submission.version,
             kind="activation",
             dataset=spec.name,
-            split=job.dataset.layout_split,
+            split=split,
             description=submission.description,
             license=submission.license,
             paper=submission.paper,
@@ -136,7 +137,7 @@ def submit(
         used = ResolvedMethod(
             submission.name,
             spec.name,
-            job.dataset.layout_split,
+            split,
             None,
             UsedManifest(manifest, folder, True),
         )
@@ -165,3 +166,28 @@ def _subset(dataset: LocalDataset, folder: Path, fmt: str) -> Subset | None:
             folder,
         )
     return Subset(dataset.id_file.name, split_digest(dataset.ids), len(dataset.ids))
+
+
+def _split_holding(dataset: LocalDataset) -> str:
+    """The smallest split of the dataset (under the same data root) that lists every
+    image of an id-list file: what its subset is a subset of.
+
+    Raises:
+        InputError: no split lists them all.
+    """
+    wanted = set(dataset.ids)
+    holding = []
+    for name in dataset.spec.splits:
+        try:
+            ids = LocalDataset(dataset.spec, dataset.data_root, name).ids
+        except InputError:  # a split this copy does not have
+            continue
+        if wanted <= set(ids):
+            holding.append((len(ids), name))
+    if not holding:
+        raise InputError(
+            f"no split of {dataset.spec.name} below {dataset.data_root} lists every image of "
+            "this id file; a submission covers a split or a subset of one",
+            dataset.id_file,
+        )
+    return min(holding)[1]

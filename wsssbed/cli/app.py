@@ -23,6 +23,13 @@ NOTHING_WRITTEN = "nothing was written"
 _kept = NOTHING_WRITTEN  # what an interrupted command leaves behind (`kept_on_interrupt`)
 
 
+INTERRUPTED = 130  # the exit code of a command stopped by Ctrl-C (128 + SIGINT)
+
+
+def _say_interrupted() -> None:
+    err.print(f"interrupted; {_kept}", style="yellow", highlight=False, soft_wrap=True)
+
+
 def kept_on_interrupt(note: str) -> None:
     """Say what this command leaves behind if it is interrupted (Ctrl-C prints
     `interrupted; <note>`): a command that keeps partial output (whole files a second run
@@ -97,9 +104,13 @@ class GuardedTyper(typer.Typer):
     def __call__(self, *args, **kwargs):
         try:
             return super().__call__(*args, **kwargs)
-        except KeyboardInterrupt:
-            err.print(f"interrupted; {_kept}", style="yellow", highlight=False, soft_wrap=True)
-            sys.exit(130)
+        except SystemExit as done:  # Typer turns Ctrl-C into a silent exit 130
+            if done.code == INTERRUPTED:
+                _say_interrupted()
+            raise
+        except KeyboardInterrupt:  # one that reached past Typer
+            _say_interrupted()
+            sys.exit(INTERRUPTED)
         except Exception as error:
             if DEBUG:
                 raise

@@ -62,7 +62,7 @@ class PathDisplay:
             return self.path(text)
         if not isinstance(arguments, list):
             return self.path(text)
-        return json.dumps([self._argument(str(a)) for a in arguments])
+        return json.dumps([self._argument(str(a)) for a in arguments], ensure_ascii=False)
 
     def _argument(self, argument: str) -> str:
         option, equals, value = argument.partition("=")
