@@ -132,8 +132,8 @@ def submit(
             subset=subset,
             changelog=[*log, ChangelogEntry(submission.version, today, submission.note)],
         )
+        validate(manifest)  # before `path` is set: an error names no file that is not there
         manifest.path = manifest_path(manifest)
-        validate(manifest)
         used = ResolvedMethod(
             submission.name,
             spec.name,
