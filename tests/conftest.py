@@ -53,13 +53,15 @@ def user_homes_untouched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
 
 
 @pytest.fixture(autouse=True)
-def wsssbed_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_root: Path) -> Path:
-    """This test's own `WSSSBED_HOME` (`tmp_path / "home"`): no manifests, no maps, and
-    the session's sample linked in, so a default-sample command does not render it again."""
+def wsssbed_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, sample_root: Path
+) -> Path:
+    """This test's own `WSSSBED_HOME` (beside its `tmp_path`, which it leaves as it is):
+    no manifests, no maps, and the session's sample linked in, so a default-sample
+    command does not render it again."""
     from wsssbed.embedded.sample import SAMPLE_VERSION
 
-    home = tmp_path / "home"
-    home.mkdir()
+    home = tmp_path_factory.mktemp("home")
     (home / f"sample-{SAMPLE_VERSION}").symlink_to(sample_root, target_is_directory=True)
     monkeypatch.setenv("WSSSBED_HOME", str(home))
     return home

@@ -262,12 +262,14 @@ def test_digest_mismatch_stops_the_run_and_no_verify_is_recorded(sample_root, tr
     assert json.loads(runs.manifests.iloc[1])[0]["verified"] is False
 
 
-def test_fetch_path_pins_a_catalogued_source_once(sample_root, sample_train_aug, tmp_path):
+def test_fetch_path_pins_a_catalogued_source_once(
+    sample_root, sample_train_aug, tmp_path, wsssbed_home
+):
     folder = sample_root / "activation/sample-cam/png-per-class"
     first = run_cli("fetch", "voc2012-cam", "--path", folder, "--data-root", sample_train_aug)
     assert first.exit_code == 0, first.stderr
     pinned = resolve("voc2012-cam")
-    assert pinned.path.is_relative_to(tmp_path / "home")  # the user's copy shadows
+    assert pinned.path.is_relative_to(wsssbed_home)  # the user's copy shadows
     assert pinned.content.digest and local_folder(pinned) == folder.resolve()
     catalogued = load_manifest(CATALOGUE / "voc2012/activation/voc2012-cam.toml")
     assert pinned.source.url == catalogued.source.url and pinned.version == catalogued.version
