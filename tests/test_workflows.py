@@ -217,19 +217,22 @@ def test_ctrl_c_during_a_sweep_says_nothing_was_written(sample_root, tmp_path):
     assert not out.exists()
 
 
+SENT = 2 << 20  # two of the downloader's 1 MiB reads
+
+
 class _Stalling(http.server.BaseHTTPRequestHandler):
-    """Serves half of a 1 MB body, then stops sending (a stalled transfer)."""
+    """Serves half of a 4 MiB body, then stops sending (a stalled transfer)."""
 
     def log_message(self, *args) -> None:
         pass
 
     def do_GET(self) -> None:
         self.send_response(200)
-        self.send_header("Content-Length", str(1 << 20))
+        self.send_header("Content-Length", str(2 * SENT))
         self.end_headers()
-        self.wfile.write(b"\0" * (1 << 19))
+        self.wfile.write(b"\0" * SENT)
         self.wfile.flush()
-        time.sleep(30)
+        time.sleep(60)
 
 
 def test_ctrl_c_during_a_download_says_the_part_is_kept(tmp_path, wsssbed_home):
@@ -246,13 +249,13 @@ def test_ctrl_c_during_a_download_says_the_part_is_kept(tmp_path, wsssbed_home):
     part = wsssbed_home / "downloads/slow-sal-1.0.0.zip.part"
     process = _start(tmp_path, ["fetch", "slow-sal"])
     try:
-        code, stderr = _interrupt(process, lambda: part.is_file() and part.stat().st_size > 0)
+        code, stderr = _interrupt(process, lambda: part.is_file() and part.stat().st_size >= SENT)
     finally:
         server.shutdown()
     assert code == 130, stderr
     assert stderr.startswith("interrupted; nothing was registered; a partial download stays")
     assert "`wsssbed fetch slow-sal` resumes it" in stderr
-    assert part.stat().st_size == 1 << 19 and not (wsssbed_home / "maps").exists()
+    assert part.stat().st_size == SENT and not (wsssbed_home / "maps").exists()
 
 
 def test_ctrl_c_during_generation_says_the_whole_files_stay(sample_root, tmp_path):
