@@ -1,13 +1,70 @@
-"""Shared fixtures: the rendered sample, random inputs, the real data folder (optional)."""
+"""Shared fixtures: the rendered sample, a private wsssbed home for every test, random
+inputs, the real data folder (optional).
+
+No test reads or writes the user's own wsssbed folder: every test gets an empty
+`WSSSBED_HOME` of its own (holding only a link to the sample, rendered once per session)
+and `HOME` points into the session's temporary folder, so `~` is not the user's either.
+At the end of the session the user's folders are checked to be exactly as they were.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+# the user's wsssbed folders, read before any test redirects them
+USER_HOMES = sorted(
+    {Path.home() / ".wsssbed", *([Path(os.environ["WSSSBED_HOME"])] if os.environ.get(
+        "WSSSBED_HOME") else [])}
+)  # fmt: skip
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """`folder` and every entry below it (links not followed): relative path -> (size,
+    mtime ns); empty when `folder` does not exist."""
+    if not os.path.lexists(folder):
+        return {}
+    info = folder.lstat()
+    entries = {".": (info.st_size, info.st_mtime_ns)}
+    for root, folders, files in os.walk(folder):
+        for name in folders + files:
+            path = Path(root) / name
+            info = path.lstat()
+            entries[str(path.relative_to(folder))] = (info.st_size, info.st_mtime_ns)
+    return entries
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_homes_untouched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """`HOME` in a temporary folder for the session; afterwards, the user's wsssbed
+    folders must be as they were (a test that wrote there would fail the session)."""
+    before = {folder: snapshot(folder) for folder in USER_HOMES}
+    fake = tmp_path_factory.mktemp("user-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(fake))
+        yield fake
+    for folder, entries in before.items():
+        assert snapshot(folder) == entries, f"the test suite changed the user's {folder}"
+
+
+@pytest.fixture(autouse=True)
+def wsssbed_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, sample_root: Path
+) -> Path:
+    """This test's own `WSSSBED_HOME` (beside its `tmp_path`, which it leaves as it is):
+    no manifests, no maps, and the session's sample linked in, so a default-sample
+    command does not render it again."""
+    from wsssbed.embedded.sample import SAMPLE_VERSION
+
+    home = tmp_path_factory.mktemp("home")
+    (home / f"sample-{SAMPLE_VERSION}").symlink_to(sample_root, target_is_directory=True)
+    monkeypatch.setenv("WSSSBED_HOME", str(home))
+    return home
 
 
 def run_cli(*args):
@@ -25,6 +82,22 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from wsssbed.embedded.sample import ensure_sample
 
     return ensure_sample(tmp_path_factory.mktemp("sample") / "sample")
+
+
+@pytest.fixture(scope="session")
+def sample_train_aug(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root with the sample's masks and pictures whose `train_aug` lists all 72
+    images (train, then val): the split the catalogue's VOC entries cover, so the sample's
+    maps cover it exactly, as WSSS-BED's cover the real train_aug."""
+    root = tmp_path_factory.mktemp("train-aug") / "VOC2012"
+    lists = root / "ImageSets/Segmentation"
+    lists.mkdir(parents=True)
+    for folder in ("JPEGImages", "SegmentationClass"):
+        (root / folder).symlink_to(sample_root / "VOC2012" / folder, target_is_directory=True)
+    given = sample_root / "VOC2012/ImageSets/Segmentation"
+    ids = [(given / f"{split}.txt").read_text() for split in ("train", "val")]
+    (lists / "train_aug.txt").write_text("".join(ids))
+    return root.parent
 
 
 @pytest.fixture

@@ -16,11 +16,6 @@ from wsssbed.errors import InputError
 from wsssbed.protocol import Protocol, build_protocol
 
 
-@pytest.fixture(autouse=True)
-def wsssbed_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("WSSSBED_HOME", str(tmp_path / "home"))
-
-
 def _tables(folder):
     return {n: pd.read_parquet(folder / f"{n}.parquet").drop(columns="run_id")
             for n in ("sweeps", "per_class")}  # fmt: skip
@@ -67,12 +62,13 @@ def test_a_bare_sweep_is_the_sample_and_its_protocol_is_stored(sample_root, tmp_
         result.save(tmp_path / "file")
 
 
-def test_method_resolves_a_manifest_exactly_like_the_cli(sample_root, tmp_path):
+def test_method_resolves_a_manifest_exactly_like_the_cli(sample_root, sample_train_aug, tmp_path):
     for name, folder in (
         ("voc2012-cam", sample_root / "activation/sample-cam/png-per-class"),
         ("voc2012-sal-move", sample_root / "saliency/sample-sal"),
     ):
-        assert run_cli("fetch", name, "--path", folder).exit_code == 0
+        fetched = run_cli("fetch", name, "--path", folder, "--data-root", sample_train_aug)
+        assert fetched.exit_code == 0, fetched.stderr
     api = wsssbed.sweep(method="voc2012-cam-wsssbed", data_root=sample_root, split="train",
                         out=tmp_path / "api")  # fmt: skip
     cli = run_cli("sweep", "--method", "voc2012-cam-wsssbed", "--data-root", sample_root,

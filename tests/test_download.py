@@ -184,9 +184,8 @@ def _zip_folder(folder: Path) -> bytes:
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("WSSSBED_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
+def home(wsssbed_home) -> Path:
+    return wsssbed_home
 
 
 def test_fetch_pins_archive_and_maps_then_refuses_changes(sample_root, home, server):
@@ -251,7 +250,7 @@ def test_an_offline_fetch_names_the_address_and_suggests_path(home, server, monk
     assert result.exit_code == 2
     message = " ".join(result.output.split())
     assert closed in message and "after 2 attempts" in message
-    assert "wsssbed fetch offline-sal --path FOLDER" in message
+    assert "wsssbed fetch offline-sal --path PATH --data-root DATA" in message
     assert "Traceback" not in result.output
     _register_remote("gone", f"{base}/missing.zip")
     with pytest.raises(WsssbedError, match="HTTP 404"):

@@ -340,3 +340,93 @@ def test_legends_tell_two_runs_of_one_method_apart():
     runs = ["20261125T010203Z-aaaaaaaa", "20261126T010203Z-bbbbbbbb", "20261126T0102Z-cccccccc"]
     labels = distinct_labels(["cam", "cam", "eps"], runs)
     assert labels == ["cam (2026-11-25 aaaaaaaa)", "cam (2026-11-26 bbbbbbbb)", "eps"]
+
+
+LOCAL_PATH = re.compile(r"(?<![\w.:/])(?:/|~/)[\w.-]+/[\w./-]*")  # a path on this machine
+
+
+def _local_paths(site: Path) -> set[str]:
+    """Every absolute path in the site's pages (picture data and web addresses excluded)."""
+    found = set()
+    for page in site.rglob("*.html"):
+        text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]*", "", page.read_text())
+        found |= set(LOCAL_PATH.findall(text))
+    return found
+
+
+def test_the_site_shows_no_local_paths_unless_asked(store, site, sample_root, tmp_path):
+    from wsssbed.report.paths import PathDisplay
+
+    runs = pd.read_parquet(store / "runs.parquet")
+    recorded = str(sample_root / "activation/sample-cam/npz")
+    assert recorded in runs.activation.tolist()  # the results keep them: the user's record
+    assert _local_paths(site) == set()
+    pages = " ".join(p.read_text() for p in (site / "runs").glob("*.html"))
+    assert "<code>\u2026/npz</code>" in pages and "<code>\u2026/sample-v1</code>" in pages
+    assert "shown by their last component" in pages
+
+    whole = tmp_path / "whole"
+    render_site(store, whole, gallery_images=0, draws=10, paths=PathDisplay(show=True))
+    assert recorded in _local_paths(whole)
+    relative = tmp_path / "relative"
+    render_site(store, relative, gallery_images=0, draws=10,
+                paths=PathDisplay(root=sample_root.parent))  # fmt: skip
+    text = " ".join(p.read_text() for p in (relative / "runs").glob("*.html"))
+    assert "<code>sample-v1/activation/sample-cam/npz</code>" in text
+    assert _local_paths(relative) == set()
+
+    both = run_cli("leaderboard", "--results", store, "--out", tmp_path / "x", "--show-paths",
+                   "--paths-relative-to", tmp_path)  # fmt: skip
+    assert both.exit_code == 2 and "not both" in both.stderr
+
+
+def test_command_lines_keep_their_words_and_lose_their_folders():
+    from wsssbed.report.paths import PathDisplay
+
+    command = json.dumps(["/home/ana/venv/bin/wsssbed", "sweep", "--data-root", "/home/ana/VOC",
+                          "--thresholds", "0:0.6:0.01", "--out=/home/ana/res",
+                          "~/cams/irn"])  # fmt: skip
+    shown = json.loads(PathDisplay().command(command))
+    assert shown == ["\u2026/wsssbed", "sweep", "--data-root", "\u2026/VOC", "--thresholds",
+                     "0:0.6:0.01", "--out=\u2026/res", "\u2026/irn"]  # fmt: skip
+    assert PathDisplay(root=Path("/home/ana")).path("/home/ana/VOC") == "VOC"
+    assert PathDisplay(root=Path("/home/ana")).path("/srv/VOC") == "\u2026/VOC"
+    assert PathDisplay().field("labels", "masks") == "masks"
+    assert PathDisplay(show=True).command(command) == command
+    assert "\u2026/wsssbed" in PathDisplay().command(command)  # readable, not `\u2026`
+
+
+def test_a_missing_gallery_says_why_in_a_real_browser(sample_root, tmp_path, page):
+    """A data root without pictures, and a run whose maps are gone: each page says so."""
+    bare = tmp_path / "no-pictures/VOC2012"
+    bare.mkdir(parents=True)
+    for folder in ("SegmentationClass", "ImageSets"):
+        (bare / folder).symlink_to(sample_root / "VOC2012" / folder, target_is_directory=True)
+    maps = tmp_path / "maps"
+    shutil.copytree(sample_root / "activation/sample-cam/npz", maps)
+    out = tmp_path / "results"
+    kept = sample_root / "activation/sample-cam/npz"
+    for root, name, source in (
+        (bare.parent, "no-pictures", kept),
+        (sample_root, "gone-maps", maps),
+    ):
+        result = run_cli("sweep", "--data-root", root, "--split", "val", "--activation", source,
+                         "--activation-format", "npz", "--allow-extra-maps", "--thresholds",
+                         "0.1,0.3", "--name", name, "--out", out)  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+    shutil.rmtree(maps)
+    site = tmp_path / "site"
+    render_site(out, site, gallery_images=2, draws=10)
+    runs = pd.read_parquet(out / "runs.parquet").set_index("method")
+    expected = {
+        "no-pictures": "No gallery: the data root \u2026/no-pictures has no pictures "
+        "(looked for JPEGImages).",
+        "gone-maps": "No gallery: its inputs are not on this machine as recorded: activation "
+        "folder not found (\u2026/maps).",
+    }
+    for name, text in expected.items():
+        page.goto((site / "runs" / f"{runs.loc[name].run_id}.html").as_uri())
+        assert page.errors == []
+        assert page.locator("#gallery").is_visible()
+        assert page.locator(".gallery-missing").inner_text() == text
+        assert page.locator(".gallery-row").count() == 0

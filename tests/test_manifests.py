@@ -17,14 +17,6 @@ from wsssbed.errors import InputError
 from wsssbed.grids import parse_grid
 
 
-@pytest.fixture(autouse=True)
-def wsssbed_home(tmp_path, monkeypatch):
-    """Every test gets its own empty user registry."""
-    home = tmp_path / "home"
-    monkeypatch.setenv("WSSSBED_HOME", str(home))
-    return home
-
-
 @pytest.fixture
 def train_maps(sample_root, tmp_path):
     """The sample's npz maps for exactly the train split (a valid submission)."""
@@ -270,12 +262,14 @@ def test_digest_mismatch_stops_the_run_and_no_verify_is_recorded(sample_root, tr
     assert json.loads(runs.manifests.iloc[1])[0]["verified"] is False
 
 
-def test_fetch_path_pins_a_catalogued_source_once(sample_root, tmp_path):
+def test_fetch_path_pins_a_catalogued_source_once(
+    sample_root, sample_train_aug, tmp_path, wsssbed_home
+):
     folder = sample_root / "activation/sample-cam/png-per-class"
-    first = run_cli("fetch", "voc2012-cam", "--path", folder)
+    first = run_cli("fetch", "voc2012-cam", "--path", folder, "--data-root", sample_train_aug)
     assert first.exit_code == 0, first.stderr
     pinned = resolve("voc2012-cam")
-    assert pinned.path.is_relative_to(tmp_path / "home")  # the user's copy shadows
+    assert pinned.path.is_relative_to(wsssbed_home)  # the user's copy shadows
     assert pinned.content.digest and local_folder(pinned) == folder.resolve()
     catalogued = load_manifest(CATALOGUE / "voc2012/activation/voc2012-cam.toml")
     assert pinned.source.url == catalogued.source.url and pinned.version == catalogued.version
@@ -288,13 +282,16 @@ def test_fetch_path_pins_a_catalogued_source_once(sample_root, tmp_path):
     assert local_folder(resolve("voc2012-cam")) == folder.resolve()
 
 
-def test_pipeline_method_uses_its_generator_grid_and_saliency(sample_root, tmp_path):
+def test_pipeline_method_uses_its_generator_grid_and_saliency(
+    sample_root, sample_train_aug, tmp_path
+):
     sample = sample_root
     for name, folder in (
         ("voc2012-cam", sample / "activation/sample-cam/png-per-class"),
         ("voc2012-sal-move", sample / "saliency/sample-sal"),
     ):
-        assert run_cli("fetch", name, "--path", folder).exit_code == 0
+        fetched = run_cli("fetch", name, "--path", folder, "--data-root", sample_train_aug)
+        assert fetched.exit_code == 0, fetched.stderr
     out = tmp_path / "results"
     result = run_cli(
         "sweep", "--method", "voc2012-cam-wsssbed", "--data-root", sample, "--split", "train",

@@ -55,6 +55,7 @@ def sweep(
     method: str | None = None,
     out: PathLike | None = None,
     *,
+    name: str | None = None,
     without_saliency: bool | None = None,
     boundary_tolerance: str | None = None,
     labels: PathLike = "masks",
@@ -81,6 +82,8 @@ def sweep(
         device: `auto`, `cpu` or `cuda`; workers: decoding processes (None: by size).
         method: a pipeline or activation manifest (`wsssbed manifests`), verified
             against its digest; its pipeline sets generator and grids unless given.
+        name: the method name stored with the run (`runs.method`) for maps given by
+            `activation` (a `method` run is named by its manifest); None: no name.
         out: a results folder to append the run to (None: nothing is written).
         labels: image-level labels, `masks` or a label-list file.
         progress: called as `progress(done, total)` after each image.
@@ -100,6 +103,12 @@ def sweep(
         saliency = _path(saliency, "saliency")
     labels = labels if labels == "masks" else _path(labels, "labels")
     pipeline, extra = None, {}
+    if name is not None:
+        if method is not None:
+            raise InputError(
+                "give `name` or `method`, not both: a pinned method is named by its manifest"
+            )
+        extra = {"method": name}
     if method is not None:
         if data_root is None:
             raise InputError("`method` needs `data_root` (the dataset's ground truth)")
@@ -116,6 +125,13 @@ def sweep(
             )
         if dataset not in (None, resolved.dataset):
             raise InputError(f"method {method} is for {resolved.dataset}, not {dataset}")
+        subset = resolved.activation.manifest.subset
+        if split is None and subset is not None:
+            raise InputError(
+                f"{resolved.activation.manifest.ref} covers part of {resolved.dataset}/"
+                f"{resolved.split}: the {subset.images:,} images listed in {subset.name} "
+                f"(split digest {subset.split_digest}); give that id-list file as `split`"
+            )
         dataset, split = resolved.dataset, split or resolved.split
         allow_extra_maps = allow_extra_maps or split != resolved.split
         activation = resolved.activation.folder

@@ -1,15 +1,20 @@
-"""`wsssbed fetch`: get a manifest's files (download or a local copy), verify, register.
+"""`wsssbed fetch`: get a manifest's files (download, or a local folder or archive), verify,
+register.
 
 A download (`wsssbed.catalogue.download`: resumable, retried) lands in
 `$WSSSBED_HOME/downloads/`, is checked against the manifest's archive sha256 when it has
 one, extracted and verified in a staging folder inside its destination
 `$WSSSBED_HOME/maps/<name>/<version>`, and only then moved into place, so a bad download
-never replaces a good copy. The destination is an output folder of `fetch`
+never replaces a good copy. An archive the user already has (`--path maps.zip`) takes the
+same way, and stays where it is. The destination is an output folder of `fetch`
 (`wsssbed.io.ownership`): a re-fetch replaces the files the last fetch wrote, and a
-folder holding anything else is refused before the download. Registering writes the
-user's copy of the manifest with `source.path` set to the folder and, the first time a
-copy is verified, `source.sha256`, `content.digest` and `content.files` filled. Later
-fetches must match both exactly.
+folder holding anything else is refused before the download.
+
+Registering writes the user's copy of the manifest with `source.path` set to the folder
+and, the first time a copy is verified, `content.digest`, `content.files` and
+`content.pinned_from` filled (and `source.sha256` for a download). A first local copy is
+pinned only when it covers the manifest's split exactly (`coverage.check_coverage`,
+which needs the data root). Later fetches must match the pins exactly.
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from wsssbed.activation import digest_maps
+from wsssbed.catalogue.coverage import check_coverage
 from wsssbed.catalogue.download import DownloadError, download
 from wsssbed.catalogue.lookup import resolve, write_manifest
 from wsssbed.catalogue.manifest import Content, Manifest
 from wsssbed.catalogue.methods import check_digest
+from wsssbed.datasets import get_dataset
+from wsssbed.datasets.local import LocalDataset
 from wsssbed.errors import InputError, WsssbedError
 from wsssbed.io.archive import extract, single_folder
 from wsssbed.io.home import home
@@ -32,13 +40,41 @@ from wsssbed.io.ownership import OutputFolder
 Progress = Callable[[int, int], None]
 
 
-def pinned_content(manifest: Manifest, folder: Path, progress: Progress | None = None) -> Content:
-    """`folder` checked against the manifest's digest, or digested when it has none yet."""
+@dataclasses.dataclass(frozen=True)
+class Checks:
+    """How a copy is checked before it is pinned (a pinned manifest needs none of these).
+
+    Attributes:
+        pinned_from: what the copy is (`manifest.PINNED_FROM`), recorded with the pin.
+        data_root: the dataset folder to check the copy's coverage of the split against;
+            required for a local copy, optional for a download.
+        progress: (done, total) while digesting; coverage: while reading masks.
+    """
+
+    pinned_from: str
+    data_root: Path | None = None
+    progress: Progress | None = None
+    coverage: Progress | None = None
+
+
+def pinned_content(manifest: Manifest, folder: Path, checks: Checks) -> Content:
+    """`folder` checked against the manifest's digest, or, when it has none yet, checked
+    for coverage of its split (see `Checks`) and digested."""
     if manifest.content.digest:
-        found = check_digest(manifest, folder, progress)
-    else:
-        found = digest_maps(folder, manifest.content.format, progress)
-    return Content(manifest.content.format, found.digest, found.files)
+        found = check_digest(manifest, folder, checks.progress)
+        return dataclasses.replace(manifest.content, digest=found.digest, files=found.files)
+    if checks.data_root is not None:
+        dataset = LocalDataset(get_dataset(manifest.dataset), checks.data_root, manifest.split)
+        check_coverage(manifest, folder, dataset, checks.coverage)
+    elif checks.pinned_from == "local-copy":
+        raise InputError(
+            f"{manifest.ref} is not pinned yet: a first local copy is pinned only once it is "
+            f"checked to cover {manifest.dataset}/{manifest.split} exactly; give "
+            "`data_root` (the dataset folder holding that split's list and masks)",
+            folder,
+        )
+    found = digest_maps(folder, manifest.content.format, checks.progress)
+    return Content(manifest.content.format, found.digest, found.files, checks.pinned_from)
 
 
 def register(manifest: Manifest, folder: Path, content: Content, sha256: str = "") -> Manifest:
@@ -63,8 +99,9 @@ def download_archive(manifest: Manifest, progress: Progress | None = None) -> tu
         sha256 = download(url, target, progress)
     except DownloadError as exc:
         raise WsssbedError(
-            f"{exc}. If you already have these maps, register your copy with "
-            f"`wsssbed fetch {manifest.name} --path FOLDER`"
+            f"{exc}. If you already have these maps (a folder, or this archive downloaded "
+            f"another way), register them with `wsssbed fetch {manifest.name} --path PATH "
+            "--data-root DATA`"
         ) from None
     pinned = manifest.source.sha256
     if pinned and sha256 != pinned:
@@ -82,12 +119,18 @@ def fetch(
     path: Path | None = None,
     progress: Progress | None = None,
     download_progress: Progress | None = None,
+    data_root: Path | None = None,
+    coverage_progress: Progress | None = None,
 ) -> list[Manifest]:
     """Fetch one map manifest, or both sources of a pipeline; returns the registered copies.
 
     Args:
+        path: a local copy instead of a download: a folder of maps, or the archive
+            (.zip, .tar, .tar.gz) holding them, extracted into `$WSSSBED_HOME/maps/`.
+        data_root: the dataset folder; needed to pin a first local copy (see `Checks`).
         progress: called with (files done, total) while digesting.
         download_progress: called with (bytes done, total) while downloading.
+        coverage_progress: called with (masks read, total) while checking coverage.
     """
     manifest = resolve(name)
     if manifest.kind == "pipeline":
@@ -104,22 +147,44 @@ def fetch(
         return [
             registered
             for source in names
-            for registered in fetch(source, None, progress, download_progress)
+            for registered in fetch(
+                source, None, progress, download_progress, data_root, coverage_progress
+            )
         ]
+    root = None if data_root is None else data_root.expanduser()
     if path is not None:
-        folder = path.expanduser().resolve()
-        return [register(manifest, folder, pinned_content(manifest, folder, progress))]
+        checks = Checks("local-copy", root, progress, coverage_progress)
+        local = path.expanduser().resolve()
+        if not local.is_dir():
+            return [_install(manifest, local, checks, _maps_folder(manifest))]
+        return [register(manifest, local, pinned_content(manifest, local, checks))]
     if not manifest.source.url:
         raise InputError(f"{manifest.ref} has no download address; give --path", manifest.path)
-    destination = home() / "maps" / manifest.name / manifest.version
-    maps = OutputFolder.claim(destination, "fetch", "maps folder", remedy="move it away")
+    maps = _maps_folder(manifest)  # claimed before the download
     archive, sha256 = download_archive(manifest, download_progress)
+    checks = Checks("upstream-archive", root, progress, coverage_progress)
     try:
-        with maps.staging() as scratch:
-            staged = extract(archive, scratch / "maps")
-            content = pinned_content(manifest, single_folder(staged), progress)
-            inner = single_folder(staged).relative_to(staged)
-            maps.commit(staged)  # an earlier copy's files, replaced only by verified ones
+        return [_install(manifest, archive, checks, maps, sha256)]
     finally:  # a verified archive is extracted; a bad one is not worth keeping
         archive.unlink(missing_ok=True)
-    return [register(manifest, destination / inner, content, sha256)]
+
+
+def _maps_folder(manifest: Manifest) -> OutputFolder:
+    """`$WSSSBED_HOME/maps/<name>/<version>`, claimed as `fetch`'s output folder."""
+    destination = home() / "maps" / manifest.name / manifest.version
+    return OutputFolder.claim(destination, "fetch", "maps folder", remedy="move it away")
+
+
+def _install(
+    manifest: Manifest, archive: Path, checks: Checks, maps: OutputFolder, sha256: str = ""
+) -> Manifest:
+    """Extract `archive` into the maps folder, verify or pin it there, and register it; an
+    earlier copy's files are replaced only by a verified one's."""
+    if not archive.exists():
+        raise InputError("no such file or folder", archive)
+    with maps.staging() as scratch:
+        staged = extract(archive, scratch / "maps")
+        content = pinned_content(manifest, single_folder(staged), checks)
+        inner = single_folder(staged).relative_to(staged)
+        maps.commit(staged)
+    return register(manifest, maps.root / inner, content, sha256)

@@ -50,6 +50,16 @@ def all_manifests() -> dict[str, Manifest]:
     return {name: load_manifest(path) for name, path in sorted(merged.items())}
 
 
+def registered_path(name: str) -> Path | None:
+    """The user's manifest file called `name` in the registry, or None."""
+    return _index(user_registry()).get(check_name(name))
+
+
+def in_catalogue(name: str) -> bool:
+    """Whether the shipped catalogue has a manifest called `name`."""
+    return check_name(name) in _index(CATALOGUE)
+
+
 def resolve(name: str, kind: str | tuple[str, ...] | None = None) -> Manifest:
     """The manifest called `name` (user registry first), optionally of a given kind."""
     check_name(name)
@@ -64,7 +74,7 @@ def resolve(name: str, kind: str | tuple[str, ...] | None = None) -> Manifest:
         return manifest
     raise InputError(
         f"no manifest named {name!r} (searched {user_registry()} and the catalogue); "
-        "`wsssbed fetch --list` shows the names"
+        "`wsssbed manifests` lists the names"
     )
 
 

@@ -8,7 +8,8 @@ Three kinds (`manifests/<dataset>/<kind>/<name>.toml`):
 
 Every manifest has a semver `version` and a `changelog`; a change that moves numbers
 (new files, another grid) must bump the version. `content.digest` is empty until a
-copy has been verified once (`wsssbed fetch`), then pins the files (see `wsssbed.io.digest`).
+copy has been verified once (`wsssbed fetch`), then pins the files (see `wsssbed.io.digest`);
+`content.pinned_from` says where that first copy came from.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 SEMVER_PATTERN = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+# where a pinned digest came from: the publisher's archive, a user's first local copy
+# (checked against the split before pinning), or a submission (validated by its sweep)
+PINNED_FROM = ("upstream-archive", "local-copy", "submission")
 
 
 @dataclass
@@ -52,11 +56,36 @@ class Source:
 
 @dataclass
 class Content:
-    """What the files are: format, digest, count (digest "" and files 0 until verified)."""
+    """What the files are.
+
+    Attributes:
+        format: the map format (`irn-npy`, `png-per-class`, `npz`; `png` for saliency).
+        digest: the folder digest (`wsssbed.io.digest`), "" until a copy is verified.
+        files: the number of map files the digest covers (0 until then).
+        pinned_from: where the copy that set the digest came from (`PINNED_FROM`); ""
+            until pinned, and in manifests pinned before wsssbed recorded it.
+    """
 
     format: str = ""
     digest: str = ""
     files: int = 0
+    pinned_from: str = ""
+
+
+@dataclass
+class Subset:
+    """Maps that cover part of a split: the images an id-list file named at submission.
+
+    Attributes:
+        name: the id file's name, for reading (`hard.txt`).
+        split_digest: `wsssbed.datasets.fingerprint.split_digest` of its ids, which
+            identifies the subset (a run on the same images has the same one).
+        images: how many images it lists.
+    """
+
+    name: str
+    split_digest: str
+    images: int
 
 
 @dataclass
@@ -104,6 +133,7 @@ class Manifest:
     code: str = ""
     source: Source = field(default_factory=Source)
     content: Content = field(default_factory=Content)
+    subset: Subset | None = None
     pipeline: PipelineSpec | None = None
     changelog: list[ChangelogEntry] = field(default_factory=list)
     path: Path | None = field(default=None, compare=False)
@@ -117,6 +147,8 @@ class Manifest:
         """Serialise (the inverse of `parse_manifest`)."""
         data = {"schema": MANIFEST_SCHEMA, **asdict(self)}
         data.pop("path")
+        if self.subset is None:
+            data.pop("subset")
         if self.pipeline is None:
             data.pop("pipeline")
         else:
@@ -157,6 +189,8 @@ def _manifest_from(data: dict, where: Path) -> Manifest:
         raise InputError(f"schema = {schema!r}; this wsssbed reads schema {MANIFEST_SCHEMA}", where)
     source = from_table(Source, data.pop("source", {}), where, "source")
     content = from_table(Content, data.pop("content", {}), where, "content")
+    raw_subset = data.pop("subset", None)
+    subset = None if raw_subset is None else from_table(Subset, raw_subset, where, "subset")
     raw_pipeline = data.pop("pipeline", None)
     pipeline = (
         None if raw_pipeline is None else from_table(PipelineSpec, raw_pipeline, where, "pipeline")
@@ -167,6 +201,7 @@ def _manifest_from(data: dict, where: Path) -> Manifest:
     changelog = [from_table(ChangelogEntry, e, where, "changelog") for e in raw_log]
     manifest = from_table(Manifest, data, where, "manifest")
     manifest.source, manifest.content, manifest.pipeline = source, content, pipeline
+    manifest.subset = subset
     manifest.changelog, manifest.path = changelog, where
     validate(manifest)
     return manifest
@@ -221,6 +256,21 @@ def _validate_maps(manifest: Manifest, where: Path | str) -> None:
         raise InputError("content.digest must be `sha256:` and 64 hex digits, or empty", where)
     if bool(manifest.content.digest) != (manifest.content.files > 0):
         raise InputError("content.digest and content.files are set together", where)
+    pinned_from = manifest.content.pinned_from
+    if pinned_from and (pinned_from not in PINNED_FROM or not manifest.content.digest):
+        raise InputError(
+            f"content.pinned_from {pinned_from!r} must be one of {', '.join(PINNED_FROM)}, "
+            "and only with a digest",
+            where,
+        )
+    subset = manifest.subset
+    if subset is not None and (
+        not DIGEST_PATTERN.match(subset.split_digest) or subset.images < 1 or not subset.name
+    ):
+        raise InputError(
+            "subset needs a name, split_digest (`sha256:` and 64 hex digits) and images >= 1",
+            where,
+        )
     if not manifest.source.url and not manifest.source.path:
         raise InputError("source needs a url, a path, or both", where)
     if manifest.source.url and not manifest.source.url.startswith(("https://", "http://")):
@@ -237,6 +287,8 @@ def _validate_pipeline(manifest: Manifest, where: Path | str) -> None:
     spec = manifest.pipeline
     if spec is None:
         raise InputError("a pipeline manifest needs a [pipeline] table", where)
+    if manifest.subset is not None:
+        raise InputError("a pipeline manifest has no [subset] table (its sources do)", where)
     check_name(spec.activation, where)
     if spec.saliency:
         check_name(spec.saliency, where)

@@ -29,7 +29,8 @@ class UsedManifest:
     verified: bool
 
     def record(self) -> dict:
-        """Provenance entry stored with the run."""
+        """Provenance entry stored with the run (`pinned_from`: where the digest came
+        from, `manifest.PINNED_FROM`; None for a manifest pinned before it was recorded)."""
         m = self.manifest
         return {
             "name": m.name,
@@ -37,6 +38,7 @@ class UsedManifest:
             "kind": m.kind,
             "digest": m.content.digest or None,
             "files": m.content.files,
+            "pinned_from": m.content.pinned_from or None,
             "verified": self.verified,
             "path": str(self.folder),
         }

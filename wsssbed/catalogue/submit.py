@@ -8,7 +8,8 @@ Order of work, so that a refused submission leaves nothing behind:
 3. the folder is digested (plain files only);
 4. the default sweep reads every map through the engine's validation: the exact image
    set of the split (nothing missing, nothing extra), sizes equal to the ground truth,
-   finite values in [0, 1], keys within each image's labels;
+   finite values in [0, 1], keys within each image's labels; a split given as an id-list
+   file is recorded as a subset of the split holding its images (`Subset`);
 5. only then are the manifest and the run written.
 """
 
@@ -20,18 +21,21 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from wsssbed.activation import digest_maps
+from wsssbed.activation import digest_maps, list_activation_ids
 from wsssbed.catalogue.lookup import manifest_path, resolve, write_manifest
 from wsssbed.catalogue.manifest import (
     ChangelogEntry,
     Content,
     Manifest,
     Source,
+    Subset,
     check_name,
     validate,
     version_key,
 )
 from wsssbed.catalogue.methods import ResolvedMethod, UsedManifest
+from wsssbed.datasets.fingerprint import split_digest
+from wsssbed.datasets.local import LocalDataset
 from wsssbed.errors import InputError
 from wsssbed.eval.job import SweepJob
 from wsssbed.io.archive import extract, single_folder
@@ -113,6 +117,8 @@ def submit(
             job, activation=folder, activation_format=submission.fmt, allow_extra=False
         )
         found = digest_maps(folder, job.activation_format)
+        subset = _subset(job.dataset, folder, job.activation_format)
+        split = job.dataset.split if subset is None else _split_holding(job.dataset)
         spec = job.dataset.spec
         today = date.today().isoformat()
         log = [] if previous is None else list(previous.changelog)
@@ -121,21 +127,22 @@ def submit(
             version=submission.version,
             kind="activation",
             dataset=spec.name,
-            split=job.dataset.split,
+            split=split,
             description=submission.description,
             license=submission.license,
             paper=submission.paper,
             code=submission.code,
             source=Source(path=str(folder)),
-            content=Content(job.activation_format, found.digest, found.files),
+            content=Content(job.activation_format, found.digest, found.files, "submission"),
+            subset=subset,
             changelog=[*log, ChangelogEntry(submission.version, today, submission.note)],
         )
+        validate(manifest)  # before `path` is set: an error names no file that is not there
         manifest.path = manifest_path(manifest)
-        validate(manifest)
         used = ResolvedMethod(
             submission.name,
             spec.name,
-            job.dataset.split,
+            split,
             None,
             UsedManifest(manifest, folder, True),
         )
@@ -148,3 +155,44 @@ def submit(
         raise
     write_manifest(manifest)  # last: a failure above leaves nothing that blocks a retry
     return manifest, summary
+
+
+def _subset(dataset: LocalDataset, folder: Path, fmt: str) -> Subset | None:
+    """The subset an id-list split names (None for a split of the dataset); its maps must
+    be exactly those images' (the sweep allows extra maps for id files, a submission not).
+    """
+    if dataset.id_file is None:
+        return None
+    extra = sorted(set(list_activation_ids(folder, fmt)) - set(dataset.ids))
+    if extra:
+        raise InputError(
+            f"{len(extra):,} maps are for images {dataset.id_file.name} does not list (first: "
+            f"{', '.join(extra[:5])}); a submission holds the maps of its images exactly",
+            folder,
+        )
+    return Subset(dataset.id_file.name, split_digest(dataset.ids), len(dataset.ids))
+
+
+def _split_holding(dataset: LocalDataset) -> str:
+    """The smallest split of the dataset (under the same data root) that lists every
+    image of an id-list file: what its subset is a subset of.
+
+    Raises:
+        InputError: no split lists them all.
+    """
+    wanted = set(dataset.ids)
+    holding = []
+    for name in dataset.spec.splits:
+        try:
+            ids = LocalDataset(dataset.spec, dataset.data_root, name).ids
+        except InputError:  # a split this copy does not have
+            continue
+        if wanted <= set(ids):
+            holding.append((len(ids), name))
+    if not holding:
+        raise InputError(
+            f"no split of {dataset.spec.name} below {dataset.data_root} lists every image of "
+            "this id file; a submission covers a split or a subset of one",
+            dataset.id_file,
+        )
+    return min(holding)[1]

@@ -21,6 +21,23 @@ from wsssbed.cli.common import err, out
 from wsssbed.errors import WsssbedError
 
 DEBUG = False  # set by `wsssbed --debug`: unexpected errors keep their traceback
+NOTHING_WRITTEN = "nothing was written"
+_kept = NOTHING_WRITTEN  # what an interrupted command leaves behind (`kept_on_interrupt`)
+
+
+INTERRUPTED = 130  # the exit code of a command stopped by Ctrl-C (128 + SIGINT)
+
+
+def _say_interrupted() -> None:
+    err.print(f"interrupted; {_kept}", style="yellow", highlight=False, soft_wrap=True)
+
+
+def kept_on_interrupt(note: str) -> None:
+    """Say what this command leaves behind if it is interrupted (Ctrl-C prints
+    `interrupted; <note>`): a command that keeps partial output (whole files a second run
+    skips, a download the next one resumes) calls it before it starts writing."""
+    global _kept
+    _kept = note
 
 
 def unexpected(error: Exception) -> str:
@@ -113,14 +130,20 @@ class WsssbedTyper(typer.Typer):
 
 class GuardedTyper(WsssbedTyper):
     """The top-level guard: an exception no command turned into a message (a bug, or a
-    failure nobody foresaw) becomes one line and exit 2; `--debug` shows the traceback."""
+    failure nobody foresaw) becomes one line and exit 2; `--debug` shows the traceback.
+    Ctrl-C exits 130 saying what was kept (`kept_on_interrupt`; by default nothing: every
+    command writes its output whole or not at all)."""
 
     def __call__(self, *args, **kwargs):
         try:
             return super().__call__(*args, **kwargs)
-        except KeyboardInterrupt:
-            err.print("interrupted", style="yellow")
-            sys.exit(130)
+        except SystemExit as done:  # Typer turns Ctrl-C into a silent exit 130
+            if done.code == INTERRUPTED:
+                _say_interrupted()
+            raise
+        except KeyboardInterrupt:  # one that reached past Typer
+            _say_interrupted()
+            sys.exit(INTERRUPTED)
         except Exception as error:
             if DEBUG:
                 raise
@@ -160,3 +183,4 @@ def main(
     """wsssbed: pinned maps, exact single-pass threshold sweeps, Parquet results."""
     global DEBUG
     DEBUG = debug
+    kept_on_interrupt(NOTHING_WRITTEN)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from wsssbed.cli.app import app, reported_errors
+from wsssbed.cli.app import app, kept_on_interrupt, reported_errors
 from wsssbed.cli.common import (
     DEVICE_OPTION,
     FORMAT_HELP,
@@ -49,6 +49,7 @@ def manifests(
                 "dataset": m.dataset,
                 "split": m.split,
                 "digest": m.content.digest or None,
+                "pinned_from": m.content.pinned_from or None,
                 "local_copy": m.source.path or None,
                 "file": str(m.path),
             }
@@ -58,7 +59,7 @@ def manifests(
         return
     rows = [
         [m.name, m.version, m.kind, f"{m.dataset}/{m.split}",
-         "-" if m.kind == "pipeline" else ("yes" if m.content.digest else "not yet"),
+         "-" if m.kind == "pipeline" else _pinned(m),
          m.source.path or "-"]
         for m in found
     ]  # fmt: skip
@@ -67,24 +68,77 @@ def manifests(
     out.print(fitted_table(f"{len(found)} manifests", headers, rows, optional=optional))
 
 
+def _pinned(manifest) -> str:
+    """The `pinned` cell: where the digest came from, or `not yet`."""
+    if not manifest.content.digest:
+        return "not yet"
+    return {"upstream-archive": "upstream", "local-copy": "local copy"}.get(
+        manifest.content.pinned_from, manifest.content.pinned_from or "yes"
+    )
+
+
 @app.command()
 def fetch(
     name: str = typer.Argument(..., help="Manifest name (a pipeline fetches its sources)."),
     path: Path = typer.Option(
-        None, help="Register this local folder instead of downloading (verified or pinned)."
+        None,
+        help="Register a copy you have instead of downloading: a folder of maps, or the "
+        "archive (.zip, .tar.gz) the release serves. A first copy is pinned only when it "
+        "covers the manifest's split exactly (give --data-root).",
+    ),
+    data_root: Path = typer.Option(
+        None,
+        help="Dataset folder (split lists and masks): a first local copy is checked "
+        "against it before it is pinned; a download is checked too when given.",
     ),
 ) -> None:
     """Download a manifest's maps and verify them, or register a local copy with --path."""
     from wsssbed.catalogue.fetch import fetch as fetch_maps
+    from wsssbed.io.home import home
 
-    labels = (f"downloading {name}", f"verifying {name}")
-    with reported_errors(), progress_bars(*labels, in_bytes=(True, False)) as (received, update):
-        registered = fetch_maps(name, path, update, received)
+    if path is None:
+        kept_on_interrupt(
+            f"nothing was registered; a partial download stays in {home() / 'downloads'} "
+            f"and `wsssbed fetch {name}` resumes it"
+        )
+    labels = (f"downloading {name}", f"verifying {name}", "reading the split's masks")
+    with (
+        reported_errors(),
+        progress_bars(*labels, in_bytes=(True, False, False)) as (received, update, masks),
+    ):
+        registered = fetch_maps(name, path, update, received, data_root, masks)
     for m in registered:
         out.print(
-            f"{m.ref}: {m.content.files:,} files, {m.content.digest}, registered at {m.path}",
+            f"{m.ref}: {m.content.files:,} files, {m.content.digest} (pinned from "
+            f"{PINNED_FROM_TEXT.get(m.content.pinned_from, 'an unrecorded copy')}), "
+            f"registered at {m.path}",
             soft_wrap=True,
         )
+
+
+PINNED_FROM_TEXT = {
+    "upstream-archive": "the upstream archive",
+    "local-copy": "a first local copy",
+    "submission": "the submission",
+}
+
+
+@app.command()
+def forget(name: str = typer.Argument(..., help="A manifest name in your registry.")) -> None:
+    """Undo a registration: remove your manifest and the maps wsssbed extracted for it
+    (never a folder you registered with --path, never the catalogue's manifests)."""
+    from wsssbed.catalogue.forget import forget as forget_name
+
+    kept_on_interrupt(f"what was removed stays removed; `wsssbed forget {name}` finishes")
+    with reported_errors():
+        done = forget_name(name)
+    out.print(f"forgot {done.ref or name}: removed {done.manifest}", soft_wrap=True)
+    for path in done.removed:
+        out.print(f"removed {path}", soft_wrap=True)
+    if done.kept is not None:
+        out.print(f"kept your folder {done.kept} (registered with --path)", soft_wrap=True)
+    if done.catalogued:
+        out.print(f"`{name}` is the catalogue's entry again (not pinned on this machine)")
 
 
 @app.command()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from wsssbed.cli.app import app, reported_errors
+from wsssbed.cli.app import app, kept_on_interrupt, reported_errors
 from wsssbed.cli.common import (
     ADDRESS_OPTION,
     BACKEND_OPTION,
@@ -418,6 +418,10 @@ def _run_generation(
     if workers < 0 or (workers and backend == "ray"):
         raise WsssbedError("--workers takes a count >= 0, for --backend local")
     start(job)
+    kept_on_interrupt(
+        f"the files already written in {job.out} are whole and stay; the same command "
+        "skips them and writes the rest"
+    )
     local = job.dataset
     with progress_bar(f"{what} {local.spec.name}/{local.split}") as update:
         if backend == "ray":

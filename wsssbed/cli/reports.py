@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from wsssbed.cli.app import app, reported_errors, results_app
+from wsssbed.cli.app import app, kept_on_interrupt, reported_errors, results_app
 from wsssbed.cli.common import (
     JSON_OPTION,
     RESULTS_IN_OPTION,
@@ -29,6 +29,7 @@ def results_repair(results: Path = RESULTS_IN_OPTION) -> None:
     """Remove rows of runs that never committed (an append killed between its renames)."""
     from wsssbed.results.store import repair
 
+    kept_on_interrupt("tables already repaired stay repaired, the others are as they were")
     with reported_errors():
         removed = repair(results)
     total = sum(removed.values())
@@ -238,6 +239,8 @@ def sensitivity(
         )
         study = run_study(results, out_dir, options)
     _print_study(study)
+    for note in study.notes:
+        err.print(f"note: {note}", style="yellow", highlight=False, soft_wrap=True)
     out.print(f"{len(study.files)} files written to {out_dir}")
 
 
@@ -254,12 +257,12 @@ def _print_study(study) -> None:
     shorten = {"run": _cut}
     rows = []
     for _, row in stats.iterrows():
-        point = f"{row.best_threshold:g}"
+        point = "no grid" if pd.isna(row.axis) else f"{row.best_threshold:g}"
         if pd.notna(row.best_sal_threshold):
             point = f"{row.best_sal_threshold:g} / {point}"
+        plateau = "-" if pd.isna(row.plateau_width) else f"{row.plateau_width:g}"
         rows.append([labels[row.run_id], row.subset, in_points(row.best_miou), point,
-                     in_points(row.at_recommended_miou), f"{row.plateau_width:g}",
-                     in_points(row.auc)])  # fmt: skip
+                     in_points(row.at_recommended_miou), plateau, in_points(row.auc)])  # fmt: skip
     headers = ["run", "split", "best", "best at", "at rec.", "plateau", "AUC"]
     numbers = ("best", "at rec.", "plateau", "AUC")
     table = fitted_table("threshold sensitivity (mIoU %)", headers, rows, shorten=shorten,
@@ -317,10 +320,24 @@ def leaderboard(
     ),
     gallery: int = typer.Option(4, help="Gallery images per run (0: none)."),
     draws: int = typer.Option(1000, help="Bootstrap resamples for the intervals."),
+    show_paths: bool = typer.Option(
+        False,
+        "--show-paths",
+        help="Show local paths (data root, maps, command line) whole; by default the site "
+        "shows only their last component. The results tables always keep them.",
+    ),
+    paths_relative_to: Path = typer.Option(
+        None, help="Show local paths below this folder relative to it (others shortened)."
+    ),
 ) -> None:
     """Render the static leaderboard (self-contained, works from file://)."""
+    from wsssbed.errors import WsssbedError
     from wsssbed.report.leaderboard import render_site
+    from wsssbed.report.paths import PathDisplay
 
     with reported_errors(), progress_bar("rendering the leaderboard"):
-        files = render_site(results, out_dir, reported, gallery, draws)
+        if show_paths and paths_relative_to is not None:
+            raise WsssbedError("give --show-paths or --paths-relative-to, not both")
+        paths = PathDisplay(show_paths, paths_relative_to)
+        files = render_site(results, out_dir, reported, gallery, draws, paths)
     out.print(f"{len(files)} files; open {out_dir / 'index.html'}")

@@ -141,6 +141,9 @@ def sweep(
     split: str = SPLIT_OPTION,
     activation: Path = typer.Option(None, help="Folder of activation maps."),
     activation_format: str = FORMAT_OPTION,
+    name: str = typer.Option(
+        None, help="Method name stored with the run (not with --method: its manifest names it)."
+    ),
     generator: str = typer.Option(None, help="bg-threshold (default), power-bg or saliency-rule."),
     thresholds: str = typer.Option(None, help=_grid_help("threshold", "Activation thresholds")),
     alphas: str = typer.Option(None, help=_grid_help("alpha", "power-bg exponents")),
@@ -209,6 +212,7 @@ def sweep(
             workers=workers,
             method=method,
             out=results,
+            name=name,
             without_saliency=without_saliency,
             boundary_tolerance=boundary_tolerance,
             labels=labels,
@@ -229,7 +233,7 @@ def sweep(
             highlight=False,
         )
     where = f"{run_row.dataset}/{subset_of(run_row).name}"
-    title = f"best point of {method or run_row.generator} on {where}"
+    title = f"best point of {method or name or run_row.generator} on {where}"
     finish(result, results, as_json, title, held)
 
 

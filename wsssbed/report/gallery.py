@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from PIL import Image
 
 from wsssbed.datasets import spec_of_run
 from wsssbed.datasets.local import LocalDataset
-from wsssbed.errors import WsssbedError
+from wsssbed.errors import InputError, WsssbedError
 from wsssbed.eval.inputs import SweepInputs
 from wsssbed.eval.job import SweepJob
 from wsssbed.eval.rules import Rule, hard_labels, label_map, make_rule
@@ -51,11 +52,24 @@ class GalleryRow:
 
 @dataclass(frozen=True)
 class Gallery:
-    """The rows, the colours they use (class name, `#rrggbb`), and how many were ranked."""
+    """The rows, the colours they use (class name, `#rrggbb`), and how many were ranked;
+    without rows, `missing` says why (the page shows it instead of a gallery)."""
 
     rows: list[GalleryRow]
     legend: list[tuple[str, str]]
     ranked: int
+    missing: str = ""
+
+
+ShowPath = Callable[[str], str]  # how the page shows a local path (`report.paths`)
+
+
+def _problem(error: WsssbedError, show: ShowPath) -> str:
+    """An error in the page's words, its path shown by `show`."""
+    if isinstance(error, InputError):
+        where = f" ({show(str(error.path))})" if error.path is not None else ""
+        return error.problem + where
+    return str(error)
 
 
 def image_miou(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> float:
@@ -115,10 +129,10 @@ def _colour(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return colours[labels]
 
 
-def _inputs(run: pd.Series, spec) -> tuple[LocalDataset, Rule, SweepInputs] | None:
-    """The run's dataset, rule and loader, or None when its inputs are not on this machine."""
+def _inputs(run: pd.Series, spec, show: ShowPath) -> tuple[LocalDataset, Rule, SweepInputs] | str:
+    """The run's dataset, rule and loader, or why they are not on this machine."""
     if pd.isna(run.data_root) or (pd.isna(run.activation) and pd.isna(run.predictions)):
-        return None
+        return "the run did not record where its ground truth and maps are"
     try:
         split = run.split_file if pd.notna(run.get("split_file")) else run.split
         dataset = LocalDataset(spec, Path(run.data_root), split)
@@ -137,22 +151,27 @@ def _inputs(run: pd.Series, spec) -> tuple[LocalDataset, Rule, SweepInputs] | No
                 allow_extra=True,
             )
         return dataset, rule, SweepInputs(job, reduce_on_load=False)
-    except WsssbedError:
-        return None
+    except WsssbedError as error:
+        return f"its inputs are not on this machine as recorded: {_problem(error, show)}"
 
 
-def gallery(run: pd.Series, point: int, count: int) -> Gallery | None:
+def gallery(run: pd.Series, point: int, count: int, show: ShowPath = str) -> Gallery | None:
     """Up to `count` images of a stored run at grid point `point`, chosen by per-image
     mIoU (best, median, worst, then evenly between) among the first `POOL` images that
-    have pictures; None when the run's inputs or pictures are not on this machine.
-    Works for swept maps and for evaluated label maps alike."""
+    have pictures; None for `count` 0. When the run's inputs or pictures are not on this
+    machine, the gallery has no rows and says why (paths shown by `show`). Works for
+    swept maps and for evaluated label maps alike."""
     if count <= 0:
         return None
     spec = spec_of_run(run)
-    found = _inputs(run, spec)
-    if found is None:
-        return None
+    found = _inputs(run, spec, show)
+    if isinstance(found, str):
+        return Gallery([], [], 0, found)
     dataset, rule, inputs = found
+    if dataset.image_folder is None:
+        tried = ", ".join(spec.images)
+        return Gallery([], [], 0, f"the data root {show(str(run.data_root))} has no pictures "
+                                  f"(looked for {tried})")  # fmt: skip
     k, background = spec.num_classes, spec.has_background
     scored = []
     try:
@@ -165,10 +184,12 @@ def gallery(run: pd.Series, point: int, count: int) -> Gallery | None:
             scored.append((image_miou(sample.gt.numpy(), labels, k), image_id))
             if len(scored) == POOL:
                 break
-    except WsssbedError:
-        return None
+    except WsssbedError as error:
+        return Gallery([], [], 0, f"reading the run's inputs failed: {_problem(error, show)}")
     if not scored:
-        return None
+        folder = show(str(dataset.image_folder))
+        return Gallery([], [], 0, f"none of the {len(dataset.ids):,} images has a picture in "
+                                  f"{folder}")  # fmt: skip
     scored.sort(key=lambda item: (-np.nan_to_num(item[0], nan=-1.0), item[1]))
     palette = np.asarray(spec.palette(), dtype=np.uint8).reshape(-1, 3)
     rows, shown = [], set()
@@ -195,5 +216,7 @@ def gallery(run: pd.Series, point: int, count: int) -> Gallery | None:
                 _data_uri(np.rint(overlay).astype(np.uint8)),
             )
         )
+    if not rows:
+        return Gallery([], [], len(scored), "no picture chosen has the size of its mask")
     legend = [(spec.classes[c], "#" + bytes(palette[c]).hex()) for c in sorted(shown) if c < k]
     return Gallery(rows, [*legend, ("void / unlabelled", "#ffffff")], len(scored))

@@ -10,6 +10,10 @@ point; the best point of the same setting on another split (a train split first)
 that a val number does not see val's ground truth; else its best point on its own split,
 marked "oracle" (chosen with that split's ground truth). The page says which.
 
+Local paths (data root, maps, split file, command line) are shown by their last
+component unless the user names a root or asks for them whole (`paths.PathDisplay`); the
+Parquet tables keep them.
+
 The same tables give the same bytes: rows are sorted, nothing depends on the clock, and
 figures are deterministic SVG. The site is rendered into a staging folder inside `--out`
 and committed file by file (`wsssbed.io.ownership`), so a failed render leaves the old
@@ -39,6 +43,7 @@ from wsssbed.io.outputs import inside
 from wsssbed.io.ownership import OutputFolder
 from wsssbed.report import figures
 from wsssbed.report.gallery import gallery
+from wsssbed.report.paths import PathDisplay
 from wsssbed.report.sensitivity import (
     PerImage,
     activation_axis,
@@ -270,6 +275,7 @@ def render_site(
     reported: Path | None = None,
     gallery_images: int = 4,
     draws: int = 1000,
+    paths: PathDisplay | None = None,
 ) -> list[Path]:
     """Render the site for every committed run in `results` into `out`; returns the files
     written.
@@ -278,7 +284,11 @@ def render_site(
     a site rendered here before, whose own files are replaced (and those of runs no
     longer shown removed); a user's file, another command's output or a results folder
     is refused.
+
+    Args:
+        paths: how local paths are shown (default: by their last component).
     """
+    paths = paths or PathDisplay()
     site = OutputFolder.claim(out, "leaderboard", "site folder")
     runs = read_table(results, "runs")
     if runs.empty:
@@ -304,7 +314,9 @@ def render_site(
     pages = {}
     for entry in entries:
         with _skipping(entry.run, skipped):
-            pages[entry.page] = _run_page(environment, entry, sweeps, per_class, gallery_images)
+            pages[entry.page] = _run_page(
+                environment, entry, sweeps, per_class, gallery_images, paths
+            )
     entries = [e for e in entries if e.page in pages]
     for run_id, reason in skipped:
         warnings.warn(f"run {run_id} is not shown: {reason}", stacklevel=2)
@@ -342,8 +354,10 @@ def _skipping(run: pd.Series, skipped: list[tuple[str, str]]) -> Iterator[None]:
         skipped.append((str(run.run_id), reason))
 
 
-def _run_page(environment, entry: Entry, sweeps, per_class, gallery_images: int) -> str:
-    """The HTML of one run's page."""
+def _run_page(
+    environment, entry: Entry, sweeps, per_class, gallery_images: int, paths: PathDisplay
+) -> str:
+    """The HTML of one run's page (local paths shown by `paths`)."""
     rows = sweeps[sweeps.run_id == entry.run.run_id].sort_values("point")
     classes = per_class[
         (per_class.run_id == entry.run.run_id)
@@ -354,8 +368,9 @@ def _run_page(environment, entry: Entry, sweeps, per_class, gallery_images: int)
         entry=entry,
         svgs=_figures(entry, rows),
         classes=classes.sort_values("class_id").to_dict("records"),
-        gallery=gallery(entry.run, entry.point, gallery_images),
-        provenance=_provenance(entry.run),
+        gallery=gallery(entry.run, entry.point, gallery_images, paths.path),
+        provenance=_provenance(entry.run, paths),
+        paths_note=paths.note,
         metrics=SUMMARY_METRICS + BOUNDARY_METRICS,
         root="../",
     )
@@ -387,18 +402,20 @@ def _builtin_title(dataset: str) -> str:
     return get_dataset(dataset).title if dataset in BUILTIN else dataset
 
 
-def _provenance(run: pd.Series) -> list[tuple[str, str, str]]:
-    """(name, value rounded or cut for reading, full value) of each provenance field."""
-    names = ("run_id", "stage", "dataset", "split", "n_images", "generator", "ignore_label",
-             "grid", "activation", "activation_format", "saliency", "predictions", "labels",
-             "boundary_tolerance", "gt_digest", "gt_source", "gt_void_ratio", "split_digest",
-             "split_official", "split_file", "split_file_sha256", "dataset_spec_sha256",
+def _provenance(run: pd.Series, paths: PathDisplay) -> list[tuple[str, str, str]]:
+    """(name, value rounded or cut for reading, full value) of each provenance field,
+    local paths shown by `paths`."""
+    names = ("run_id", "stage", "dataset", "split", "data_root", "n_images", "generator",
+             "ignore_label", "grid", "activation", "activation_format", "saliency",
+             "predictions", "labels", "boundary_tolerance", "gt_digest", "gt_source",
+             "gt_void_ratio", "split_digest", "split_official", "split_file",
+             "split_file_sha256", "dataset_spec_sha256",
              "method", "verified", "device", "workers", "wall_time_s", "started_at",
              "wsssbed_version", "git_commit", "packages", "command")  # fmt: skip
     rows = []
     for name in names:
         value = run.get(name)
-        full = "-" if value is None or pd.isna(value) else str(value)
+        full = "-" if value is None or pd.isna(value) else paths.field(name, str(value))
         short = full
         if name == "wall_time_s" and full != "-":
             short = f"{float(value):.2f} s"

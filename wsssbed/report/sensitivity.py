@@ -119,9 +119,19 @@ def row_at(sweeps: pd.DataFrame, point: dict[str, float]) -> pd.Series | None:
 def curve_stats(
     sweeps: pd.DataFrame, recommended: dict[str, float], tolerance: float = PLATEAU_TOLERANCE
 ) -> dict:
-    """Statistics of one run's grid (see the module docstring); scores are fractions."""
+    """Statistics of one run's grid (see the module docstring); scores are fractions.
+
+    A run without a grid (label maps scored as they are: one point, no threshold) has
+    `axis` None and only its score; the grid's statistics are None.
+    """
     axis = activation_axis(sweeps)
     best = best_row(sweeps)
+    best_bf_f = None if pd.isna(best.bf_f) else float(best.bf_f)
+    if sweeps[axis].isna().all():
+        return {"axis": None, "best_miou": float(best.miou), "best_threshold": None,
+                "best_sal_threshold": None, "best_bf_f": best_bf_f, "recommended": None,
+                "at_recommended_miou": None, "plateau_width": None, "plateau_share": None,
+                "auc": None, "points": len(sweeps)}  # fmt: skip
     line = sweeps
     if is_2d(sweeps):
         line = sweeps[np.isclose(sweeps.sal_threshold.astype(float), best.sal_threshold)]
@@ -146,7 +156,7 @@ def curve_stats(
         "best_miou": float(best.miou),
         "best_threshold": float(best[axis]),
         "best_sal_threshold": None if pd.isna(best.sal_threshold) else float(best.sal_threshold),
-        "best_bf_f": None if pd.isna(best.bf_f) else float(best.bf_f),
+        "best_bf_f": best_bf_f,
         "recommended": json.dumps(recommended) if recommended else None,
         "at_recommended_miou": None if at is None else float(at.miou),
         "plateau_width": float(values[high] - values[low]),

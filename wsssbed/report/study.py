@@ -62,12 +62,14 @@ class StudyOptions:
 
 @dataclass
 class Study:
-    """The study's tables (scores are fractions) and the files written."""
+    """The study's tables (scores are fractions), the files written, and notes for the
+    reader (runs left out of the curves, and why)."""
 
     stats: pd.DataFrame
     transfer: pd.DataFrame
     comparison: pd.DataFrame
     files: list[Path]
+    notes: list[str] = field(default_factory=list)
 
 
 def parse_point(text: str) -> dict[str, float]:
@@ -128,7 +130,10 @@ def run_study(results: Path, out: Path, options: StudyOptions) -> Study:
 
     `out` is claimed before any work (`wsssbed.io.ownership`): a new or empty folder or
     a study written here before, whose files are replaced as a whole; anything else is
-    refused. The files are written to a staging folder and committed at the end.
+    refused. The files are written to a staging folder and committed at the end, so a
+    failure writes nothing. Runs without a grid (label maps scored by `evaluate`: one
+    point) are in the statistics table as single points and nowhere else; `Study.notes`
+    says so.
     """
     study = OutputFolder.claim(out, "sensitivity", "study folder")
     with study.staging() as staging:
@@ -142,11 +147,12 @@ def _study(results: Path, out: Path, options: StudyOptions) -> Study:
     runs = _select_runs(results, options)
     sweeps = read_table(results, "sweeps")
     sweeps = sweeps[sweeps.run_id.isin(runs.run_id)]
-    stats_rows, files = [], []
+    stats_rows, files, notes = [], [], []
     per_images: dict[str, PerImage] = {}
     lines: dict[tuple[str, str, str], list[tuple[str, str, pd.DataFrame, dict]]] = {}
     places: dict[tuple[str, str, str], tuple[str, str]] = {}  # line -> (title, file part)
     style = options.figures
+    gridded = []
     for _, run in runs.iterrows():
         rows = sweeps[sweeps.run_id == run.run_id].sort_values("point")
         label = run_label(run)
@@ -166,6 +172,14 @@ def _study(results: Path, out: Path, options: StudyOptions) -> Study:
                 half = split_half_transfer(per_image, options.halves, options.seed)
                 stats.update({f"half_{k}": v for k, v in half.items()})
         stats_rows.append(stats)
+        if stats["axis"] is None:
+            notes.append(
+                f"{label} ({run.dataset}/{run.subset}, run {run.run_id}) has no grid "
+                f"({run.generator}: one point, mIoU {100 * stats['best_miou']:.2f}): it is "
+                "in the statistics as a single point, not on the curves or in transfers"
+            )
+            continue
+        gridded.append(run.run_id)
         axis = activation_axis(rows)
         best = best_row(rows)
         shown = point or {a: float(best[a]) for a in AXIS_COLUMNS if pd.notna(best[a])}
@@ -198,7 +212,7 @@ def _study(results: Path, out: Path, options: StudyOptions) -> Study:
             files += figures.save(figure, stem, style)
     stats = pd.DataFrame(stats_rows)
     stats["seed"] = options.seed
-    transfer = split_transfer(runs, sweeps)
+    transfer = split_transfer(runs[runs.run_id.isin(gridded)], sweeps)
     comparison = pd.DataFrame()
     if options.compare:
         comparison = _compare(runs, sweeps, per_images, options)
@@ -208,7 +222,7 @@ def _study(results: Path, out: Path, options: StudyOptions) -> Study:
         path = _output(out, f"{name}.parquet", results)
         write_atomic(path, lambda f, t=table: t.to_parquet(f, index=False))
         files.append(path)
-    return Study(stats, transfer, comparison, files)
+    return Study(stats, transfer, comparison, files, notes)
 
 
 def _compare(
