@@ -79,9 +79,9 @@ def run_cli(*args):
 @pytest.fixture(scope="session")
 def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The embedded sample, rendered once per test session into a temporary folder."""
-    from wsssbed.embedded.sample import ensure_sample
+    from wsssbed.embedded.sample import SAMPLE_VERSION, ensure_sample
 
-    return ensure_sample(tmp_path_factory.mktemp("sample") / "sample")
+    return ensure_sample(tmp_path_factory.mktemp("sample") / f"sample-{SAMPLE_VERSION}")
 
 
 @pytest.fixture(scope="session")

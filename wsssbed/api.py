@@ -92,11 +92,12 @@ def sweep(
         InputError: bad parameters or bad input files (the message names the file).
     """
     _check_workers(workers)
-    for value, name in ((allow_extra_maps, "allow_extra_maps"), (verify, "verify"),
+    for value, flag in ((allow_extra_maps, "allow_extra_maps"), (verify, "verify"),
                         (per_image, "per_image")):  # fmt: skip
-        check_flag(value, name)
+        check_flag(value, flag)
     check_flag(without_saliency, "without_saliency", optional=True)
     check_text(method, "method", optional=True)
+    check_text(name, "name", optional=True)
     data_root, activation, out = (_path(data_root, "data_root"), _path(activation, "activation"),
                                   _path(out, "out"))  # fmt: skip
     if method is None:
