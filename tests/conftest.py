@@ -76,6 +76,18 @@ def run_cli(*args):
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
+def sweep_sample(sample_root: Path, out: Path, runs) -> Path:
+    """`wsssbed sweep` of the sample's npz maps into the results folder `out`, once per
+    tuple of extra arguments in `runs`; returns `out`."""
+    maps = sample_root / "activation/sample-cam/npz"
+    common = ("--data-root", sample_root, "--activation", maps, "--activation-format", "npz",
+              "--allow-extra-maps", "--out", out, "--json")  # fmt: skip
+    for extra in runs:
+        result = run_cli("sweep", *extra, *common)
+        assert result.exit_code == 0, result.stderr
+    return out
+
+
 @pytest.fixture(scope="session")
 def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The embedded sample, rendered once per test session into a temporary folder."""

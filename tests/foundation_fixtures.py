@@ -140,3 +140,15 @@ def save_tiny_grounding_dino(folder: Path, seed: int = 0, max_text_len: int = 32
     GroundingDinoForObjectDetection(config).save_pretrained(folder)
     GroundingDinoProcessor(images, tokenizer).save_pretrained(folder)
     return folder
+
+
+def save_tiny_models(folder: Path) -> dict[str, Path]:
+    """A tiny Grounding DINO folder, SAM checkpoint and CLIP config + weights below
+    `folder` (`detector`, `sam`, `clip_config`, `clip`)."""
+    config, weights = save_tiny_clip(folder)
+    return {
+        "detector": save_tiny_grounding_dino(folder / "grounding-dino"),
+        "sam": save_tiny_sam(folder),
+        "clip_config": config,
+        "clip": weights,
+    }

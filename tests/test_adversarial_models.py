@@ -14,7 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from foundation_fixtures import TINY_CLIP, save_tiny_clip, save_tiny_grounding_dino, save_tiny_sam
+from foundation_fixtures import (
+    TINY_CLIP,
+    save_tiny_models,
+)
 from peak_memory import measure
 from safetensors.torch import load_file, save_file
 
@@ -26,14 +29,7 @@ from wsssbed.models.sam import load_sam
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("tiny")
-    config, weights = save_tiny_clip(folder)
-    return {
-        "detector": save_tiny_grounding_dino(folder / "grounding-dino"),
-        "sam": save_tiny_sam(folder),
-        "clip_config": config,
-        "clip": weights,
-    }
+    return save_tiny_models(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli
+from conftest import run_cli, sweep_sample
 
 import wsssbed
 from wsssbed.datasets import get_dataset
@@ -23,21 +23,14 @@ from wsssbed.report.sensitivity import run_label
 @pytest.fixture(scope="module")
 def store(sample_root, tmp_path_factory):
     """Sample sweeps: bg-threshold on train and val, power-bg, a 2-D saliency grid."""
-    out = tmp_path_factory.mktemp("results")
-    maps = sample_root / "activation/sample-cam/npz"
-    common = ("--data-root", sample_root, "--activation", maps, "--activation-format", "npz",
-              "--allow-extra-maps", "--out", out, "--json")  # fmt: skip
-    for extra in (
+    return sweep_sample(sample_root, tmp_path_factory.mktemp("results"), (
         ("--split", "train"),
         ("--split", "val"),
         ("--split", "train", "--generator", "power-bg", "--alphas", "1:16:1"),
         ("--split", "train", "--generator", "saliency-rule", "--saliency",
          sample_root / "saliency/sample-sal", "--sal-thresholds", "0.1:0.5:0.1",
          "--thresholds", "0:0.6:0.1"),
-    ):  # fmt: skip
-        result = run_cli("sweep", *extra, *common)
-        assert result.exit_code == 0, result.stderr
-    return out
+    ))  # fmt: skip
 
 
 def _csv(store, *args) -> pd.DataFrame:

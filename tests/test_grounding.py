@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_cli
-from foundation_fixtures import save_tiny_clip, save_tiny_grounding_dino, save_tiny_sam
+from foundation_fixtures import (
+    save_tiny_grounding_dino,
+    save_tiny_models,
+)
 from PIL import Image
 
 from wsssbed.datasets import get_dataset
@@ -32,13 +35,9 @@ SAM_LOOSE = ("--points-per-side", "4", "--pred-iou-thresh", "-100", "--stability
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("models")
-    config, weights = save_tiny_clip(folder)
-    return {
-        "detector": save_tiny_grounding_dino(folder / "grounding-dino"),
-        "sam": save_tiny_sam(folder),
-        "clip": ("--clip-config", config, "--clip-weights", weights),
-    }
+    found = save_tiny_models(tmp_path_factory.mktemp("models"))
+    return {**found, "clip": ("--clip-config", found["clip_config"], "--clip-weights",
+                              found["clip"])}  # fmt: skip
 
 
 def _reference(detector, image: np.ndarray, names: list[str], box_t: float, text_t: float):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli
+from conftest import run_cli, sweep_sample
 
 from wsssbed.datasets.sanity import SYNTHETIC
 from wsssbed.errors import InputError
@@ -37,19 +37,13 @@ note = "Table 2"
 @pytest.fixture(scope="module")
 def store(sample_root, tmp_path_factory):
     """Sample runs at two stages: swept activation maps (1-D and 2-D) and label maps."""
-    out = tmp_path_factory.mktemp("results")
-    maps = sample_root / "activation/sample-cam/npz"
-    common = ("--data-root", sample_root, "--activation", maps, "--activation-format", "npz",
-              "--allow-extra-maps", "--out", out, "--json")  # fmt: skip
-    for extra in (
+    out = sweep_sample(sample_root, tmp_path_factory.mktemp("results"), (
         ("--split", "train", "--per-image"),
         ("--split", "val"),
         ("--split", "train", "--generator", "saliency-rule", "--saliency",
          sample_root / "saliency/sample-sal", "--sal-thresholds", "0.1:0.5:0.1",
          "--thresholds", "0:0.6:0.05", "--ignore-label"),
-    ):  # fmt: skip
-        result = run_cli("sweep", *common, *extra)
-        assert result.exit_code == 0, result.stderr
+    ))  # fmt: skip
     labels = sample_root / "VOC2012/SegmentationClass"  # ground truth as a "segmenter"
     result = run_cli("evaluate", "--pred", labels, "--data-root", sample_root, "--split", "val",
                   "--stage", "final", "--allow-extra-maps", "--out", out, "--json")  # fmt: skip
