@@ -87,25 +87,31 @@ def count_pairs(
 
 
 class PairHistogram:
-    """Running sum of `PairCounts` (the sweep's additive state)."""
+    """Running sum of `PairCounts` (the sweep's additive state), in numpy on the CPU.
+
+    One row per pair code seen, in order of first appearance; the rows grow by doubling.
+    Adding an image is one dict lookup per pair and one fancy-index add.
+    """
 
     def __init__(self, bucket_shape: tuple[int, ...]) -> None:
         self.bucket_shape = bucket_shape
         self._rows: dict[int, int] = {}
-        self._hist = torch.zeros((0, *bucket_shape), dtype=torch.int64)
+        self._hist = np.zeros((0, *bucket_shape), dtype=np.int64)
 
     def add(self, counts: PairCounts) -> None:
-        """Add one image's (or one shard's) counts; kept on the CPU."""
-        codes = counts.codes.cpu().tolist()
-        new = [c for c in codes if c not in self._rows]
-        if new:
-            for code in new:
-                self._rows[code] = len(self._rows)
-            grown = torch.zeros((len(self._rows), *self.bucket_shape), dtype=torch.int64)
+        """Add one image's (or one shard's) counts."""
+        rows = self._rows
+        index = [rows.setdefault(code, len(rows)) for code in counts.codes.tolist()]
+        if len(rows) > self._hist.shape[0]:
+            grown = np.zeros((max(len(rows), 2 * self._hist.shape[0]), *self.bucket_shape),
+                             dtype=np.int64)  # fmt: skip
             grown[: self._hist.shape[0]] = self._hist
             self._hist = grown
-        index = torch.tensor([self._rows[c] for c in codes], dtype=torch.int64)
-        self._hist.index_add_(0, index, counts.hist.cpu())
+        hist = counts.hist.cpu().numpy()
+        if len(set(index)) == len(index):
+            self._hist[index] += hist
+        else:  # a code listed twice (wsssbed's own counts never do)
+            np.add.at(self._hist, index, hist)
 
     def merge(self, other: PairHistogram) -> None:
         """Add another histogram's totals."""
@@ -113,6 +119,7 @@ class PairHistogram:
 
     def result(self) -> PairCounts:
         """Totals, rows sorted by pair code (so equal inputs give equal tensors)."""
-        codes = torch.tensor(list(self._rows), dtype=torch.int64)
-        order = torch.argsort(codes)
-        return PairCounts(codes[order], self._hist[order])
+        codes = np.fromiter(self._rows, dtype=np.int64, count=len(self._rows))
+        order = np.argsort(codes)
+        hist = self._hist[: codes.shape[0]][order]
+        return PairCounts(torch.from_numpy(codes[order]), torch.from_numpy(hist))

@@ -13,6 +13,7 @@ from wsssbed.datasets.colours import colour_coded_error
 from wsssbed.datasets.fingerprint import image_hash
 from wsssbed.datasets.local import labels_from_mask, read_label_list
 from wsssbed.errors import ColourImageError, InputError
+from wsssbed.eval.fused import FusedPlan, reduce_fused
 from wsssbed.eval.job import SweepJob
 from wsssbed.eval.reduce import ImageResult, reduce_image
 from wsssbed.eval.sample import EvalSample
@@ -42,7 +43,8 @@ def _check_id_sets(
 
 
 class SweepInputs(Dataset):
-    """Image i of the job: loads, validates and (when `reduce_on_load`) reduces it.
+    """Image i of the job: loads, validates and (when `reduce_on_load`) reduces it, by the
+    fused path (`eval/fused.py`) when the job allows it.
 
     Errors are returned, not raised, so a worker process hands back the `InputError`
     intact (with its file name) instead of a re-wrapped traceback.
@@ -86,6 +88,7 @@ class SweepInputs(Dataset):
                 job.saliency, list_png_ids(job.saliency), self.ids, "saliency maps (<id>.png)", True
             )
         self.label_lists: dict[str, tuple[int, ...]] | None = None
+        self.fused = FusedPlan.build(job) if reduce_on_load else None
         if job.labels != "masks":
             path = Path(job.labels)
             if not path.is_file():
@@ -104,6 +107,8 @@ class SweepInputs(Dataset):
 
     def __getitem__(self, index: int) -> ImageResult | EvalSample | InputError:
         try:
+            if self.fused is not None:
+                return reduce_fused(self, self.ids[index]).result()
             sample = self.load(self.ids[index])
             if not self.reduce_on_load:
                 return sample

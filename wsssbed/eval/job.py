@@ -36,7 +36,8 @@ class SweepJob:
         labels: `masks` (image-level labels from the ground truth) or a label-list path.
         allow_extra: maps for images outside the split are allowed (a larger split's maps).
         device: `auto`, `cpu` or `cuda`.
-        workers: decoding processes (0 = in the main process).
+        workers: decoding processes (0 = in the main process; None = as many as the
+            measured cost of the first images says pay, `eval.loop._items`).
         per_image: also keep each image's non-zero per-class counts at every point
             (for bootstrap intervals and split-half studies; see `SweepState.per_image`).
         images: also read each image's RGB picture (`EvalSample.image`).
@@ -53,7 +54,7 @@ class SweepJob:
     labels: str = "masks"
     allow_extra: bool = False
     device: str = "auto"
-    workers: int = 0
+    workers: int | None = 0
     per_image: bool = False
     images: bool = False
     protocol: Protocol | None = None
@@ -75,9 +76,10 @@ class SweepJob:
         )
 
 
-def default_workers(images: int) -> int:
-    """Decoding processes for a split of `images` images: none for small splits."""
-    return 0 if images < 200 else min(4, os.cpu_count() or 1)
+def default_workers() -> int:
+    """Worker processes when they pay: one per core this process may use, at most 4."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(4, cores or 1) if (cores or 1) > 1 else 0
 
 
 def resolve_device(name: str) -> torch.device:

@@ -1,6 +1,7 @@
 """The sweep loop: stream images, reduce each to integer counts, add them up.
 
-Decoding and (on the CPU) the per-image reduction run in `workers` processes; on CUDA the
+Decoding and (on the CPU) the per-image reduction run in `workers` processes (by default
+as many as the measured cost of the first images says pay: `_items`); on CUDA the
 workers decode and the reduction runs on the GPU. Either way each image becomes a small
 `ImageResult` of integer counts, so memory does not grow with the number of images and
 the totals are identical on every device and under any sharding.
@@ -22,8 +23,9 @@ from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.errors import InputError
 from wsssbed.eval.boundary import Tolerance
 from wsssbed.eval.confusion import class_counts, sparse_rows
+from wsssbed.eval.fused import FusedImage, reduce_fused
 from wsssbed.eval.inputs import SweepInputs
-from wsssbed.eval.job import SweepJob, resolve_device
+from wsssbed.eval.job import SweepJob, default_workers, resolve_device
 from wsssbed.eval.reduce import ImageResult, SweepState, reduce_batch
 from wsssbed.eval.rules import Rule
 from wsssbed.eval.sample import EvalSample
@@ -61,29 +63,106 @@ def shard_ranges(count: int, shard_images: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, count)) for start in range(0, count, size)]
 
 
-def iterate_results(job: SweepJob) -> Iterator[ImageResult]:
-    """Yield each image's `ImageResult` in split order (raises the first `InputError`)."""
+PROBE_IMAGES = 8  # images reduced in this process to measure the cost of one
+WORTH_S = 1.0  # work left (seconds in this process) above which the compiled kernels
+# (about 0.8 s to load) and a pool of worker processes (0.1-0.3 s to start) pay for
+# themselves; measured on 2 cores (BENCHMARKS.md, "Sweep against the read floor")
+
+
+def iterate_results(
+    job: SweepJob, report: Callable[[int], None] | None = None
+) -> Iterator[ImageResult]:
+    """Yield each image's `ImageResult` in split order (raises the first `InputError`).
+
+    Args:
+        report: called once with the number of worker processes used.
+    """
     device = resolve_device(job.device)
     on_cpu = device.type == "cpu"
     inputs = SweepInputs(job, reduce_on_load=on_cpu)
-    if job.workers > 0:
-        loader = DataLoader(
-            inputs,
-            batch_size=None,
-            shuffle=False,
-            num_workers=job.workers,
-            worker_init_fn=functools.partial(_worker_init, parent=os.getpid()),
-            prefetch_factor=4,
-            pin_memory=not on_cpu,
-        )
-        items = iter(loader)
-    else:
-        items = (inputs[i] for i in range(len(inputs)))
-    checked = (_raise_errors(item) for item in items)
+    checked = (_raise_errors(item) for item in _items(inputs, job.workers, report))
     if on_cpu:  # reduced as they were loaded
         yield from checked
     else:
         yield from reduce_batches(checked, job.rule, job.dataset.spec, job.boundary, device)
+
+
+def _items(
+    inputs: SweepInputs, workers: int | None, report: Callable[[int], None] | None
+) -> Iterator[object]:
+    """Each image's item (`SweepInputs[i]`) in split order.
+
+    `workers` None chooses by measured cost: the first `PROBE_IMAGES` images are done in
+    this process and timed, and the rest go to a pool of processes only when they would
+    take more than `WORTH_S` here. On the fused path the same measure decides whether to
+    load the compiled kernels (then a second probe times them). Counts are integers, so
+    where an image is done changes nothing.
+    """
+    count, done = len(inputs), 0
+    fused = inputs.fused
+    if workers is None or fused is not None:
+        for _ in range(2 if fused is not None and fused.jit is None else 1):
+            costs = []
+            for index in range(done, min(done + PROBE_IMAGES, count)):
+                started = time.perf_counter()
+                item = inputs[index]
+                costs.append(time.perf_counter() - started)
+                yield item
+            done += len(costs)
+            left = float(np.median(costs)) * (count - done) if costs else 0.0
+            if fused is None or fused.jit is not None or left < WORTH_S or not fused.use_jit():
+                break
+        if workers is None:
+            workers = default_workers() if left >= WORTH_S else 0
+    if report is not None:
+        report(workers)
+    if done == count:
+        return
+    if workers == 0:
+        yield from (inputs[i] for i in range(done, count))
+    elif fused is not None:
+        yield from _pooled(inputs, workers, done)
+    else:
+        yield from DataLoader(
+            inputs,
+            batch_size=None,
+            sampler=range(done, count),
+            num_workers=workers,
+            worker_init_fn=functools.partial(_worker_init, parent=os.getpid()),
+            prefetch_factor=4,
+            pin_memory=not inputs.reduce_on_load,  # decoded for the GPU
+        )
+
+
+_POOL_INPUTS: SweepInputs | None = None  # the pool's inputs, inherited by its forked workers
+
+
+def _pool_item(index: int) -> FusedImage | InputError:
+    try:
+        return reduce_fused(_POOL_INPUTS, _POOL_INPUTS.ids[index])
+    except InputError as error:
+        return error
+
+
+def _pooled(inputs: SweepInputs, workers: int, start: int) -> Iterator[ImageResult | InputError]:
+    """Images `start`.. of the fused path, by `workers` forked processes, in split order.
+
+    Results travel as `FusedImage`s (a few small numpy arrays), not as torch tensors in
+    shared memory; the job, its plan and the compiled kernels are inherited by the fork.
+    """
+    import multiprocessing
+
+    global _POOL_INPUTS
+    _POOL_INPUTS = inputs
+    count = len(inputs) - start
+    chunk = max(1, min(8, count // (workers * 16)))
+    context = multiprocessing.get_context("fork")
+    try:
+        with context.Pool(workers, start_worker, (os.getpid(), 1)) as pool:
+            for item in pool.imap(_pool_item, range(start, len(inputs)), chunksize=chunk):
+                yield item if isinstance(item, InputError) else item.result()
+    finally:
+        _POOL_INPUTS = None
 
 
 def _raise_errors(item: object) -> object:
@@ -163,7 +242,11 @@ def run_sweep(
     spec = job.dataset.spec
     started = time.perf_counter()
     total = len(job.dataset.ids)
-    for done, result in enumerate(iterate_results(job), start=1):
+
+    def chosen(workers: int) -> None:
+        state.workers = workers
+
+    for done, result in enumerate(iterate_results(job, chosen), start=1):
         state.add(result)
         if job.per_image:
             counts = class_counts(result.pairs, job.rule, spec.num_classes, spec.has_background)
