@@ -79,7 +79,8 @@ def sweep(
         saliency: folder of saliency PNGs; with `method`, a saliency manifest name.
         boundary: boundary F at every point (1-D grids; silently off for 2-D grids
             unless `boundary_tolerance` is given).
-        device: `auto`, `cpu` or `cuda`; workers: decoding processes (None: as many as the measured cost pays for).
+        device: `auto`, `cpu` or `cuda`; workers: decoding processes (None: as many as the
+            measured cost pays for).
         method: a pipeline or activation manifest (`wsssbed manifests`), verified
             against its digest; its pipeline sets generator and grids unless given.
         name: the method name stored with the run (`runs.method`) for maps given by

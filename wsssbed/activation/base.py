@@ -119,7 +119,7 @@ class MapFormat:
         if len(set(raw_keys.tolist())) != raw_keys.shape[0]:
             raise InputError("`keys` lists a class twice", path)
         order = np.argsort(raw_keys, kind="stable")
-        return StoredMaps(spec.foreground_class_ids(raw_keys[order]), cams, order)
+        return StoredMaps(spec.foreground_class_ids(raw_keys[order]), cams, order, path)
 
 
 @dataclass(frozen=True)
@@ -132,11 +132,13 @@ class StoredMaps:
             of the file's bytes: floating point, or uint8 u scored as float32(u) / 255
             (`quantised` formats).
         order: (K,) int64 index into `planes` of each of `class_ids`.
+        where: the file (or folder) errors about these maps name.
     """
 
     class_ids: np.ndarray
     planes: np.ndarray
     order: np.ndarray
+    where: Path
 
     @property
     def quantised(self) -> bool:

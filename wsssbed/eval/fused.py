@@ -26,6 +26,7 @@ forbids / forces the compiled kernels (default: `use_jit` decides by measured co
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -179,10 +180,10 @@ def _compile(jit) -> None:
     jit.pair_histogram_u8(gt, int32, planes, order, int32, 2, hist, int32, int32)
     square = np.zeros((2, 2), np.int32)
     offsets = np.zeros(1, np.int64)
-    jit.boundary_counts(square, square, _readonly(np.zeros((2, 2), np.uint8)), 1, 1, 0, 255,
-                        offsets, offsets, 1, np.zeros((2, 2, 2), np.int64),
-                        np.zeros((1, 2), np.int64), np.zeros((1, 2), np.int64),
-                        np.zeros(1, np.int64))  # fmt: skip
+    jit.boundary_counts(square, np.zeros(1, np.int32), square,
+                        _readonly(np.zeros((2, 2), np.uint8)), 1, 1, 0, 255, offsets, offsets,
+                        np.zeros((2, 2, 2), np.int64), np.zeros((1, 2), np.int64),
+                        np.zeros((1, 2), np.int64), np.zeros(1, np.int64))  # fmt: skip
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -250,11 +251,11 @@ def reduce_fused(inputs: SweepInputs, image_id: str) -> FusedImage:
     k = plan.num_classes
     gt = job.dataset.read_stored_gt(image_id) if plan.identity else job.dataset.read_gt(image_id)
     shape = gt.shape
-    where = plan.format.where(job.activation, image_id)
     try:
         stored = plan.format.read_stored(
             job.activation, image_id, spec, inputs.keys.get(image_id), shape
         )
+        where = stored.where
         check_size_and_keys(stored.planes.shape, stored.class_ids, shape, spec, where)
     except InputError:
         if plan.identity:
@@ -292,9 +293,9 @@ def reduce_fused(inputs: SweepInputs, image_id: str) -> FusedImage:
                        image_hash(gt), shape)  # fmt: skip
     if keep:
         ids = np.append(stored.class_ids, k).astype(np.int32)  # column -> class (none: K)
-        best_id = ids.take(column).reshape(shape)
         image.boundary = boundary_counts(
-            plan.jit, best_id, bucket.reshape(shape), gt, points=plan.buckets - 1,
+            plan.jit, column.reshape(shape), ids, bucket.reshape(shape), gt,
+            points=plan.buckets - 1,
             num_classes=k, background_label=0 if spec.has_background else k,
             theta=job.boundary.pixels(*shape),
         )  # fmt: skip
@@ -374,7 +375,8 @@ def out_of_range(planes: np.ndarray) -> bool:
 
 def boundary_counts(
     jit: object | None,
-    best_id: np.ndarray,
+    column: np.ndarray,
+    ids: np.ndarray,
     bucket: np.ndarray,
     gt: np.ndarray,
     *,
@@ -383,9 +385,13 @@ def boundary_counts(
     background_label: int,
     theta: float,
 ) -> BoundaryCounts:
-    """`batch_boundary_counts` of one image (arguments as `BoundaryInput`'s, (H, W) int32
-    and uint8 arrays), by the compiled kernel `jit.boundary_counts`, or by that torch
-    code when `jit` is None."""
+    """`batch_boundary_counts` of one image with best class `ids[column]`, by the
+    compiled kernel `jit.boundary_counts`, or by that torch code when `jit` is None.
+
+    Args:
+        column: (H, W) int32 index into `ids`, (columns + 1,) int32 class ids (K: none).
+        bucket: (H, W) int32; gt: (H, W) uint8; the rest as `BoundaryInput`'s.
+    """
     from wsssbed.eval.boundary import BoundaryCounts, BoundaryInput, batch_boundary_counts
 
     k, t = num_classes, points
@@ -393,20 +399,29 @@ def boundary_counts(
         import torch
 
         (counts,) = batch_boundary_counts(
-            [BoundaryInput(torch.from_numpy(best_id), torch.from_numpy(bucket),
+            [BoundaryInput(torch.from_numpy(ids.take(column)), torch.from_numpy(bucket),
                            torch.from_numpy(np.array(gt)), theta)],
             num_points=t, num_classes=k, background_label=background_label,
         )  # fmt: skip
         return counts
-    from wsssbed.eval.boundary import disk_offsets
-
-    dy, dx = (offsets.numpy().astype(np.int64) for offsets in disk_offsets(theta))
-    reach = max(1, int(np.abs(dy).max()) if dy.size else 0)
+    span_dy, span_dx = _disk_rows(theta)
     pred_diff = np.zeros((k + 1, 2, t + 1), np.int64)
     gt_start, gt_end = np.zeros((k, t + 1), np.int64), np.zeros((k, t + 1), np.int64)
     gt_total = np.zeros(k, np.int64)
-    jit.boundary_counts(best_id, bucket, _readonly(gt), t, k, background_label, 255, dy, dx,
-                        reach, pred_diff, gt_start, gt_end, gt_total)  # fmt: skip
+    jit.boundary_counts(column, ids, bucket, _readonly(gt), t, k, background_label, 255, span_dy,
+                        span_dx, pred_diff, gt_start, gt_end, gt_total)  # fmt: skip
     counts = pred_diff[:k].cumsum(2)[..., :t]
     gt_matched = (gt_start - gt_end).cumsum(1)[:, :t]
     return BoundaryCounts(counts.sum(1), counts[:, 1].copy(), gt_total, gt_matched)
+
+
+@functools.lru_cache(maxsize=64)
+def _disk_rows(theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """`boundary.disk_offsets(theta)` as rows: (S,) dy and (S,) d, row dy holding the
+    offsets dx in [-d, d] (within a row the disk's offsets are contiguous)."""
+    from wsssbed.eval.boundary import disk_offsets
+
+    dy, dx = (offsets.numpy() for offsets in disk_offsets(theta))
+    rows = np.unique(dy)
+    reach = np.array([dx[dy == row].max() for row in rows])
+    return rows.astype(np.int64), reach.astype(np.int64)

@@ -124,40 +124,44 @@ def pair_histogram_u8(gt, rows, planes, order, table_u8, buckets, hist, column_o
 
 @jit
 def boundary_counts(
-    best, bucket_in, gt, points, k, background_label, void_label, dy, dx, reach,
+    column, ids, bucket_in, gt, points, k, background_label, void_label, span_dy, span_dx,
     pred_diff, gt_start, gt_end, gt_total,
 ):  # fmt: skip
     """`boundary.batch_boundary_counts` of one image, in loops: the same intervals and
     difference arrays (see that module for the argument), so the same integers.
 
     Args:
-        best: (H, W) int32 best class (K: none); bucket_in: (H, W) int32 buckets;
+        column: (H, W) int32 best map of each pixel; ids: (columns + 1,) int32 its class
+            (the last: K, none, for an image without maps); bucket_in: (H, W) int32.
         gt: (H, W) uint8 mapped ground truth (classes < K, `void_label`).
-        points: T; k: K; dy, dx: (D,) int64 tolerance-disk offsets, within `reach`.
+        points: T; k: K.
+        span_dy, span_dx: (S,) int64: the tolerance disk as rows of offsets, row dy
+            spanning dx in [-span_dx, span_dx].
         pred_diff: (K + 1, 2, T + 1) int64, added to: precision intervals per (class,
             near a ground-truth boundary of it); gt_start, gt_end: (K, T + 1) int64,
             recall intervals; gt_total: (K,) int64 ground-truth boundary pixels.
     """
-    h, w = best.shape
+    h, w = gt.shape
     t = points
+    best = np.empty((h, w), np.int32)
     bucket = np.empty((h, w), np.int32)
     for y in range(h):
         for x in range(w):
-            bucket[y, x] = 0 if best[y, x] == background_label else min(bucket_in[y, x], t)
+            c = ids[column[y, x]]
+            best[y, x] = c
+            bucket[y, x] = 0 if c == background_label else min(bucket_in[y, x], t)
     # each pixel's interval as a boundary of its best class [fg_low, bucket) and of the
     # background [bucket, bg_high); the border differs from outside (fg_low 0, bg_high T)
     fg_low = np.zeros((h, w), np.int32)
     bg_high = np.full((h, w), t, np.int32)
     is_gt = np.zeros((h, w), np.bool_)
-    n_gt = 0
-    for y in range(h):
-        for x in range(w):
-            g = gt[y, x]
-            if y == 0 or y == h - 1 or x == 0 or x == w - 1:
-                is_gt[y, x] = g < k
-                n_gt += g < k
-                continue
-            label = best[y, x]
+    for y in range(h):  # the border: a ground-truth boundary wherever labelled
+        step = 1 if y == 0 or y == h - 1 else max(w - 1, 1)
+        for x in range(0, w, step):
+            is_gt[y, x] = gt[y, x] < k
+    for y in range(1, h - 1):  # the interior: four neighbours, no branches (vectorised)
+        for x in range(1, w - 1):
+            label, g, b = best[y, x], gt[y, x], bucket[y, x]
             up, down = bucket[y - 1, x], bucket[y + 1, x]
             left, right = bucket[y, x - 1], bucket[y, x + 1]
             differs = (
@@ -168,14 +172,16 @@ def boundary_counts(
                 (gt[y - 1, x] != g) | (gt[y + 1, x] != g) | (gt[y, x - 1] != g)
                 | (gt[y, x + 1] != g)
             )  # fmt: skip
-            b = bucket[y, x]
             low = min(min(up, down), min(left, right))
             fg_low[y, x] = min(0 if differs else low, b)
             bg_high[y, x] = max(max(max(up, down), max(left, right)), b)
-            boundary = gt_differs & (g < k)
-            is_gt[y, x] = boundary
-            n_gt += boundary
-    # ground-truth boundary pixels, and a "near" plane per class that has some
+            is_gt[y, x] = gt_differs & (g < k)
+    n_gt = 0
+    for y in range(h):
+        for x in range(w):
+            n_gt += is_gt[y, x]
+    # ground-truth boundary pixels, and a "near" plane per class that has some: the
+    # union of their disks (row spans, clipped to the image)
     ys = np.empty(n_gt, np.int32)
     xs = np.empty(n_gt, np.int32)
     plane_of = np.full(k + 1, -1, np.int32)
@@ -192,15 +198,14 @@ def boundary_counts(
                     plane_of[c] = planes
                     planes += 1
     near = np.zeros((max(planes, 1), h, w), np.bool_)
-    d = dy.shape[0]
     for i in range(n_gt):
         y0, x0 = ys[i], xs[i]
         p = plane_of[gt[y0, x0]]
-        inner = reach <= y0 < h - reach and reach <= x0 < w - reach
-        for j in range(d):
-            y, x = y0 + dy[j], x0 + dx[j]
-            if inner or (0 <= y < h and 0 <= x < w):
-                near[p, y, x] = True
+        for s in range(span_dy.shape[0]):
+            y = y0 + span_dy[s]
+            if 0 <= y < h:
+                for x in range(max(0, x0 - span_dx[s]), min(w, x0 + span_dx[s] + 1)):
+                    near[p, y, x] = True
     # precision: each counted pixel's intervals, in its (class, near) row
     scores_background = background_label < k
     for y in range(h):
@@ -224,17 +229,19 @@ def boundary_counts(
         y0, x0 = ys[i], xs[i]
         c = gt[y0, x0]
         low, high = t, 0
-        inner = reach <= y0 < h - reach and reach <= x0 < w - reach
         background = c == background_label and scores_background
-        for j in range(d):
-            y, x = y0 + dy[j], x0 + dx[j]
-            if inner or (0 <= y < h and 0 <= x < w):
-                if background:
+        for s in range(span_dy.shape[0]):
+            y = y0 + span_dy[s]
+            if y < 0 or y >= h:
+                continue
+            start, stop = max(0, x0 - span_dx[s]), min(w, x0 + span_dx[s] + 1)
+            if background:
+                for x in range(start, stop):
                     low = min(low, bucket[y, x])
                     high = max(high, bg_high[y, x])
-                else:
+            else:
+                for x in range(start, stop):
                     low = min(low, fg_low[y, x])
-                    if best[y, x] == c:
-                        high = max(high, bucket[y, x])
+                    high = max(high, bucket[y, x] if best[y, x] == c else 0)
         gt_start[c, low] += 1
         gt_end[c, max(low, high)] += 1

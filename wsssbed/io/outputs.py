@@ -66,7 +66,10 @@ def inside(root: Path, *parts: str) -> Path:
     """
     path = root.joinpath(*parts)
     base = root.resolve()
-    resolved = path.resolve()
+    name = parts[0] if len(parts) == 1 else ""
+    plain = name not in ("", ".", "..") and not any(s in name for s in (os.sep, os.altsep) if s)
+    # one plain name that is not a link resolves below the resolved root: no walk
+    resolved = base / name if plain and not os.path.islink(path) else path.resolve()
     if resolved == base or not resolved.is_relative_to(base):
         raise InputError(f"leaves its folder {root} (it resolves to {resolved})", path)
     return path
