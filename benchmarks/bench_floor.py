@@ -20,8 +20,14 @@ children, the workers) are recorded. Printed: medians, and the medians of per-re
 ratios against the floor (and sweep+bf against sweep). On a shared machine the CPU ratios
 are the steadier ones; the load average is printed with every row.
 
+With `--cli`: the start-up goal instead. `wsssbed sweep` (a fresh process: the
+CLI's defaults, irn-npy, no boundary F, a new results folder) on an id file of the same
+images, alternated with `python -c "import numpy, PIL"`; printed: the command's wall time
+against its own `wall_time_s` plus that bare import (goal: at most 1.5x).
+
 Usage (from the repository root):
     python benchmarks/bench_floor.py --data-root ../shared/data/VOC2012 --images 300
+    python benchmarks/bench_floor.py --data-root ../shared/data/VOC2012 --images 300 --cli
 """
 
 from __future__ import annotations
@@ -93,6 +99,43 @@ def sweep(dataset, folder: Path, fmt: str, workers: int, variant: str) -> None:
     run_sweep(threshold_job(dataset, folder, fmt, THRESHOLDS, workers, variant == "sweep+bf"))
 
 
+def startup(args) -> None:
+    """The `--cli` measurement (see the module docstring)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    folder, _ = ensure_maps(args.data_root, args.split, "irn-npy")
+    ids = voc_subset(args.data_root, args.split, args.images).ids
+    bare = [sys.executable, "-c", "import numpy, PIL"]
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        id_file = Path(scratch) / "ids.txt"
+        id_file.write_text("\n".join(ids) + "\n")
+        for repeat in range(args.repeats + 1):  # the first warms the caches
+            out = Path(scratch) / f"run{repeat}"
+            command = [sys.executable, "-m", "wsssbed.cli", "sweep", "--dataset", "voc2012",
+                       "--data-root", str(args.data_root), "--split", str(id_file),
+                       "--activation", str(folder), "--activation-format", "irn-npy",
+                       "--thresholds", "0:1:0.01", "--allow-extra-maps", "--no-boundary",
+                       "--out", str(out), "--json"]  # fmt: skip
+            started = time.perf_counter()
+            subprocess.run(bare, check=True)
+            wall = time.perf_counter() - started
+            started = time.perf_counter()
+            done = subprocess.run(command, check=True, capture_output=True, text=True)
+            total = time.perf_counter() - started
+            summary = json.loads(done.stdout)
+            if repeat:
+                rows.append((total, summary["wall_time_s"], wall))
+                print(f"cli {total:.2f} s, wall_time_s {summary['wall_time_s']:.2f} s, "
+                      f"import numpy, PIL {wall:.2f} s: ratio "
+                      f"{total / (summary['wall_time_s'] + wall):.2f} (load "
+                      f"{os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
+    ratio = statistics.median(t / (w + b) for t, w, b in rows)
+    print(f"median ratio cli / (wall_time_s + import numpy, PIL): {ratio:.2f}")
+
+
 def main() -> None:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--formats", default="irn-npy,npz,png-per-class")
@@ -101,7 +144,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--json", type=Path, help="write every timing here")
+    parser.add_argument("--cli", action="store_true", help="measure the CLI's start-up")
     args = parser.parse_args()
+    if args.cli:
+        return startup(args)
 
     import torch
 

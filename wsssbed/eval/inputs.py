@@ -13,7 +13,7 @@ from wsssbed.datasets.colours import colour_coded_error
 from wsssbed.datasets.fingerprint import image_hash
 from wsssbed.datasets.local import labels_from_mask, read_label_list
 from wsssbed.errors import ColourImageError, InputError
-from wsssbed.eval.fused import FusedPlan, reduce_fused
+from wsssbed.eval.fused import FusedImage, FusedPlan, reduce_fused
 from wsssbed.eval.job import SweepJob
 from wsssbed.eval.reduce import ImageResult, reduce_image
 from wsssbed.eval.sample import EvalSample
@@ -105,10 +105,10 @@ class SweepInputs(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, index: int) -> ImageResult | EvalSample | InputError:
+    def __getitem__(self, index: int) -> ImageResult | FusedImage | EvalSample | InputError:
         try:
             if self.fused is not None:
-                return reduce_fused(self, self.ids[index]).result()
+                return reduce_fused(self, self.ids[index])
             sample = self.load(self.ids[index])
             if not self.reduce_on_load:
                 return sample

@@ -23,7 +23,7 @@ from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.errors import InputError
 from wsssbed.eval.boundary import Tolerance
 from wsssbed.eval.confusion import class_counts, sparse_rows
-from wsssbed.eval.fused import FusedImage, reduce_fused
+from wsssbed.eval.fused import FusedImage
 from wsssbed.eval.inputs import SweepInputs
 from wsssbed.eval.job import SweepJob, default_workers, resolve_device
 from wsssbed.eval.reduce import ImageResult, SweepState, reduce_batch
@@ -80,7 +80,7 @@ def iterate_results(
     device = resolve_device(job.device)
     on_cpu = device.type == "cpu"
     inputs = SweepInputs(job, reduce_on_load=on_cpu)
-    checked = (_raise_errors(item) for item in _items(inputs, job.workers, report))
+    checked = (_checked(item) for item in _items(inputs, job.workers, report))
     if on_cpu:  # reduced as they were loaded
         yield from checked
     else:
@@ -95,12 +95,13 @@ def _items(
     `workers` None chooses by measured cost: the first `PROBE_IMAGES` images are done in
     this process and timed, and the rest go to a pool of processes only when they would
     take more than `WORTH_S` here. On the fused path the same measure decides whether to
-    load the compiled kernels (then a second probe times them). Counts are integers, so
-    where an image is done changes nothing.
+    load the compiled kernels (then a second probe times them), also with `workers` 0;
+    asking for workers loads them at once. Counts are integers, so where an image is done
+    changes nothing.
     """
     count, done = len(inputs), 0
     fused = inputs.fused
-    if workers is None or fused is not None:
+    if workers is None or (workers == 0 and fused is not None):
         for _ in range(2 if fused is not None and fused.jit is None else 1):
             costs = []
             for index in range(done, min(done + PROBE_IMAGES, count)):
@@ -114,6 +115,8 @@ def _items(
                 break
         if workers is None:
             workers = default_workers() if left >= WORTH_S else 0
+    elif fused is not None:
+        fused.use_jit()  # workers asked for: a run worth loading the kernels
     if report is not None:
         report(workers)
     if done == count:
@@ -138,13 +141,10 @@ _POOL_INPUTS: SweepInputs | None = None  # the pool's inputs, inherited by its f
 
 
 def _pool_item(index: int) -> FusedImage | InputError:
-    try:
-        return reduce_fused(_POOL_INPUTS, _POOL_INPUTS.ids[index])
-    except InputError as error:
-        return error
+    return _POOL_INPUTS[index]
 
 
-def _pooled(inputs: SweepInputs, workers: int, start: int) -> Iterator[ImageResult | InputError]:
+def _pooled(inputs: SweepInputs, workers: int, start: int) -> Iterator[FusedImage | InputError]:
     """Images `start`.. of the fused path, by `workers` forked processes, in split order.
 
     Results travel as `FusedImage`s (a few small numpy arrays), not as torch tensors in
@@ -154,21 +154,20 @@ def _pooled(inputs: SweepInputs, workers: int, start: int) -> Iterator[ImageResu
 
     global _POOL_INPUTS
     _POOL_INPUTS = inputs
-    count = len(inputs) - start
-    chunk = max(1, min(8, count // (workers * 16)))
+    chunk = max(1, min(8, (len(inputs) - start) // (workers * 16)))
     context = multiprocessing.get_context("fork")
     try:
         with context.Pool(workers, start_worker, (os.getpid(), 1)) as pool:
-            for item in pool.imap(_pool_item, range(start, len(inputs)), chunksize=chunk):
-                yield item if isinstance(item, InputError) else item.result()
+            yield from pool.imap(_pool_item, range(start, len(inputs)), chunksize=chunk)
     finally:
         _POOL_INPUTS = None
 
 
-def _raise_errors(item: object) -> object:
+def _checked(item: object) -> object:
+    """An item of `_items`: an error raised, a fused image as its `ImageResult`."""
     if isinstance(item, InputError):
         raise item
-    return item
+    return item.result() if isinstance(item, FusedImage) else item
 
 
 def reduce_batches(
