@@ -144,7 +144,7 @@ def measure(kind: Kind, count: int) -> None:
         rows = ", ".join(f"{done:,}: {mib:.0f}" for done, mib in memory)
         print(f"{kind.name:9s} {name:24s} {count / wall:7.1f} images/s (engine, 1 thread); "
               f"state {hist.shape[0]:,} rows x {int(np.prod(hist.shape[1:])):,} cells = "
-              f"{hist.numel() * hist.element_size() / 2**20:.1f} MiB; resident MiB {rows}; "
+              f"{hist.nbytes / 2**20:.1f} MiB; resident MiB {rows}; "
               f"peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}",
               flush=True)  # fmt: skip
 

@@ -4,6 +4,9 @@ with numpy, in this process and in a pool of workers."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -163,7 +166,7 @@ def _state(root, folder, fmt, grid, monkeypatch, fused_path, kernels="numpy", wo
 
 def _assert_same(a, b):
     pa, pb = a.pairs.result(), b.pairs.result()
-    assert torch.equal(pa.codes, pb.codes) and torch.equal(pa.hist, pb.hist)
+    assert np.array_equal(pa.codes, pb.codes) and np.array_equal(pa.hist, pb.hist)
     assert a.images == b.images and a.pixels == b.pixels
     assert a.gt_digest == b.gt_digest and a.gt_digest
     assert [i for i, _ in a.per_image] == [i for i, _ in b.per_image]
@@ -235,7 +238,7 @@ def test_workers_follow_the_measured_cost(voc, monkeypatch):
     grid = GRIDS["uniform-100"]
     alone = _state(root, "npz", "npz", grid, monkeypatch, True, workers=None, boundary=True)
     assert alone.workers == 0
-    monkeypatch.setattr(loop, "WORTH_S", 0.0)
+    monkeypatch.setattr(loop, "POOL_WORTH_S", 0.0)
     monkeypatch.setattr(loop, "PROBE_IMAGES", 3)
     monkeypatch.setattr(loop, "default_workers", lambda: 2)
     pooled = _state(root, "npz", "npz", grid, monkeypatch, True, workers=None, boundary=True)
@@ -268,6 +271,22 @@ def test_boundary_kernel_equals_the_torch_counts(background, theta):
         )  # fmt: skip
         assert compiled.same_as(expected)
         assert expected.gt_total.sum() > 0 and expected.pred_total.sum() > 0
+
+
+def test_a_cpu_sweep_imports_no_torch(voc, tmp_path):
+    """The fused path, the tables and the results folder need numpy, pandas and pyarrow
+    only: torch (seconds to import) stays out of a CPU sweep."""
+    root, _ = voc
+    script = (
+        "import sys, wsssbed\n"
+        f"wsssbed.sweep(dataset='voc2012', data_root={str(root)!r}, split='val', "
+        f"activation={str(root / 'irn-npy')!r}, activation_format='irn-npy', "
+        f"boundary=False, device='cpu', out={str(tmp_path / 'out')!r})\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "False"
 
 
 # ---------------------------------------------------------------------------------------

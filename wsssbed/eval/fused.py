@@ -137,7 +137,7 @@ class FusedPlan:
         rows = np.full(256, k + 1, dtype=np.int32)  # values the dataset does not define
         rows[:k] = np.arange(k)
         rows[spec.ignore_index] = k
-        lut = BitLut(job.rule.internal_values(0).numpy())
+        lut = BitLut(job.rule.internal_array(0))
         plan = cls(
             num_classes=k,
             first_foreground=spec.first_foreground,
@@ -223,14 +223,12 @@ class FusedImage:
     boundary: BoundaryCounts | None = None
 
     def result(self) -> ImageResult:
-        """The `ImageResult` the general path gives for this image."""
-        import torch
-
+        """The `ImageResult` the general path gives for this image (its counts as numpy)."""
         from wsssbed.eval.boundary import image_scores
         from wsssbed.eval.histogram import PairCounts
         from wsssbed.eval.reduce import ImageResult
 
-        pairs = PairCounts(torch.from_numpy(self.codes), torch.from_numpy(self.hist))
+        pairs = PairCounts(self.codes, self.hist)
         height, width = self.shape
         result = ImageResult(self.image_id, pairs, gt_hash=self.gt_hash, pixels=height * width)
         if self.boundary is not None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from wsssbed.activation import map_format, validate_activation
 from wsssbed.datasets.colours import colour_coded_error
@@ -42,12 +40,13 @@ def _check_id_sets(
             )
 
 
-class SweepInputs(Dataset):
+class SweepInputs:
     """Image i of the job: loads, validates and (when `reduce_on_load`) reduces it, by the
     fused path (`eval/fused.py`) when the job allows it.
 
     Errors are returned, not raised, so a worker process hands back the `InputError`
-    intact (with its file name) instead of a re-wrapped traceback.
+    intact (with its file name) instead of a re-wrapped traceback. A map-style dataset
+    for torch's `DataLoader` (`__len__`, `__getitem__`), without importing torch.
     """
 
     def __init__(self, job: SweepJob, reduce_on_load: bool) -> None:
@@ -118,6 +117,8 @@ class SweepInputs(Dataset):
 
     def load(self, image_id: str) -> EvalSample:
         """Read and validate every input of one image."""
+        import torch
+
         job = self.job
         spec = job.dataset.spec
         gt = job.dataset.read_gt(image_id)

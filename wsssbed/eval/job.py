@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import torch
 
 from wsssbed.activation.detect import AUTO, resolve_format
 from wsssbed.datasets.local import LocalDataset
@@ -16,6 +15,8 @@ from wsssbed.eval.boundary import Tolerance
 from wsssbed.eval.rules import Rule
 
 if TYPE_CHECKING:
+    import torch
+
     from wsssbed.protocol import Protocol
 
 
@@ -84,6 +85,8 @@ def default_workers() -> int:
 
 def resolve_device(name: str) -> torch.device:
     """`auto` -> CUDA when available, else CPU; `cuda` without a GPU is an error."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -91,3 +94,20 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise InputError(f"unknown device {name!r}; use auto, cpu or cuda")
     return torch.device(name)
+
+
+GPU_NODES = ("/dev/nvidiactl", "/proc/driver/nvidia/version", "/dev/dxg", "/dev/kfd")
+
+
+def on_cpu(name: str) -> bool:
+    """Whether device `name` resolves to the CPU, without importing torch when no GPU
+    driver is present (Linux: no NVIDIA, WSL or ROCm device node; macOS: torch has no
+    CUDA). Otherwise `resolve_device` decides, and refuses what it refuses."""
+    if name == "cpu":
+        return True
+    if name == "auto" and (
+        sys.platform == "darwin"
+        or (sys.platform.startswith("linux") and not any(map(os.path.exists, GPU_NODES)))
+    ):
+        return True
+    return resolve_device(name).type == "cpu"

@@ -14,10 +14,9 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
 
 from wsssbed.datasets.spec import DatasetSpec
 from wsssbed.errors import InputError
@@ -25,10 +24,13 @@ from wsssbed.eval.boundary import Tolerance
 from wsssbed.eval.confusion import class_counts, sparse_rows
 from wsssbed.eval.fused import FusedImage
 from wsssbed.eval.inputs import SweepInputs
-from wsssbed.eval.job import SweepJob, default_workers, resolve_device
+from wsssbed.eval.job import SweepJob, default_workers, on_cpu, resolve_device
 from wsssbed.eval.reduce import ImageResult, SweepState, reduce_batch
 from wsssbed.eval.rules import Rule
 from wsssbed.eval.sample import EvalSample
+
+if TYPE_CHECKING:
+    import torch
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 DEVICE_BATCH = 32  # images reduced together on a GPU
@@ -40,6 +42,8 @@ def _worker_init(_: int, parent: int) -> None:
 
 def start_worker(parent: int, threads: int) -> None:
     """A worker process's start: `threads` torch threads, and death with its parent."""
+    import torch
+
     torch.set_num_threads(threads)
     die_with_parent(parent)
 
@@ -63,10 +67,13 @@ def shard_ranges(count: int, shard_images: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, count)) for start in range(0, count, size)]
 
 
-PROBE_IMAGES = 8  # images reduced in this process to measure the cost of one
-WORTH_S = 1.0  # work left (seconds in this process) above which the compiled kernels
-# (about 0.8 s to load) and a pool of worker processes (0.1-0.3 s to start) pay for
-# themselves; measured on 2 cores (BENCHMARKS.md, "Sweep against the read floor")
+PROBE_IMAGES = 8  # images done in this process to measure what one costs
+# Work left (seconds in this process) above which a pool of worker processes (0.1-0.3 s
+# to start, then up to one core each) and the compiled kernels (0.6-1 s to load, then
+# about 30% less per image) pay for themselves; measured on 2 cores (BENCHMARKS.md,
+# "Sweep against the read floor").
+POOL_WORTH_S = 1.0
+JIT_WORTH_S = 3.0
 
 
 def iterate_results(
@@ -77,13 +84,13 @@ def iterate_results(
     Args:
         report: called once with the number of worker processes used.
     """
-    device = resolve_device(job.device)
-    on_cpu = device.type == "cpu"
-    inputs = SweepInputs(job, reduce_on_load=on_cpu)
+    cpu = on_cpu(job.device)
+    inputs = SweepInputs(job, reduce_on_load=cpu)
     checked = (_checked(item) for item in _items(inputs, job.workers, report))
-    if on_cpu:  # reduced as they were loaded
+    if cpu:  # reduced as they were loaded
         yield from checked
     else:
+        device = resolve_device(job.device)
         yield from reduce_batches(checked, job.rule, job.dataset.spec, job.boundary, device)
 
 
@@ -94,8 +101,9 @@ def _items(
 
     `workers` None chooses by measured cost: the first `PROBE_IMAGES` images are done in
     this process and timed, and the rest go to a pool of processes only when they would
-    take more than `WORTH_S` here. On the fused path the same measure decides whether to
-    load the compiled kernels (then a second probe times them), also with `workers` 0;
+    take more than `POOL_WORTH_S` here. On the fused path the same measure decides whether
+    to load the compiled kernels (`JIT_WORTH_S`; then a second probe times them), also
+    with `workers` 0;
     asking for workers loads them at once. Counts are integers, so where an image is done
     changes nothing.
     """
@@ -111,10 +119,12 @@ def _items(
                 yield item
             done += len(costs)
             left = float(np.median(costs)) * (count - done) if costs else 0.0
-            if fused is None or fused.jit is not None or left < WORTH_S or not fused.use_jit():
+            if fused is None or fused.jit is not None or left < JIT_WORTH_S:
+                break
+            if not fused.use_jit():
                 break
         if workers is None:
-            workers = default_workers() if left >= WORTH_S else 0
+            workers = default_workers() if left >= POOL_WORTH_S else 0
     elif fused is not None:
         fused.use_jit()  # workers asked for: a run worth loading the kernels
     if report is not None:
@@ -126,6 +136,8 @@ def _items(
     elif fused is not None:
         yield from _pooled(inputs, workers, done)
     else:
+        from torch.utils.data import DataLoader
+
         yield from DataLoader(
             inputs,
             batch_size=None,
@@ -138,6 +150,15 @@ def _items(
 
 
 _POOL_INPUTS: SweepInputs | None = None  # the pool's inputs, inherited by its forked workers
+
+
+def _fused_worker(parent: int) -> None:
+    """A fused pool worker's start: one thread for torch (used only for boundary F
+    without numba), and death with its parent."""
+    os.environ["OMP_NUM_THREADS"] = "1"  # a torch imported here
+    if "torch" in sys.modules:  # inherited from the parent
+        sys.modules["torch"].set_num_threads(1)
+    die_with_parent(parent)
 
 
 def _pool_item(index: int) -> FusedImage | InputError:
@@ -157,7 +178,7 @@ def _pooled(inputs: SweepInputs, workers: int, start: int) -> Iterator[FusedImag
     chunk = max(1, min(8, (len(inputs) - start) // (workers * 16)))
     context = multiprocessing.get_context("fork")
     try:
-        with context.Pool(workers, start_worker, (os.getpid(), 1)) as pool:
+        with context.Pool(workers, _fused_worker, (os.getpid(),)) as pool:
             yield from pool.imap(_pool_item, range(start, len(inputs)), chunksize=chunk)
     finally:
         _POOL_INPUTS = None
@@ -231,7 +252,7 @@ def run_sweep(
         the summed state, wall time in seconds, and the device name used.
     """
     check_boundary(job.rule, job.boundary)
-    device = resolve_device(job.device)
+    device = "cpu" if on_cpu(job.device) else resolve_device(job.device)
     state = SweepState(
         job.rule.bucket_shape,
         int(np.prod(job.rule.shape)),
@@ -252,5 +273,9 @@ def run_sweep(
             state.per_image.append((result.image_id, sparse_rows(counts)))
         if progress is not None:
             progress(done, total)
+    if device == "cpu":
+        return state, time.perf_counter() - started, "cpu"
+    import torch
+
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return state, time.perf_counter() - started, name
