@@ -10,6 +10,7 @@ the totals are identical on every device and under any sharding.
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 import sys
 import time
@@ -133,7 +134,7 @@ def _items(
         return
     if workers == 0:
         yield from (inputs[i] for i in range(done, count))
-    elif fused is not None:
+    elif fused is not None and "fork" in multiprocessing.get_all_start_methods():
         yield from _pooled(inputs, workers, done)
     else:
         from torch.utils.data import DataLoader
@@ -169,10 +170,10 @@ def _pooled(inputs: SweepInputs, workers: int, start: int) -> Iterator[FusedImag
     """Images `start`.. of the fused path, by `workers` forked processes, in split order.
 
     Results travel as `FusedImage`s (a few small numpy arrays), not as torch tensors in
-    shared memory; the job, its plan and the compiled kernels are inherited by the fork.
+    shared memory; the job, its plan and the compiled kernels are inherited by the fork
+    (where there is none, torch's DataLoader carries the same items). The inputs travel
+    through a module global: one pooled sweep at a time per process.
     """
-    import multiprocessing
-
     global _POOL_INPUTS
     _POOL_INPUTS = inputs
     chunk = max(1, min(8, (len(inputs) - start) // (workers * 16)))
