@@ -176,7 +176,7 @@ def _compile(jit) -> None:
     order = _readonly(np.zeros(1, np.int64))
     jit.pair_histogram_f32(gt, int32, scores, scores.view(np.int32), order, lut.shift,
                            lut.max_cell, lut.table, lut.thresholds, 2, hist, int32, int32,
-                           np.zeros(4, np.float32), int32, int32)  # fmt: skip
+                           *_scratch())  # fmt: skip
     jit.pair_histogram_u8(gt, int32, planes, order, int32, 2, hist, int32, int32)
     square = np.zeros((2, 2), np.int32)
     offsets = np.zeros(1, np.int64)
@@ -195,12 +195,11 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 _SCRATCH: dict[str, np.ndarray] = {}
 
 
-def _scratch() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """This process's scratch of the several-maps kernel: best score, its bits, column."""
+def _scratch() -> tuple[np.ndarray, np.ndarray]:
+    """This process's scratch of the several-maps kernel: best score and its column."""
     if not _SCRATCH:
-        _SCRATCH.update(score=np.empty(CHUNK, np.float32), bits=np.empty(CHUNK, np.int32),
-                        column=np.empty(CHUNK, np.int32))  # fmt: skip
-    return _SCRATCH["score"], _SCRATCH["bits"], _SCRATCH["column"]
+        _SCRATCH.update(score=np.empty(CHUNK, np.float32), column=np.empty(CHUNK, np.int32))
+    return _SCRATCH["score"], _SCRATCH["column"]
 
 
 @dataclass
@@ -318,7 +317,7 @@ def _pair_histogram(
 
     Returns:
         (N,) int32 columns and buckets (empty unless `keep`), and whether a float score
-        is out of range or not finite.
+        is out of range or not finite (`out_of_range`, one vectorised pass).
     """
     n = gt.shape[0]
     rows = plan.rows
@@ -329,20 +328,20 @@ def _pair_histogram(
         hist += np.bincount(cells, minlength=hist.shape[0]).astype(np.int32)
         empty = np.zeros(n if keep else 0, np.int32)
         return empty, empty, False
+    bad = planes.dtype != np.uint8 and out_of_range(planes)
     if plan.jit is not None:
         column = np.empty(n if keep else 0, np.int32)
         bucket = np.empty_like(column)
         gt, planes, order = _readonly(gt), _readonly(planes), _readonly(order)
         if planes.dtype == np.uint8:
-            bad = plan.jit.pair_histogram_u8(gt, rows, planes, order, plan.byte_table,
-                                             plan.buckets, hist, column, bucket)  # fmt: skip
+            plan.jit.pair_histogram_u8(gt, rows, planes, order, plan.byte_table, plan.buckets,
+                                       hist, column, bucket)  # fmt: skip
         else:
-            lut = plan.lut
-            bad = plan.jit.pair_histogram_f32(gt, rows, planes, planes.view(np.int32), order,
-                                              lut.shift, lut.max_cell, lut.table,
-                                              lut.thresholds, plan.buckets, hist, column,
-                                              bucket, *_scratch())  # fmt: skip
-        return column, bucket, bool(bad)
+            lut, bits = plan.lut, planes.view(np.int32)
+            plan.jit.pair_histogram_f32(gt, rows, planes, bits, order, lut.shift, lut.max_cell,
+                                        lut.table, lut.thresholds, plan.buckets, hist, column,
+                                        bucket, *_scratch())  # fmt: skip
+        return column, bucket, bad
     score = planes[order[0]]
     column = np.zeros(n, np.int32)
     if count > 1:  # the first maximal plane, in class order, wins ties
@@ -352,9 +351,9 @@ def _pair_histogram(
             column[plane > score] = j
             np.maximum(score, plane, out=score)
     if planes.dtype == np.uint8:
-        bucket, bad = plan.byte_table.take(score), False
+        bucket = plan.byte_table.take(score)
     else:
-        bucket, bad = plan.lut.count_below(score), out_of_range(planes)
+        bucket = plan.lut.count_below(score)
     cells = (rows.take(gt) * count + column) * plan.buckets + bucket
     hist += np.bincount(cells, minlength=hist.shape[0]).astype(np.int32)
     return column, bucket, bad

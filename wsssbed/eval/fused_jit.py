@@ -10,9 +10,6 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-ONE_BITS = 0x3F800000  # bits of 1.0f: a valid score's bits are <= these (or -0.0's)
-NEGATIVE_ZERO_BITS = 0x80000000
-
 jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 
 
@@ -28,16 +25,9 @@ def _bucket(bits, score, shift, max_cell, table, thresholds):
 
 
 @jit
-def _checked(bits):
-    """A score's bits as a non-negative int for the range check (-0.0 as +0.0)."""
-    value = np.int64(bits) & 0xFFFFFFFF
-    return 0 if value == NEGATIVE_ZERO_BITS else value
-
-
-@jit
 def pair_histogram_f32(
     gt, rows, planes, bits, order, shift, max_cell, table, thresholds, buckets, hist,
-    column_out, bucket_out, score, score_bits, column,
+    column_out, bucket_out, score, column,
 ):  # fmt: skip
     """Add each pixel to `hist` at (rows[gt] * K + column) * buckets + bucket.
 
@@ -49,44 +39,39 @@ def pair_histogram_f32(
         shift, max_cell, table, thresholds: the `BitLut`.
         hist: ((K + 2) * K * buckets,) int32, added to.
         column_out, bucket_out: (N,) int32 outputs, or empty arrays for none.
-        score, score_bits, column: (C,) float32, int32, int32 scratch (K >= 2).
+        score, column: (C,) float32 and int32 scratch (K >= 2).
 
-    Returns:
-        whether a score of any plane is NaN, infinite or outside [0, 1] (then the
-        counts are meaningless: the caller refuses the maps).
+    Scores outside [0, 1] (refused by the caller, `fused.out_of_range`) land in some
+    cell; no index leaves its array.
     """
     n = gt.shape[0]
     count = order.shape[0]
     keep = column_out.shape[0] == n
-    worst = 0
     first, first_bits = planes[order[0]], bits[order[0]]
     if count == 1:
         for i in range(n):
-            b = _checked(first_bits[i])
-            worst = max(worst, b)
+            b = np.int64(first_bits[i]) & 0xFFFFFFFF
             bucket = _bucket(b, first[i], shift, max_cell, table, thresholds)
             hist[rows[gt[i]] * buckets + bucket] += 1
             if keep:
                 column_out[i] = 0
                 bucket_out[i] = bucket
-        return worst > ONE_BITS
+        return
     size = score.shape[0]
+    score_bits = score.view(np.int32)
     for start in range(0, n, size):  # chunks of C pixels, plane by plane (vectorised)
         m = min(size, n - start)
+        head = first[start : start + m]
         for p in range(m):
-            score[p] = first[start + p]
-            score_bits[p] = first_bits[start + p]
+            score[p] = head[p]
             column[p] = 0
-            worst = max(worst, _checked(first_bits[start + p]))
         for j in range(1, count):
-            plane, plane_bits = planes[order[j]], bits[order[j]]
+            plane = planes[order[j]][start : start + m]
             for p in range(m):
-                v = plane[start + p]
-                greater = v > score[p]
-                score[p] = v if greater else score[p]
-                score_bits[p] = plane_bits[start + p] if greater else score_bits[p]
-                column[p] = j if greater else column[p]
-                worst = max(worst, _checked(plane_bits[start + p]))
+                v = plane[p]
+                s = score[p]
+                column[p] = j if v > s else column[p]
+                score[p] = v if v > s else s
         for p in range(m):
             b = np.int64(score_bits[p]) & 0xFFFFFFFF
             bucket = _bucket(b, score[p], shift, max_cell, table, thresholds)
@@ -95,7 +80,6 @@ def pair_histogram_f32(
             if keep:
                 column_out[i] = column[p]
                 bucket_out[i] = bucket
-    return worst > ONE_BITS
 
 
 @jit
@@ -119,7 +103,6 @@ def pair_histogram_u8(gt, rows, planes, order, table_u8, buckets, hist, column_o
         if keep:
             column_out[i] = c
             bucket_out[i] = bucket
-    return False
 
 
 @jit
