@@ -25,9 +25,14 @@ CLI's defaults, irn-npy, no boundary F, a new results folder) on an id file of t
 images, alternated with `python -c "import numpy, PIL"`; printed: the command's wall time
 against its own `wall_time_s` plus that bare import (goal: at most 1.5x).
 
+With `--choice`: the default `--workers` (chosen by measured cost) against 0 and 2 worker
+processes, alternated, on the first N images for each N of `--sizes` (irn-npy, 100
+thresholds): median wall seconds, and the workers the default chose.
+
 Usage (from the repository root):
     python benchmarks/bench_floor.py --data-root ../shared/data/VOC2012 --images 300
     python benchmarks/bench_floor.py --data-root ../shared/data/VOC2012 --images 300 --cli
+    python benchmarks/bench_floor.py --data-root ../shared/data/VOC2012 --choice
 """
 
 from __future__ import annotations
@@ -136,6 +141,32 @@ def startup(args) -> None:
     print(f"median ratio cli / (wall_time_s + import numpy, PIL): {ratio:.2f}")
 
 
+def choice(args) -> None:
+    """The `--choice` measurement (see the module docstring)."""
+    from wsssbed.eval.loop import run_sweep
+
+    folder, _ = ensure_maps(args.data_root, args.split, "irn-npy")
+    os.environ["WSSSBED_FUSED"] = "1"
+    os.environ.pop("WSSSBED_JIT", None)  # the default: the kernels once they pay
+    for size in (int(n) for n in args.sizes.split(",")):
+        dataset = voc_subset(args.data_root, args.split, size)
+        run_sweep(threshold_job(dataset, folder, "irn-npy", THRESHOLDS, 0))  # page cache
+        walls: dict[str, list[float]] = {"default": [], "0": [], "2": []}
+        chosen = set()
+        for _ in range(args.repeats):
+            for name in walls:
+                workers = None if name == "default" else int(name)
+                job = threshold_job(dataset, folder, "irn-npy", THRESHOLDS, workers)
+                started = time.perf_counter()
+                state, _, _ = run_sweep(job)
+                walls[name].append(time.perf_counter() - started)
+                if workers is None:
+                    chosen.add(state.workers)
+        medians = "  ".join(f"{k} {statistics.median(v):.3f} s" for k, v in walls.items())
+        print(f"{size:5d} images: {medians}  (default chose {sorted(chosen)} workers; load "
+              f"{os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--formats", default="irn-npy,npz,png-per-class")
@@ -145,9 +176,13 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--json", type=Path, help="write every timing here")
     parser.add_argument("--cli", action="store_true", help="measure the CLI's start-up")
+    parser.add_argument("--choice", action="store_true", help="measure the workers default")
+    parser.add_argument("--sizes", default="20,80,300,1449")
     args = parser.parse_args()
     if args.cli:
         return startup(args)
+    if args.choice:
+        return choice(args)
 
     import torch
 

@@ -69,11 +69,11 @@ def shard_ranges(count: int, shard_images: int) -> list[tuple[int, int]]:
 
 
 PROBE_IMAGES = 8  # images done in this process to measure what one costs
-# Work left (seconds in this process) above which a pool of worker processes (0.1-0.3 s
+# Work left (seconds in this process) above which a pool of worker processes (about 0.1 s
 # to start, then up to one core each) and the compiled kernels (0.6-1 s to load, then
 # about 30% less per image) pay for themselves; measured on 2 cores (BENCHMARKS.md,
 # "Sweep against the read floor").
-POOL_WORTH_S = 1.0
+POOL_WORTH_S = 0.5
 JIT_WORTH_S = 3.0
 
 
