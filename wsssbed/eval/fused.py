@@ -13,9 +13,10 @@ The same inputs, checks (in the same order of precedence), error messages and in
 - **maps**: `MapFormat.read_stored`: float32 maps in the buffer the file was read into,
   8-bit maps as bytes (u scored as u / 255, strictly increasing in u, so a 256-entry
   bucket table); no sorting copy.
-- **one pass**: best class (the first maximal map in ascending class id), its bucket,
-  the range and finiteness check (on the float bits) and the histogram cell, by the
-  compiled kernels of `fused_jit` (numba), or by numpy in a few whole-array passes.
+- **one pass**: best class (the first maximal map in ascending class id), its bucket and
+  the histogram cell, by the compiled kernels of `fused_jit` (numba), or by numpy in a
+  few whole-array passes; the range and finiteness check is one vectorised pass over the
+  scores' bits (`out_of_range`), and a failure is reported by `check_values`.
 - **buckets**: `BitLut`, exact `#{t : t < score}` from the float's bits, no float
   arithmetic per pixel.
 
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from wsssbed.eval.job import SweepJob
     from wsssbed.eval.reduce import ImageResult
 
-FLOAT_ONE_BITS = 0x3F800000
+FLOAT_ONE_BITS = 0x3F800000  # 1.0f: valid scores' bits are at most these (or -0.0's)
 NEGATIVE_ZERO_BITS = 0x80000000
 CELL_SHIFT = 11  # cells of 2**11 floats: a 2 MiB table; fastest of 2**11..2**17 measured
 CHUNK = 4096  # pixels per chunk of the compiled several-maps argmax
@@ -102,6 +103,7 @@ class FusedPlan:
 
     Attributes:
         num_classes: K of the dataset (histogram rows K: void, K + 1: undefined value).
+        first_foreground: the dataset's first foreground class (image-level labels).
         rows: (256,) int32 histogram row of each mask value (a mapped mask's, which for
             an identity mapping is the stored one).
         identity: the mask is read as stored (identity mapping, `read_gt` not overridden).
@@ -292,9 +294,8 @@ def reduce_fused(inputs: SweepInputs, image_id: str) -> FusedImage:
         ids = np.append(stored.class_ids, k).astype(np.int32)  # column -> class (none: K)
         image.boundary = boundary_counts(
             plan.jit, column.reshape(shape), ids, bucket.reshape(shape), gt,
-            points=plan.buckets - 1,
-            num_classes=k, background_label=0 if spec.has_background else k,
-            theta=job.boundary.pixels(*shape),
+            points=plan.buckets - 1, num_classes=k,
+            background_label=0 if spec.has_background else k, theta=job.boundary.pixels(*shape),
         )  # fmt: skip
     return image
 
