@@ -104,9 +104,8 @@ def _items(
     this process and timed, and the rest go to a pool of processes only when they would
     take more than `POOL_WORTH_S` here. On the fused path the same measure decides whether
     to load the compiled kernels (`JIT_WORTH_S`; then a second probe times them), also
-    with `workers` 0;
-    asking for workers loads them at once. Counts are integers, so where an image is done
-    changes nothing.
+    with `workers` 0; asking for workers loads them at once. Counts are integers, so
+    where an image is done changes nothing.
     """
     count, done = len(inputs), 0
     fused = inputs.fused
@@ -122,7 +121,7 @@ def _items(
             left = float(np.median(costs)) * (count - done) if costs else 0.0
             if fused is None or fused.jit is not None or left < JIT_WORTH_S:
                 break
-            if not fused.use_jit():
+            if not fused.use_jit():  # numba is not installed
                 break
         if workers is None:
             workers = default_workers() if left >= POOL_WORTH_S else 0
