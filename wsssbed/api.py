@@ -79,7 +79,8 @@ def sweep(
         saliency: folder of saliency PNGs; with `method`, a saliency manifest name.
         boundary: boundary F at every point (1-D grids; silently off for 2-D grids
             unless `boundary_tolerance` is given).
-        device: `auto`, `cpu` or `cuda`; workers: decoding processes (None: by size).
+        device: `auto`, `cpu` or `cuda`; workers: decoding processes (None: as many as the
+            measured cost pays for).
         method: a pipeline or activation manifest (`wsssbed manifests`), verified
             against its digest; its pipeline sets generator and grids unless given.
         name: the method name stored with the run (`runs.method`) for maps given by
@@ -297,10 +298,9 @@ def _job(protocol: Protocol, data_root: PathLike, *, workers: int | None, **inpu
     """The job of `protocol` on the split below `data_root`; the protocol with its split."""
     from wsssbed.datasets import get_dataset
     from wsssbed.datasets.local import LocalDataset
-    from wsssbed.eval.job import SweepJob, default_workers
+    from wsssbed.eval.job import SweepJob
 
     spec = get_dataset(protocol.dataset)
     local = LocalDataset(spec, Path(data_root), protocol.split or spec.default_split)
     protocol = replace(protocol, split=local.split)
-    workers = default_workers(len(local.ids)) if workers is None else workers
     return SweepJob.from_protocol(protocol, local, workers=workers, **inputs), protocol

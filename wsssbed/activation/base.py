@@ -41,6 +41,7 @@ class MapFormat:
 
     name: str = ""
     pattern: str = ""
+    quantised: bool = False  # `read_raw` gives uint8 maps u, scored as u / 255
 
     def list_ids(self, folder: Path) -> dict[str, tuple[int, ...] | None]:
         """Image ids with maps in `folder`: id -> 0-based keys (when the names carry them)."""
@@ -57,7 +58,8 @@ class MapFormat:
     def read_raw(
         self, folder: Path, image_id: str, keys: tuple[int, ...] | None, budget: MapBudget
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(keys, cams) as stored: 0-based foreground keys (K,) and maps (K, H, W).
+        """(keys, cams) as stored: 0-based foreground keys (K,) and maps (K, H, W),
+        floating point (uint8 for `quantised` formats).
 
         Declared sizes are checked against `budget` before any data is read.
         """
@@ -75,7 +77,8 @@ class MapFormat:
         keys: tuple[int, ...] | None = None,
         shape: tuple[int, int] | None = None,
     ) -> ActivationMaps:
-        """Read one image's maps as class ids and float32 planes, keys ascending.
+        """Read one image's maps as class ids and float32 planes, keys ascending (a copy
+        of `read_stored`'s planes).
 
         Args:
             shape: the ground truth's (H, W); declared map sizes must match it before
@@ -84,6 +87,18 @@ class MapFormat:
         Checked here: key and map dtypes and shapes, duplicate keys. Checked against the
         image by `validate_activation`: size, range, finiteness, labels.
         """
+        return self.read_stored(folder, image_id, spec, keys, shape).as_maps()
+
+    def read_stored(
+        self,
+        folder: Path,
+        image_id: str,
+        spec: DatasetSpec,
+        keys: tuple[int, ...] | None = None,
+        shape: tuple[int, int] | None = None,
+    ) -> StoredMaps:
+        """`read` without the copy: the planes as the file holds them, in its order (the
+        same checks)."""
         path = self.where(folder, image_id)
         budget = MapBudget(spec.num_classes - spec.first_foreground, shape)
         raw_keys, cams = self.read_raw(folder, image_id, keys, budget)
@@ -93,7 +108,7 @@ class MapFormat:
                 f"`keys` must be a 1-D integer array, got {raw_keys.dtype} {raw_keys.shape}", path
             )
         cams = np.asarray(cams)
-        if cams.dtype.kind != "f":
+        if cams.dtype.kind != "f" and not (self.quantised and cams.dtype == np.uint8):
             raise InputError(f"maps must be floating point, got {cams.dtype}", path)
         if cams.ndim != 3 or cams.shape[0] != raw_keys.shape[0]:
             raise InputError(
@@ -104,8 +119,37 @@ class MapFormat:
         if len(set(raw_keys.tolist())) != raw_keys.shape[0]:
             raise InputError("`keys` lists a class twice", path)
         order = np.argsort(raw_keys, kind="stable")
-        class_ids = spec.foreground_class_ids(raw_keys[order])
-        return ActivationMaps(class_ids, np.ascontiguousarray(cams[order], dtype=np.float32))
+        return StoredMaps(spec.foreground_class_ids(raw_keys[order]), cams, order, path)
+
+
+@dataclass(frozen=True)
+class StoredMaps:
+    """One image's maps as its file holds them (`MapFormat.read_stored`).
+
+    Attributes:
+        class_ids: (K,) int64 dataset class ids, ascending.
+        planes: (K, H, W) scores in the file's order and dtype, possibly read-only views
+            of the file's bytes: floating point, or uint8 u scored as float32(u) / 255
+            (`quantised` formats).
+        order: (K,) int64 index into `planes` of each of `class_ids`.
+        where: the file (or folder) errors about these maps name.
+    """
+
+    class_ids: np.ndarray
+    planes: np.ndarray
+    order: np.ndarray
+    where: Path
+
+    @property
+    def quantised(self) -> bool:
+        return self.planes.dtype == np.uint8
+
+    def as_maps(self) -> ActivationMaps:
+        """The maps as float32 planes in ascending class order (a copy)."""
+        cams = self.planes[self.order]
+        if self.quantised:
+            return ActivationMaps(self.class_ids, cams.astype(np.float32) / np.float32(255.0))
+        return ActivationMaps(self.class_ids, np.ascontiguousarray(cams, dtype=np.float32))
 
 
 FORMATS: Registry[type[MapFormat]] = Registry("activation format", "wsssbed.activation.formats")
@@ -123,20 +167,33 @@ def validate_activation(
     spec: DatasetSpec,
     where: Path,
 ) -> None:
-    """Check a map against its image: size, finiteness, range and class keys.
+    """Check a map against its image: size, class keys, labels, finiteness and range, in
+    that order (the first failure is reported).
 
     Args:
         gt_shape: (H, W) of the ground truth.
         labels: the image's image-level labels (dataset class ids).
         where: file or folder named in errors.
     """
-    if maps.cams.shape[1:] != tuple(gt_shape):
+    check_size_and_keys(maps.cams.shape, maps.class_ids, gt_shape, spec, where)
+    check_labels(maps.class_ids, labels, spec, where)
+    check_values(maps.cams, where)
+
+
+def check_size_and_keys(
+    shape: tuple[int, ...],
+    ids: np.ndarray,
+    gt_shape: tuple[int, int],
+    spec: DatasetSpec,
+    where: Path,
+) -> None:
+    """`validate_activation`'s first checks: the maps' (K, H, W) size and class ids."""
+    if tuple(shape[1:]) != tuple(gt_shape):
         raise InputError(
-            f"map size {maps.cams.shape[1]}x{maps.cams.shape[2]} differs from the ground "
+            f"map size {shape[1]}x{shape[2]} differs from the ground "
             f"truth's {gt_shape[0]}x{gt_shape[1]} (H x W)",
             where,
         )
-    ids = maps.class_ids
     if ids.size and (ids.min() < spec.first_foreground or ids.max() >= spec.num_classes):
         raise InputError(
             f"class keys {spec.foreground_keys(ids).tolist()} fall outside the "
@@ -144,6 +201,10 @@ def validate_activation(
             "classes",
             where,
         )
+
+
+def check_labels(ids: np.ndarray, labels: tuple[int, ...], spec: DatasetSpec, where: Path) -> None:
+    """`validate_activation`'s label check: maps only for the image's labels."""
     outside = sorted(set(ids.tolist()) - set(labels))
     if outside:
         names = [spec.classes[c] for c in outside]
@@ -152,11 +213,15 @@ def validate_activation(
             f"(labels: {[spec.classes[c] for c in labels]})",
             where,
         )
-    if not np.isfinite(maps.cams).all():
+
+
+def check_values(cams: np.ndarray, where: Path) -> None:
+    """`validate_activation`'s value checks: finite, within [0, 1]."""
+    if not np.isfinite(cams).all():
         raise InputError("maps contain NaN or infinite values", where)
-    if maps.cams.size and (maps.cams.min() < 0.0 or maps.cams.max() > 1.0):
+    if cams.size and (cams.min() < 0.0 or cams.max() > 1.0):
         raise InputError(
-            f"map values span [{maps.cams.min():.4g}, {maps.cams.max():.4g}], "
+            f"map values span [{cams.min():.4g}, {cams.max():.4g}], "
             "outside [0, 1]; normalise them first",
             where,
         )

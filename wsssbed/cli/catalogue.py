@@ -202,7 +202,7 @@ def submit(
     from wsssbed.catalogue.submit import submit as submit_maps
     from wsssbed.datasets import get_dataset
     from wsssbed.datasets.local import LocalDataset
-    from wsssbed.eval.job import SweepJob, default_workers
+    from wsssbed.eval.job import SweepJob
     from wsssbed.protocol import build_protocol
 
     with reported_errors():
@@ -213,7 +213,7 @@ def submit(
             protocol,
             local,
             device=device,
-            workers=default_workers(len(local.ids)) if workers is None else workers,
+            workers=workers,
         )
         entry = Submission(name, fmt, version, paper, code, license_, note=note)
         with progress_bar(f"validating and sweeping {name}", not as_json) as update, \

@@ -37,7 +37,9 @@ err = Console(stderr=True)
 
 DEVICE_OPTION = typer.Option("auto", help="auto, cpu or cuda.")
 WORKERS_OPTION = typer.Option(
-    None, help="Decoding processes (default: 0 for small splits, else up to 4)."
+    None,
+    help="Decoding processes (default: as many as pay, up to 4: the first images are timed "
+    "in this process and the rest go to workers when they would take over half a second).",
 )
 RESULTS_OPTION = typer.Option(Path("wsssbed-results"), "--out", help="Results folder.")
 RESULTS_IN_OPTION = typer.Option(Path("wsssbed-results"), "--results", help="Results folder.")

@@ -284,15 +284,7 @@ class LocalDataset:
                 (masks already reduced, raw ids under another storage's name).
         """
         path = self.gt_path(image_id)
-        try:
-            raw = read_png_array(path)
-        except ColourImageError:
-            raise colour_coded_error(path, self.spec, "the ground truth") from None
-        except InputError as error:
-            if error.problem != "file not found":
-                raise
-            hint = missing_masks_hint(self.spec, self.root, self.layout_split, self.gt_source)
-            raise InputError(f"mask not found; {hint}", path) from None
+        raw = self.read_stored_gt(image_id)
         try:
             return map_labels(raw, self._lookup, path)
         except InputError as error:
@@ -300,6 +292,26 @@ class LocalDataset:
             if not hint:
                 raise
             raise InputError(f"{error.problem}; {hint}", path) from None
+
+    def read_stored_gt(self, image_id: str) -> np.ndarray:
+        """HxW uint8 mask values as stored, before the label mapping (read-only).
+
+        With an identity mapping these are the class ids `read_gt` returns once its check
+        that every value is defined has passed.
+
+        Raises:
+            InputError: as `read_gt`, for a missing, colour-coded, JPEG or corrupt file.
+        """
+        path = self.gt_path(image_id)
+        try:
+            return read_png_array(path, writable=False)
+        except ColourImageError:
+            raise colour_coded_error(path, self.spec, "the ground truth") from None
+        except InputError as error:
+            if error.problem != "file not found":
+                raise
+            hint = missing_masks_hint(self.spec, self.root, self.layout_split, self.gt_source)
+            raise InputError(f"mask not found; {hint}", path) from None
 
     def check_masks(self) -> None:
         """Refuse a split whose mask folder lacks some of its images, before any work:

@@ -26,12 +26,15 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from wsssbed.errors import InputError
 from wsssbed.eval.histogram import value_counts
+
+if TYPE_CHECKING:  # torch is imported by the functions that count boundaries
+    import torch
 
 DEFAULT_TOLERANCE = 0.0075
 
@@ -76,6 +79,8 @@ def within_diagonal(theta: float, height: int, width: int) -> float:
 
 def disk_offsets(theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Integer offsets (dy, dx) with dy^2 + dx^2 < theta^2 (strict, as MATLAB's bfscore)."""
+    import torch
+
     reach = math.ceil(theta)
     dy, dx = torch.meshgrid(
         torch.arange(-reach, reach + 1), torch.arange(-reach, reach + 1), indexing="ij"
@@ -92,6 +97,8 @@ def in_disk(dy: torch.Tensor, dx: torch.Tensor, theta: float) -> torch.Tensor:
 def _differs_from_neighbour(labels: torch.Tensor) -> torch.Tensor:
     """(..., H, W) bool: a 4-neighbour holds another label (or, on the array's edge, the
     pixel has no neighbour there)."""
+    import torch
+
     differs = torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
     vertical = labels[..., 1:, :] != labels[..., :-1, :]
     horizontal = labels[..., :, 1:] != labels[..., :, :-1]
@@ -106,6 +113,8 @@ def _differs_from_neighbour(labels: torch.Tensor) -> torch.Tensor:
 
 def _neighbour_extreme(values: torch.Tensor, fill: int, pick) -> torch.Tensor:
     """(..., H, W): `pick` (torch.minimum / maximum) over the 4 neighbours in the array."""
+    import torch
+
     out = torch.full_like(values, fill)
     out[..., 1:, :] = pick(out[..., 1:, :], values[..., :-1, :])
     out[..., :-1, :] = pick(out[..., :-1, :], values[..., 1:, :])
@@ -188,6 +197,8 @@ class _Layout:
 
     def stack(self, planes: list[torch.Tensor], fill: int) -> torch.Tensor:
         """(B, H, W) int32: the (h, w) planes, padded with `fill`."""
+        import torch
+
         if len(planes) == 1:
             return planes[0].to(torch.int32).unsqueeze(0)
         if self.filled:
@@ -200,6 +211,8 @@ class _Layout:
 
     def with_margin(self, values: torch.Tensor, fill: int) -> torch.Tensor:
         """(B * size,) int32: (B, H, W) `values` inside a margin of `fill`."""
+        import torch
+
         r = self.reach
         out = torch.full((self.images, self.height + 2 * r, self.row_length), fill,
                          dtype=torch.int32, device=values.device)  # fmt: skip
@@ -208,6 +221,8 @@ class _Layout:
 
     def plane_index(self, device: torch.device) -> torch.Tensor:
         """(H, W) int32: each pixel's index in its plane with the margin."""
+        import torch
+
         r = self.reach
         rows = torch.arange(r, r + self.height, dtype=torch.int32, device=device)
         columns = torch.arange(r, r + self.width, dtype=torch.int32, device=device)
@@ -216,6 +231,8 @@ class _Layout:
     def edge(self, inside: torch.Tensor | None, device: torch.device) -> torch.Tensor:
         """(B, H, W) bool: each image's own border pixels (`inside`: the image pixels,
         None when nothing is padded)."""
+        import torch
+
         if inside is not None:
             return inside & _differs_from_neighbour(inside)
         shape = (self.images, self.height, self.width)
@@ -270,6 +287,8 @@ def batch_boundary_counts(
     Returns:
         each image's counts, in order; the same integers whatever the batch.
     """
+    import torch
+
     k, t = num_classes, num_points
     device = images[0].best_id.device
     disks = [disk_offsets(image.theta) for image in images]  # on the host: no GPU sync
@@ -403,6 +422,8 @@ def _covered_intervals(
         disk: (N, D) flat indices of each ground-truth boundary pixel's disk.
         gt_class: (N,) its class.
     """
+    import torch
+
     n = disk.shape[0]
     if n == 0:
         empty = torch.zeros(0, dtype=torch.int32, device=disk.device)
@@ -497,6 +518,8 @@ def bfscore(
     Returns:
         (len(classes),) float64 per-class scores, and their mean over non-NaN entries.
     """
+    import torch
+
     if mode not in ("default", "matlab"):
         raise InputError(f"bfscore mode {mode!r}: use 'default' or 'matlab'")
     if (
@@ -541,6 +564,8 @@ def bfscore(
 
 def _label_map(labels: object, name: str) -> torch.Tensor:
     """An (H, W) map of integer labels as int64, or an InputError naming `name`."""
+    import torch
+
     array = np.asarray(labels)
     if array.dtype.kind not in "biu":
         raise InputError(f"`{name}` must hold integer labels, got dtype {array.dtype}")

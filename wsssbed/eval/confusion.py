@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from wsssbed.eval.histogram import PairCounts
+from wsssbed.eval.histogram import PairCounts, as_numpy
 from wsssbed.eval.rules import Rule
 
 
@@ -50,41 +49,41 @@ def class_counts(
     """
     k = num_classes
     none = k  # column of "unlabelled"
-    gt_ids = counts.codes // (k + 1)
-    best_ids = counts.codes % (k + 1)
-    foreground, ignored = rule.outcomes(counts.hist)
+    codes, hist = as_numpy(counts.codes), as_numpy(counts.hist)
+    gt_ids = codes // (k + 1)
+    best_ids = codes % (k + 1)
+    foreground, ignored = rule.outcomes(hist)
     points = int(np.prod(rule.shape))
     foreground = foreground.reshape(-1, points).T  # (G, P)
     ignored = ignored.reshape(-1, points).T
-    totals = counts.hist.reshape(counts.hist.shape[0], -1).sum(1)  # (P,)
+    totals = hist.reshape(hist.shape[0], -1).sum(1)  # (P,)
     background = totals[None, :] - foreground - ignored
     background_column = 0 if has_background else none
 
-    pred = torch.zeros((points, k + 1), dtype=torch.int64)
-    pred.index_add_(1, best_ids, foreground)
+    def per_class(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """(G, K + 1): column c sums the pairs' (G, P) `values` whose id is c."""
+        out = np.zeros((k + 1, values.shape[0]), dtype=np.int64)
+        np.add.at(out, ids, values.T)
+        return out.T
+
+    pred = per_class(best_ids, foreground)
     pred[:, background_column] += background.sum(1)
     pred[:, none] += ignored.sum(1)
 
-    unlabelled = torch.zeros((points, k + 1), dtype=torch.int64)
-    unlabelled.index_add_(1, gt_ids, ignored + foreground * (best_ids == none))
+    unlabelled = per_class(gt_ids, ignored + foreground * (best_ids == none))
     if not has_background:
-        unlabelled.index_add_(1, gt_ids, background)
+        unlabelled += per_class(gt_ids, background)
 
     pred_on_gt = foreground * (best_ids == gt_ids)
     if has_background:
         pred_on_gt = pred_on_gt + background * (gt_ids == 0)
-    tp = torch.zeros((points, k + 1), dtype=torch.int64)
-    tp.index_add_(1, gt_ids, pred_on_gt)
+    tp = per_class(gt_ids, pred_on_gt)
 
-    gt = torch.zeros(k + 1, dtype=torch.int64)
-    gt.index_add_(0, gt_ids, totals)
+    gt = np.zeros(k + 1, dtype=np.int64)
+    np.add.at(gt, gt_ids, totals)
     order = rule.user_order()
     return ClassCounts(
-        tp[order, :k].numpy(),
-        pred[order, :k].numpy(),
-        gt[:k].numpy(),
-        unlabelled[order, :k].numpy(),
-        0 if has_background else None,
+        tp[order, :k], pred[order, :k], gt[:k], unlabelled[order, :k], 0 if has_background else None
     )
 
 

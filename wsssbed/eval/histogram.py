@@ -7,24 +7,33 @@ with K^2; the state merges by summation (per image, per worker, per machine).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from wsssbed.eval.rules import PixelStates
+if TYPE_CHECKING:
+    import torch
+
+    from wsssbed.eval.rules import PixelStates
 
 
 @dataclass
 class PairCounts:
-    """Counts of one image or of a whole run.
+    """Counts of one image or of a whole run: torch tensors as `count_pairs` makes them
+    (on its device), numpy arrays from the fused CPU path and for a run's totals.
 
     Attributes:
         codes: (P,) int64 pair codes `gt * (K + 1) + best` (best = K means "no class").
         hist: (P, *bucket_shape) int64 pixel counts per bucket.
     """
 
-    codes: torch.Tensor
-    hist: torch.Tensor
+    codes: torch.Tensor | np.ndarray
+    hist: torch.Tensor | np.ndarray
+
+
+def as_numpy(values: torch.Tensor | np.ndarray) -> np.ndarray:
+    """A tensor (on any device) or an array, as a numpy array on the host."""
+    return values if isinstance(values, np.ndarray) else values.cpu().numpy()
 
 
 def value_counts(values: torch.Tensor, size: int) -> torch.Tensor:
@@ -35,6 +44,8 @@ def value_counts(values: torch.Tensor, size: int) -> torch.Tensor:
     bincount reads the maximum back to the host to size its output, a synchronisation
     per call.
     """
+    import torch
+
     if values.is_cuda:
         flat = values.reshape(-1)
         counts = torch.zeros(size, dtype=torch.int64, device=values.device)
@@ -60,6 +71,8 @@ def count_pairs(
         bucket_shape: buckets per axis.
         num_classes: K.
     """
+    import torch
+
     k = num_classes
     cells = int(np.prod(bucket_shape))
     flat = states.buckets[0].reshape(-1)
@@ -87,32 +100,38 @@ def count_pairs(
 
 
 class PairHistogram:
-    """Running sum of `PairCounts` (the sweep's additive state)."""
+    """Running sum of `PairCounts` (the sweep's additive state), in numpy on the CPU.
+
+    One row per pair code seen, in order of first appearance; the rows grow by doubling.
+    Adding an image is one dict lookup per pair and one fancy-index add.
+    """
 
     def __init__(self, bucket_shape: tuple[int, ...]) -> None:
         self.bucket_shape = bucket_shape
         self._rows: dict[int, int] = {}
-        self._hist = torch.zeros((0, *bucket_shape), dtype=torch.int64)
+        self._hist = np.zeros((0, *bucket_shape), dtype=np.int64)
 
     def add(self, counts: PairCounts) -> None:
-        """Add one image's (or one shard's) counts; kept on the CPU."""
-        codes = counts.codes.cpu().tolist()
-        new = [c for c in codes if c not in self._rows]
-        if new:
-            for code in new:
-                self._rows[code] = len(self._rows)
-            grown = torch.zeros((len(self._rows), *self.bucket_shape), dtype=torch.int64)
+        """Add one image's (or one shard's) counts."""
+        rows = self._rows
+        index = [rows.setdefault(code, len(rows)) for code in as_numpy(counts.codes).tolist()]
+        if len(rows) > self._hist.shape[0]:
+            grown = np.zeros((max(len(rows), 2 * self._hist.shape[0]), *self.bucket_shape),
+                             dtype=np.int64)  # fmt: skip
             grown[: self._hist.shape[0]] = self._hist
             self._hist = grown
-        index = torch.tensor([self._rows[c] for c in codes], dtype=torch.int64)
-        self._hist.index_add_(0, index, counts.hist.cpu())
+        hist = as_numpy(counts.hist)
+        if len(set(index)) == len(index):
+            self._hist[index] += hist
+        else:  # a code listed twice (wsssbed's own counts never do)
+            np.add.at(self._hist, index, hist)
 
     def merge(self, other: PairHistogram) -> None:
         """Add another histogram's totals."""
         self.add(other.result())
 
     def result(self) -> PairCounts:
-        """Totals, rows sorted by pair code (so equal inputs give equal tensors)."""
-        codes = torch.tensor(list(self._rows), dtype=torch.int64)
-        order = torch.argsort(codes)
-        return PairCounts(codes[order], self._hist[order])
+        """Totals as numpy arrays, rows sorted by pair code (equal inputs, equal arrays)."""
+        codes = np.fromiter(self._rows, dtype=np.int64, count=len(self._rows))
+        order = np.argsort(codes)
+        return PairCounts(codes[order], self._hist[: codes.shape[0]][order])

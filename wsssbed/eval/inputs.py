@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from wsssbed.activation import map_format, validate_activation
 from wsssbed.datasets.colours import colour_coded_error
 from wsssbed.datasets.fingerprint import image_hash
 from wsssbed.datasets.local import labels_from_mask, read_label_list
 from wsssbed.errors import ColourImageError, InputError
+from wsssbed.eval.fused import FusedImage, FusedPlan, reduce_fused
 from wsssbed.eval.job import SweepJob
 from wsssbed.eval.reduce import ImageResult, reduce_image
 from wsssbed.eval.sample import EvalSample
@@ -41,11 +40,13 @@ def _check_id_sets(
             )
 
 
-class SweepInputs(Dataset):
-    """Image i of the job: loads, validates and (when `reduce_on_load`) reduces it.
+class SweepInputs:
+    """Image i of the job: loads, validates and (when `reduce_on_load`) reduces it, by the
+    fused path (`eval/fused.py`) when the job allows it.
 
     Errors are returned, not raised, so a worker process hands back the `InputError`
-    intact (with its file name) instead of a re-wrapped traceback.
+    intact (with its file name) instead of a re-wrapped traceback. A map-style dataset
+    for torch's `DataLoader` (`__len__`, `__getitem__`), without importing torch.
     """
 
     def __init__(self, job: SweepJob, reduce_on_load: bool) -> None:
@@ -86,6 +87,7 @@ class SweepInputs(Dataset):
                 job.saliency, list_png_ids(job.saliency), self.ids, "saliency maps (<id>.png)", True
             )
         self.label_lists: dict[str, tuple[int, ...]] | None = None
+        self.fused = FusedPlan.build(job) if reduce_on_load else None
         if job.labels != "masks":
             path = Path(job.labels)
             if not path.is_file():
@@ -102,8 +104,10 @@ class SweepInputs(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, index: int) -> ImageResult | EvalSample | InputError:
+    def __getitem__(self, index: int) -> ImageResult | FusedImage | EvalSample | InputError:
         try:
+            if self.fused is not None:
+                return reduce_fused(self, self.ids[index])
             sample = self.load(self.ids[index])
             if not self.reduce_on_load:
                 return sample
@@ -113,6 +117,8 @@ class SweepInputs(Dataset):
 
     def load(self, image_id: str) -> EvalSample:
         """Read and validate every input of one image."""
+        import torch
+
         job = self.job
         spec = job.dataset.spec
         gt = job.dataset.read_gt(image_id)

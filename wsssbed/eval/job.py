@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import torch
 
 from wsssbed.activation.detect import AUTO, resolve_format
 from wsssbed.datasets.local import LocalDataset
@@ -16,6 +15,8 @@ from wsssbed.eval.boundary import Tolerance
 from wsssbed.eval.rules import Rule
 
 if TYPE_CHECKING:
+    import torch
+
     from wsssbed.protocol import Protocol
 
 
@@ -36,7 +37,8 @@ class SweepJob:
         labels: `masks` (image-level labels from the ground truth) or a label-list path.
         allow_extra: maps for images outside the split are allowed (a larger split's maps).
         device: `auto`, `cpu` or `cuda`.
-        workers: decoding processes (0 = in the main process).
+        workers: decoding processes (0 = in the main process; None = as many as the
+            measured cost of the first images says pay, `eval.loop._items`).
         per_image: also keep each image's non-zero per-class counts at every point
             (for bootstrap intervals and split-half studies; see `SweepState.per_image`).
         images: also read each image's RGB picture (`EvalSample.image`).
@@ -53,7 +55,7 @@ class SweepJob:
     labels: str = "masks"
     allow_extra: bool = False
     device: str = "auto"
-    workers: int = 0
+    workers: int | None = 0
     per_image: bool = False
     images: bool = False
     protocol: Protocol | None = None
@@ -75,13 +77,16 @@ class SweepJob:
         )
 
 
-def default_workers(images: int) -> int:
-    """Decoding processes for a split of `images` images: none for small splits."""
-    return 0 if images < 200 else min(4, os.cpu_count() or 1)
+def default_workers() -> int:
+    """Worker processes when they pay: one per core this process may use, at most 4."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(4, cores or 1) if (cores or 1) > 1 else 0
 
 
 def resolve_device(name: str) -> torch.device:
     """`auto` -> CUDA when available, else CPU; `cuda` without a GPU is an error."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -89,3 +94,20 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise InputError(f"unknown device {name!r}; use auto, cpu or cuda")
     return torch.device(name)
+
+
+GPU_NODES = ("/dev/nvidiactl", "/proc/driver/nvidia/version", "/dev/dxg", "/dev/kfd")
+
+
+def on_cpu(name: str) -> bool:
+    """Whether device `name` resolves to the CPU, without importing torch when no GPU
+    driver is present (Linux: no NVIDIA, WSL or ROCm device node; macOS: torch has no
+    CUDA). Otherwise `resolve_device` decides, and refuses what it refuses."""
+    if name == "cpu":
+        return True
+    if name == "auto" and (
+        sys.platform == "darwin"
+        or (sys.platform.startswith("linux") and not any(map(os.path.exists, GPU_NODES)))
+    ):
+        return True
+    return resolve_device(name).type == "cpu"

@@ -51,6 +51,7 @@ class SweepState:
     keep_image_scores: bool = False  # a shard: keep per-image BF scores for `merge`
     image_scores: list[np.ndarray] = field(default_factory=list)  # (3, T) each
     gt_hashes: dict[str, bytes] = field(default_factory=dict)  # image id -> mask hash
+    workers: int = 0  # worker processes the local loop used (`eval.loop._items`)
 
     def __post_init__(self) -> None:
         self.pairs = PairHistogram(self.bucket_shape)

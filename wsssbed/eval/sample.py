@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -57,6 +59,8 @@ def best_class(sample: EvalSample, none_class: int) -> tuple[torch.Tensor, torch
         best_score: (H, W) float32; -inf where the image has no maps.
         best_id: (H, W) int32 dataset class id; `none_class` where the image has no maps.
     """
+    import torch
+
     height, width = sample.gt.shape
     device = sample.gt.device
     cams = sample.cams

@@ -21,7 +21,11 @@ LOSSY_FORMATS = ("JPEG", "MPO")
 
 
 def read_png_array(
-    path: Path, *, gray: bool = False, expected: tuple[int, int] | None = None
+    path: Path,
+    *,
+    gray: bool = False,
+    expected: tuple[int, int] | None = None,
+    writable: bool = True,
 ) -> np.ndarray:
     """Decode an 8-bit image file into a HxW uint8 array (palette indices kept as is).
 
@@ -35,6 +39,8 @@ def read_png_array(
             otherwise only single-channel images ("L", "P") of lossless formats are
             accepted.
         expected: (H, W) the header must declare, checked before decoding.
+        writable: return a writable copy; False returns the decoded pixels themselves
+            (read-only, C-ordered), one copy fewer for readers that only look.
 
     Raises:
         ColourImageError: an RGB(A) image without `gray` (colour-coded masks?).
@@ -62,7 +68,8 @@ def read_png_array(
             )
         raise InputError(f"expected a single-channel 8-bit image, found mode {image.mode!r}", path)
 
-    return _as_uint8(_decode(path, single_channel, expected))
+    decoded = _decode(path, single_channel, expected)
+    return _as_uint8(decoded) if writable else np.asarray(decoded, dtype=np.uint8, order="C")
 
 
 def _named(path: Path) -> str:

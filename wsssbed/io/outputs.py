@@ -55,18 +55,24 @@ def check_output_folder(folder: Path, what: str = "output folder") -> None:
         raise InputError(f"no permission to write the {what} in {parent}", folder)
 
 
-def inside(root: Path, *parts: str) -> Path:
+def inside(root: Path, *parts: str, base: Path | None = None) -> Path:
     """`root / parts...`, checked to lie below `root` once links and `..` are resolved.
 
     Every path wsssbed writes from a name it read (an image id, a run id) goes through
     here, whatever checked the name before.
 
+    Args:
+        base: `root.resolve()`, when the caller resolved it once for many paths.
+
     Raises:
         InputError: the path would leave `root`, naming the path.
     """
     path = root.joinpath(*parts)
-    base = root.resolve()
-    resolved = path.resolve()
+    base = root.resolve() if base is None else base
+    name = parts[0] if len(parts) == 1 else ""
+    plain = name not in ("", ".", "..") and not any(s in name for s in (os.sep, os.altsep) if s)
+    # one plain name that is not a link resolves below the resolved root: no walk
+    resolved = base / name if plain and not os.path.islink(path) else path.resolve()
     if resolved == base or not resolved.is_relative_to(base):
         raise InputError(f"leaves its folder {root} (it resolves to {resolved})", path)
     return path

@@ -212,7 +212,7 @@ def compute_run(
         "labels": job.labels,
         "boundary_tolerance": None if job.boundary is None else str(job.boundary),
         "device": device,
-        "workers": job.workers,
+        "workers": state.workers if job.workers is None else job.workers,
         "wall_time_s": wall_time,
         "started_at": utc_now(),
         "wsssbed_version": __version__,

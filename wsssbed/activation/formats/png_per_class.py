@@ -23,6 +23,7 @@ KEY_DIGITS = 6  # a class index has fewer digits than this
 class PngPerClass(MapFormat):
     name = "png-per-class"
     pattern = "<id>_<class>.png"
+    quantised = True
 
     def list_ids(self, folder: Path) -> dict[str, tuple[int, ...] | None]:
         if not folder.is_dir():
@@ -78,15 +79,16 @@ class PngPerClass(MapFormat):
                     folder / f"{image_id}_{k}.png",
                 )
         planes = [
-            read_png_array(folder / f"{image_id}_{k}.png", expected=budget.shape) for k in keys
+            read_png_array(folder / f"{image_id}_{k}.png", expected=budget.shape, writable=False)
+            for k in keys
         ]
         shapes = {p.shape for p in planes}
         if len(shapes) != 1:
             raise InputError(
                 f"per-class maps of {image_id} differ in size: {sorted(shapes)}", folder
             )
-        cams = np.stack(planes).astype(np.float32) / np.float32(255.0)
-        return np.asarray(keys, dtype=np.int64), cams
+        cams = planes[0][None] if len(planes) == 1 else np.stack(planes)
+        return np.asarray(keys, dtype=np.int64), cams  # uint8, scored as value / 255
 
     def write(self, folder: Path, image_id: str, keys: np.ndarray, cams: np.ndarray) -> None:
         for key, plane in zip(keys.tolist(), cams):

@@ -28,4 +28,8 @@ class SingleFileFormat(MapFormat):
         return name.endswith(self.suffix)
 
     def where(self, folder: Path, image_id: str) -> Path:
-        return inside(folder, f"{image_id}{self.suffix}")
+        # the folder is resolved once per format object (a sweep's), each file's name
+        # is checked on every call (`inside`)
+        bases = self.__dict__.setdefault("_resolved", {})
+        base = bases[folder] if folder in bases else bases.setdefault(folder, folder.resolve())
+        return inside(folder, f"{image_id}{self.suffix}", base=base)

@@ -17,15 +17,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import torch
 
 from wsssbed.errors import InputError
 from wsssbed.eval.axes import AXES, scale_error
-from wsssbed.eval.bucketize import Bucketizer
-from wsssbed.eval.sample import EvalSample
+
+if TYPE_CHECKING:  # torch is imported where pixels are bucketed, not to build a rule
+    import torch
+
+    from wsssbed.eval.bucketize import Bucketizer
+    from wsssbed.eval.sample import EvalSample
 
 
 @dataclass(frozen=True)
@@ -109,14 +112,21 @@ class Rule:
         """
         return np.argsort(np.asarray(self.axes[axis].values, dtype=np.float32), kind="stable")
 
+    def internal_array(self, axis: int) -> np.ndarray:
+        """(points,) axis values in internal order, float32."""
+        return np.asarray(self.axes[axis].values, dtype=np.float32)[self.order(axis)]
+
     def internal_values(self, axis: int) -> torch.Tensor:
-        """Axis values in internal order, float32."""
-        values = np.asarray(self.axes[axis].values, dtype=np.float32)
-        return torch.tensor(values[self.order(axis)])
+        """`internal_array` as a tensor."""
+        import torch
+
+        return torch.from_numpy(self.internal_array(axis))
 
     @cached_property
     def bucketizers(self) -> tuple[Bucketizer, ...]:
         """One exact bucketizer per axis over its internally ordered values."""
+        from wsssbed.eval.bucketize import Bucketizer
+
         return tuple(Bucketizer(self.internal_values(a)) for a in range(len(self.axes)))
 
     def states(self, sample: EvalSample, none_class: int) -> PixelStates:
@@ -144,13 +154,15 @@ class Rule:
 
     def outcome_at(self, states: PixelStates, point: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(H, W) bool foreground and ignored masks at the user's grid point `point`."""
+        import torch
+
         internal = self.internal_point(point)
         foreground = torch.ones_like(states.best_id, dtype=torch.bool)
         for bucket, index in zip(states.buckets, internal):
             foreground &= bucket > index
         return foreground, torch.zeros_like(foreground)
 
-    def outcomes(self, hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def outcomes(self, hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Foreground and ignored counts at every grid point (internal order).
 
         Args:
@@ -160,11 +172,11 @@ class Rule:
             foreground, ignored: (P, *shape) int64.
         """
         suffix = hist
-        for dim in range(1, hist.dim()):
-            suffix = suffix.flip(dim).cumsum(dim).flip(dim)
+        for dim in range(1, hist.ndim):
+            suffix = np.flip(np.flip(suffix, dim).cumsum(dim), dim)
         crop = (slice(None), *[slice(1, None)] * len(self.shape))
         foreground = suffix[crop]
-        return foreground, torch.zeros_like(foreground)
+        return foreground, np.zeros_like(foreground)
 
 
 @dataclass(frozen=True)
@@ -175,6 +187,8 @@ class HardLabels(Rule):
     needs_predictions = True
 
     def states(self, sample: EvalSample, none_class: int) -> PixelStates:
+        import torch
+
         pred = sample.pred.to(torch.int32)
         best_id = torch.where(pred == 255, torch.full_like(pred, none_class), pred)
         return PixelStates(best_id, (torch.ones_like(pred),))
@@ -195,6 +209,8 @@ def label_map(
 
     The same per-pixel states the sweep counts, so a label map and the stored counts agree.
     """
+    import torch
+
     states = rule.states(sample, none_class=num_classes)
     foreground, ignored = rule.outcome_at(states, point)
     background = 0 if has_background else 255

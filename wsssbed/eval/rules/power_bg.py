@@ -7,14 +7,17 @@ float32, so that CPU and GPU agree.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from wsssbed.errors import InputError
 from wsssbed.eval.rules import RULES
 from wsssbed.eval.rules.base import PixelStates, Rule
 from wsssbed.eval.sample import EvalSample, best_class
+
+if TYPE_CHECKING:
+    pass
 
 
 @RULES.register("power-bg")
@@ -33,6 +36,8 @@ class PowerBackground(Rule):
         return super().order(axis)[::-1].copy()
 
     def states(self, sample: EvalSample, none_class: int) -> PixelStates:
+        import torch
+
         score, best_id = best_class(sample, none_class)
         alphas = self.internal_values(0).to(score.device, torch.float64)
         base = (torch.ones((), dtype=torch.float32, device=score.device) - score).double()

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
 from wsssbed.errors import InputError
 from wsssbed.eval.rules import RULES
 from wsssbed.eval.rules.base import PixelStates, Rule, make_axes
 from wsssbed.eval.rules.bg_threshold import BackgroundThreshold
 from wsssbed.eval.sample import EvalSample, best_class
+
+if TYPE_CHECKING:
+    import torch
 
 
 @RULES.register("saliency-rule")
@@ -55,6 +59,8 @@ class SaliencyRule(Rule):
     def states(self, sample: EvalSample, none_class: int) -> PixelStates:
         if sample.saliency is None:
             raise InputError(f"image {sample.image_id}: the saliency rule needs a saliency map")
+        import torch
+
         score, best_id = best_class(sample, none_class)
         salient = self.bucketizers[0].count_below(sample.saliency)
         active = self.bucketizers[1].count_below(score, inclusive=True)
@@ -66,6 +72,8 @@ class SaliencyRule(Rule):
         return self.shape[0] == 1 and not self.ignore_label
 
     def line_buckets(self, states: PixelStates) -> torch.Tensor:
+        import torch
+
         salient, active = states.buckets
         return torch.where(salient > 0, active, torch.zeros_like(active))
 
@@ -75,9 +83,9 @@ class SaliencyRule(Rule):
             ignored = (states.buckets[0] > self.internal_point(point)[0]) & ~foreground
         return foreground, ignored
 
-    def outcomes(self, hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        foreground, _ = super().outcomes(hist)
+    def outcomes(self, hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        foreground, ignored = super().outcomes(hist)
         if not self.ignore_label:
-            return foreground, torch.zeros_like(foreground)
-        salient = hist.sum(dim=2).flip(1).cumsum(1).flip(1)[:, 1:]  # (P, S)
-        return foreground, salient.unsqueeze(2) - foreground
+            return foreground, ignored
+        salient = np.flip(np.flip(hist.sum(axis=2), 1).cumsum(1), 1)[:, 1:]  # (P, S)
+        return foreground, salient[:, :, None] - foreground
