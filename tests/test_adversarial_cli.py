@@ -95,3 +95,55 @@ def test_percentage_grids_are_refused_and_edge_points_warned(sample_root, tmp_pa
     assert "the best mIoU is at the upper edge of --thresholds (0.25)" in text
     inside = CliRunner().invoke(app, [*common, "--thresholds", "0:0.9:0.05"])
     assert inside.exit_code == 0 and "the best mIoU is at" not in inside.output
+
+
+def _npz_copy(sample_root, tmp_path):
+    """A copy of the sample's npz maps (the sample's own files stay untouched)."""
+    import shutil
+
+    maps = tmp_path / "maps"
+    shutil.copytree(sample_root / "activation/sample-cam/npz", maps)
+    return maps
+
+
+def _sweep(sample_root, maps, out, *extra):
+    return CliRunner().invoke(
+        app,
+        ["sweep", "--data-root", str(sample_root), "--activation", str(maps),
+         "--activation-format", "npz", "--allow-extra-maps", "--no-boundary",
+         "--out", str(out), *extra],
+    )  # fmt: skip
+
+
+def test_a_map_that_links_to_itself_is_named_not_a_bug(sample_root, tmp_path):
+    """A link loop in a stranger's map folder is bad input, named with the file, on the
+    fused and the general path (Path.resolve raises RuntimeError for a loop)."""
+    maps = _npz_copy(sample_root, tmp_path)
+    victim = sorted(maps.glob("*.npz"))[0]
+    victim.unlink()
+    victim.symlink_to(victim)
+    for fused in ("1", "0"):
+        result = _sweep(sample_root, maps, tmp_path / f"r{fused}", "--workers", "0")
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2, text
+        assert victim.name in text and "cannot be resolved" in text, text
+        assert "unexpected" not in text
+        assert not (tmp_path / f"r{fused}" / "runs.parquet").exists()
+
+
+def test_a_value_just_above_one_is_shown_as_it_is(sample_root, tmp_path):
+    """The range message prints the offending value with float32's precision: 1.0000001,
+    not "1" (which read "span [0, 1], outside [0, 1]")."""
+    import numpy as np
+
+    maps = _npz_copy(sample_root, tmp_path)
+    victim = sorted(maps.glob("*.npz"))[0]
+    with np.load(victim) as data:
+        arrays = dict(data)
+    cams = arrays["cams"]
+    cams.flat[0] = np.nextafter(np.float32(1), np.float32(2))
+    np.savez(victim, **arrays)
+    result = _sweep(sample_root, maps, tmp_path / "r", "--workers", "0")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert "1.00000012], outside [0, 1]" in text, text

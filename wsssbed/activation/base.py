@@ -221,7 +221,7 @@ def check_values(cams: np.ndarray, where: Path) -> None:
         raise InputError("maps contain NaN or infinite values", where)
     if cams.size and (cams.min() < 0.0 or cams.max() > 1.0):
         raise InputError(
-            f"map values span [{cams.min():.4g}, {cams.max():.4g}], "
+            f"map values span [{cams.min():.9g}, {cams.max():.9g}], "
             "outside [0, 1]; normalise them first",
             where,
         )

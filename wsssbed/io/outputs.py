@@ -65,14 +65,18 @@ def inside(root: Path, *parts: str, base: Path | None = None) -> Path:
         base: `root.resolve()`, when the caller resolved it once for many paths.
 
     Raises:
-        InputError: the path would leave `root`, naming the path.
+        InputError: the path would leave `root`, or cannot be resolved (a link loop),
+            naming the path.
     """
     path = root.joinpath(*parts)
     base = root.resolve() if base is None else base
     name = parts[0] if len(parts) == 1 else ""
     plain = name not in ("", ".", "..") and not any(s in name for s in (os.sep, os.altsep) if s)
     # one plain name that is not a link resolves below the resolved root: no walk
-    resolved = base / name if plain and not os.path.islink(path) else path.resolve()
+    try:
+        resolved = base / name if plain and not os.path.islink(path) else path.resolve()
+    except (RuntimeError, OSError) as exc:  # a link loop (RuntimeError before Python 3.13)
+        raise InputError(f"cannot be resolved: {exc}", path) from exc
     if resolved == base or not resolved.is_relative_to(base):
         raise InputError(f"leaves its folder {root} (it resolves to {resolved})", path)
     return path
