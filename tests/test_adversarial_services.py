@@ -402,6 +402,7 @@ API_CASES = {
     "ignore text": (dict(ignore_label="no"), "`ignore_label` must be True or False"),
     "per_image text": (dict(per_image="yes"), "`per_image` must be True or False"),
     "split number": (dict(split=5), "`split` must be a string"),
+    "format number": (dict(activation_format=3), "`activation_format` must be a string"),
 }
 
 

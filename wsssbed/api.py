@@ -98,6 +98,7 @@ def sweep(
     check_flag(without_saliency, "without_saliency", optional=True)
     check_text(method, "method", optional=True)
     check_text(name, "name", optional=True)
+    check_text(activation_format, "activation_format")
     data_root, activation, out = (_path(data_root, "data_root"), _path(activation, "activation"),
                                   _path(out, "out"))  # fmt: skip
     if method is None:
