@@ -526,7 +526,7 @@ def bfscore(
         classes = [int(c) for c in torch.unique(values)]
     elif not all(isinstance(c, numbers.Integral) and not isinstance(c, bool)
                  and 0 <= c <= MAX_LABEL for c in classes):  # fmt: skip
-        raise InputError(f"`classes` must be integer class ids in 0..{MAX_LABEL}, got "
+        raise InputError(f"`classes` must be non-negative integer class ids up to {MAX_LABEL}, got "
                          f"{classes!r:.60}")  # fmt: skip
     num_classes = max([*classes, int(values.max()) if values.numel() else 0]) + 1
     counts = sweep_boundary_counts(
