@@ -240,3 +240,13 @@ def test_nonsense_study_options_are_refused_naming_them(store, tmp_path, options
     assert "unexpected" not in result.output and not out.exists()
     site = run_cli("leaderboard", "--results", store, "--out", tmp_path / "site", "--draws", "1")
     assert site.exit_code == 2 and "--draws 1: bootstrap resamples" in site.stderr
+
+
+def test_comparing_a_run_with_itself_is_refused(store, tmp_path):
+    run_id = _tables(store)["runs"].run_id.iloc[0]
+    out = tmp_path / "study"
+    result = run_cli("sensitivity", "--results", store, "--out", out, "--compare", run_id,
+                     "--compare", run_id, "--draws", "50")  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert f"select the same run ({run_id})" in " ".join(result.stderr.split())
+    assert not out.exists()

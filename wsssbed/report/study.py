@@ -258,6 +258,10 @@ def _compare(
         rows = sweeps[sweeps.run_id == run.run_id]
         chosen.append((run, int(best_row(rows).point)))
     (a, a_point), (b, b_point) = chosen
+    if a.run_id == b.run_id:
+        first, second = options.compare
+        raise InputError(f"--compare {first!r} and --compare {second!r} select the same run "
+                         f"({a.run_id}): give two different methods or run ids")  # fmt: skip
     result = paired_comparison(
         per_images[a.run_id], a_point, per_images[b.run_id], b_point, options.draws, options.seed
     )
