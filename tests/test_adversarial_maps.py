@@ -444,3 +444,17 @@ def test_damaged_npz_and_npy_files_are_refused_naming_the_file(tmp_path, name, m
     with pytest.raises(InputError, match=message) as info:
         read_activation(path.parent, "a", layout, VOC, shape=SHAPE)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_as_split_is_named_as_such_not_missing(sample_root, tmp_path):
+    """`--split FIFO` said "split id file not found" although the file exists."""
+    from wsssbed.datasets.local import LocalDataset
+
+    pipe = tmp_path / "ids.txt"
+    os.mkfifo(pipe)
+    with pytest.raises(InputError, match="not a regular file") as info:
+        LocalDataset(VOC, sample_root, str(pipe))
+    assert info.value.path == pipe
+    with pytest.raises(InputError, match="split id file not found"):
+        LocalDataset(VOC, sample_root, str(tmp_path / "missing.txt"))
