@@ -70,8 +70,9 @@ def run_label(run: pd.Series) -> str:
     parts = [str(name)]
     if pd.notna(run.saliency):
         parts.append(f"+ {PurePath(str(run.saliency)).name}")
-    if run.generator not in ("bg-threshold", "hard-labels"):
-        parts.append(f"({run.generator})")
+    suffix = f"({run.generator})"
+    if run.generator not in ("bg-threshold", "hard-labels") and not parts[-1].endswith(suffix):
+        parts.append(suffix)  # not twice: `--name "mycam (power-bg)"` already says it
     return " ".join(parts)
 
 
