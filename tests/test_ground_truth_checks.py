@@ -341,6 +341,12 @@ def test_decoding_refuses_colours_outside_the_palette_and_leaves_nothing(tmp_pat
     again = run_cli("datasets", "decode-colours", source, "--dataset", "voc2012", "--out", out)
     assert again.exit_code == 2 and "exists and is not empty" in _text(again)
     assert (out / "keep.txt").read_text() == "mine"
+    empty, link = tmp_path / "empty", tmp_path / "link"
+    empty.mkdir()
+    link.symlink_to(empty)  # failed after all the work with "declink: Not a directory"
+    linked = run_cli("datasets", "decode-colours", source, "--dataset", "voc2012", "--out", link)
+    assert linked.exit_code == 2 and "the output folder is a link" in _text(linked)
+    assert link.is_symlink() and not any(empty.iterdir())
     jpeg = tmp_path / "jpeg"
     jpeg.mkdir()
     Image.fromarray(good).save(jpeg / "a.png", format="JPEG")
