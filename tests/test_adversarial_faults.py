@@ -175,6 +175,8 @@ def test_submissions_check_outputs_first_and_leave_nothing_behind(
     )
     assert crashed.exit_code == 2 and train[5] in crashed.output
     assert not (home / "maps").exists(), "a refused submission left extracted maps"
+    message = " ".join(crashed.output.split())
+    assert f"{bad}: " in message and str(home / "maps") not in message  # the archive, named
 
     retry = CliRunner().invoke(
         app, ["submit", str(good), *command[1:], "--out", str(tmp_path / "r")]

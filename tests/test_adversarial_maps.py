@@ -3,12 +3,15 @@ checked before allocation, and files that would block a read. Every payload is m
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
 import shutil
+import struct
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -346,3 +349,112 @@ def test_a_per_class_key_that_is_no_class_is_refused_naming_the_file(sample_root
     assert str(odd).replace(" ", "") in error.replace(" ", "")
     assert ("ASCII digits" if not key.isascii() else "class") in error
     assert not (tmp_path / "out").exists()
+
+
+COLLIDE = 2**61 - 1  # every k * (2**61 - 1) hashes to 0: dict building turns quadratic
+
+
+def _colliding_dict(count: int, how: str) -> bytes:
+    """A protocol-2 pickle of a dict of `count` integer keys sharing one hash."""
+    pairs = [pickle.dumps(k * COLLIDE, 2)[2:-1] + b"N" for k in range(1, count + 1)]
+    if how == "setitems":
+        return b"\x80\x02}(" + b"".join(pairs) + b"u."
+    if how == "setitem":
+        return b"\x80\x02}" + b"".join(pair + b"s" for pair in pairs) + b"."
+    if how == "dict":
+        return b"\x80\x02(" + b"".join(pairs) + b"d."
+    # a MARK popped again (POP right after it) must not hide the entries from the count
+    return b"\x80\x02}(" + b"".join(pairs) + b"(0u."
+
+
+@pytest.mark.parametrize("how", ["setitems", "setitem", "dict", "popped-mark"])
+def test_dict_keys_sharing_one_hash_are_refused_before_unpickling(tmp_path, how):
+    """The red team's 33,000 colliding keys cost 12-30 s per file inside the unpickler,
+    before the value limit applied; the scan now counts dict entries first."""
+    path = tmp_path / "x.npy"
+    for count, seconds in ((1_001, 1.0), (45_000, 5.0)):
+        with open(path, "wb") as stream:
+            npy_format.write_array_header_1_0(
+                stream, {"descr": "|O", "fortran_order": False, "shape": ()}
+            )
+            stream.write(_colliding_dict(count, how))
+        started = time.monotonic()
+        with pytest.raises(InputError, match="more than 1,000 dict entries") as info:
+            load_npy(path, MapBudget(20, (400, 400)))  # a budget the file fits
+        assert time.monotonic() - started < seconds and str(path) in str(info.value)
+
+
+def test_a_dict_of_many_classes_is_still_read(tmp_path):
+    """A SEAM-style dict of 171 class maps (COCO-stuff's count) stays well within."""
+    content = {k: np.full(SHAPE, k / 200, np.float32) for k in range(171)}
+    path = tmp_path / "a.npy"
+    np.save(path, content, allow_pickle=True)
+    loaded = load_npy(path, MapBudget(171, SHAPE))
+    assert sorted(loaded) == list(range(171)) and float(loaded[170][0, 0]) == np.float32(0.85)
+
+
+def _damaged(tmp_path: Path) -> dict[str, Path]:
+    """Map files that ended in "unexpected ... bug" (red-team finding 11), for an image
+    labelled 14 of 4x5 pixels."""
+    keys, cams = np.array([14]), np.random.default_rng(0).random((1, *SHAPE), np.float32)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, keys=keys, cams=cams)
+    data = bytearray(buffer.getvalue())
+    info = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo("cams.npy")
+    name_length, extra = struct.unpack_from("<HH", data, info.header_offset + 26)
+    data[info.header_offset + 30 + name_length + extra] = 0xFF  # deflate's reserved block type
+    files = {"zlib.npz": bytes(data)}
+    buffer = io.BytesIO()
+    np.save(buffer, cams)
+    data = bytearray(buffer.getvalue())
+    data[data.find(b"}")] = ord(" ")  # a header tokenize cannot finish
+    files["token.npy"] = bytes(data)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        with archive.open("keys.npy", "w") as member:
+            np.save(member, keys)
+        archive.writestr("cams.npy", files["token.npy"])
+    files["token.npz"] = buffer.getvalue()
+    buffer = io.BytesIO()
+    npy_format.write_array_header_1_0(
+        buffer, {"descr": "<f4", "fortran_order": False, "shape": (-3,)}
+    )
+    files["negative.npy"] = buffer.getvalue()
+    paths = {}
+    for name, payload in files.items():
+        folder = tmp_path / name.replace(".", "-")
+        folder.mkdir()
+        paths[name] = folder / f"a{Path(name).suffix}"
+        paths[name].write_bytes(payload)
+    return paths
+
+
+@pytest.mark.parametrize(
+    "name,message",
+    [
+        ("zlib.npz", "not a valid .npz file: Error -3 while decompressing"),
+        ("token.npz", "the header does not parse"),
+        ("token.npy", "the header does not parse"),
+        ("negative.npy", r"shape \(-3,\), not non-negative sizes"),
+    ],
+)
+def test_damaged_npz_and_npy_files_are_refused_naming_the_file(tmp_path, name, message):
+    path = _damaged(tmp_path)[name]
+    layout = "npz" if name.endswith(".npz") else "irn-npy"
+    with pytest.raises(InputError, match=message) as info:
+        read_activation(path.parent, "a", layout, VOC, shape=SHAPE)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_as_split_is_named_as_such_not_missing(sample_root, tmp_path):
+    """`--split FIFO` said "split id file not found" although the file exists."""
+    from wsssbed.datasets.local import LocalDataset
+
+    pipe = tmp_path / "ids.txt"
+    os.mkfifo(pipe)
+    with pytest.raises(InputError, match="not a regular file") as info:
+        LocalDataset(VOC, sample_root, str(pipe))
+    assert info.value.path == pipe
+    with pytest.raises(InputError, match="split id file not found"):
+        LocalDataset(VOC, sample_root, str(tmp_path / "missing.txt"))

@@ -333,3 +333,25 @@ def test_clip_weights_get_the_same_checks_as_sam(tiny, tmp_path):
             [np.zeros((20, 20, 3), np.uint8)], ("cat", "dog")
         )
     ).all()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"image_std": [0, 0, 0]}, {"image_mean": [float("nan")] * 3}, {"rescale_factor": 0}],
+)
+def test_pixel_constants_that_make_every_input_nan_are_refused(tiny, tmp_path, change):
+    """`image_std = [0, 0, 0]` made `boxes` write "0 boxes" with exit 0 (NaN inputs)."""
+    folder = _copy(tiny["detector"], tmp_path / "nan",
+                   processor=lambda p: p["image_processor"].update(change))  # fmt: skip
+    _refused(folder, f"the image processor's {next(iter(change))} is")
+
+
+def test_a_tokenizer_that_cannot_tokenize_a_prompt_is_refused_at_load(tiny, tmp_path):
+    """A vocabulary without `[UNK]` ended in "unexpected Exception: WordPiece error" at
+    the first prompt."""
+    folder = _copy(tiny["detector"], tmp_path / "vocab")
+    path = folder / "tokenizer.json"
+    data = json.loads(path.read_text())
+    data["model"]["vocab"] = {f"w{i}": i for i in range(1000)}
+    path.write_text(json.dumps(data))
+    _refused(folder, "the tokenizer cannot tokenize a prompt")

@@ -12,17 +12,19 @@ import struct
 import subprocess
 import sys
 import tarfile
+import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from peak_memory import measure
 from PIL import Image
 from scipy.io import loadmat, savemat
 
 from wsssbed.datasets import get_dataset
-from wsssbed.datasets.coco import read_instances, rle_counts
+from wsssbed.datasets.coco import MAX_LAYERS, _paint, read_instances, rle_counts
 from wsssbed.datasets.local import LocalDataset
 from wsssbed.datasets.prepare import prepare
 from wsssbed.errors import InputError
@@ -136,6 +138,55 @@ def test_malformed_mat_files_are_refused_naming_the_file(tmp_path):
         assert info.value.path == path, name
 
 
+def _small(kind: int, data: bytes, count: int) -> bytes:
+    """A small element (type and count in one word, up to 4 bytes of data in the next)
+    that may claim more than the 4 bytes it can hold."""
+    return struct.pack("<I", count << 16 | kind) + data.ljust(4, b"\0")
+
+
+def test_elements_of_the_wrong_size_are_refused_not_unpacked(tmp_path):
+    """Red-team finding 11: these four layouts escaped as `struct.error` / `ValueError`
+    ("unexpected ... bug", no file named)."""
+    flags, dims = _element(6, struct.pack("<II", MX["uint8"], 0)), struct.pack("<2i", 2, 2)
+    name, data = _element(1, b""), _element(MI["u1"], bytes(4))
+    names = b"Segmentation".ljust(32, b"\0")
+
+    def gtcls(field: bytes, name_length: bytes = _element(5, struct.pack("<i", 32))) -> bytes:
+        return _element(14, _element(6, struct.pack("<II", 2, 0))
+                        + _element(5, struct.pack("<2i", 1, 1)) + _element(1, b"GTcls")
+                        + name_length + _element(1, names) + field)  # fmt: skip
+
+    long_length = _element(5, struct.pack("<ii", 32, 0))
+    short_dims = _element(5, struct.pack("<ih", 2, 2))
+    lying_data = _small(MI["u1"], b"\1\1\1\1", 16)
+    cases = {
+        "flags claim 8 in a small element": (
+            gtcls(_element(14, _small(6, b"\x09", 8) + _element(5, dims) + name + data)),
+            "a small element claims 8 bytes",
+        ),
+        "field name length of 8 bytes": (
+            gtcls(_element(14, flags + _element(5, dims) + name + data), long_length),
+            "field name length declares 8 bytes, not 4",
+        ),
+        "dimensions of 6 bytes": (
+            gtcls(_element(14, flags + short_dims + name + data)),
+            "dimensions declares 6 bytes, not a multiple of 4",
+        ),
+        "data claim 16 in a small element": (
+            gtcls(_element(14, flags + _element(5, struct.pack("<2i", 4, 4)) + name + lying_data)),
+            "a small element claims 16 bytes",
+        ),
+    }
+    for case, (variable, message) in cases.items():
+        path = _mat(tmp_path / "crafted.mat", variable)
+        with pytest.raises(InputError, match=message) as info:
+            read_struct_field(path, "GTcls", "Segmentation", 20)
+        assert info.value.path == path, case
+    legit = gtcls(_element(14, flags + _element(5, dims) + name + data))
+    values = read_struct_field(_mat(tmp_path / "legit.mat", legit), "GTcls", "Segmentation", 20)
+    assert values.shape == (2, 2) and not values.any()
+
+
 MEASURE_MAT = """
 from pathlib import Path
 from wsssbed.errors import InputError
@@ -223,6 +274,78 @@ def test_rle_strings_decode_as_pycocotools_encodes_them():
         again = mask_utils.frPyObjects({"size": [height, width], "counts": counts},
                                        height, width)  # fmt: skip
         assert again["counts"] == encoded["counts"], trial
+
+
+def test_painting_within_the_columns_equals_pycocotools_decode():
+    """`_paint` decodes only the strip of columns an annotation's runs cover: the pixels
+    are exactly pycocotools' full-picture `decode`, for random polygons (some reaching
+    past the borders) and RLEs (list and compressed counts)."""
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(11)
+    for trial in range(300):
+        height, width = (int(v) for v in rng.integers(1, 60, 2))
+        if trial % 3 == 2:
+            bits = (rng.random((height, width)) < rng.random() * 0.3).astype(np.uint8)
+            encoded = mask_utils.encode(np.asfortranarray(bits))
+            counts = encoded["counts"].decode()
+            segmentation = {"size": [height, width],
+                            "counts": counts if trial % 2 else rle_counts(counts)}  # fmt: skip
+            rle = mask_utils.frPyObjects(segmentation, height, width) if trial % 2 == 0 else encoded
+        else:
+            centre = rng.uniform(-0.2, 1.2, 2) * (width, height)
+            spread = rng.uniform(0.5, max(height, width) / 2)
+            sizes = [int(rng.integers(3, 9)) for _ in range(int(rng.integers(1, 3)))]
+            points = [centre + rng.normal(0, spread, (n, 2)) for n in sizes]
+            segmentation = [p.round(2).ravel().tolist() for p in points]
+            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+        expected = rng.integers(0, 4, (height, width)).astype(np.uint8)
+        got = expected.copy()
+        expected[mask_utils.decode(rle).astype(bool)] = 9
+        _paint(got, mask_utils, segmentation, 9)
+        assert np.array_equal(got, expected), trial
+
+
+def test_many_small_polygons_on_a_large_picture_cost_their_strips(tmp_path):
+    """The red team's 11 KB file (one 8000x8000 picture, 100 triangles) took 65 s, a full
+    picture pass per annotation: now each costs the columns it spans. Annotations
+    decoding more than `MAX_LAYERS` pictures' worth (whole-picture RLEs) are refused."""
+    rng = np.random.default_rng(5)
+    triangles = []
+    for index in range(400):
+        x, y = (float(v) for v in rng.uniform(10, 3980, 2))
+        triangles.append({"id": index + 1, "category_id": 1, "area": 20.0,
+                          "segmentation": [[x, y, x + 6, y, x + 3, y + 6]]})  # fmt: skip
+    path = _coco(tmp_path / "instances_val2014.json", triangles, size=(4000, 4000))
+    started = time.monotonic()
+    assert prepare("coco2014", [path], tmp_path / "coco") == {"val": 1}
+    assert time.monotonic() - started < 20  # about 90 s at a picture pass per annotation
+    mask = LocalDataset(COCO, tmp_path / "coco", "val").read_gt("COCO_val2014_000000000007")
+    assert (mask == 1).sum() > 400 * 10  # every triangle painted (person is class 1)
+
+    whole = {"iscrowd": 1, "segmentation": {"size": [40, 60], "counts": [2400]}}
+    path = _coco(tmp_path / "rle.json", [{**whole, "id": i + 1} for i in range(MAX_LAYERS + 1)])
+    with pytest.raises(InputError, match=f"cover more than {MAX_LAYERS} times its 60x40"):
+        read_instances(path, COCO)
+    assert len(read_instances(_coco(path, [{**whole, "id": i + 1} for i in range(MAX_LAYERS)]),
+                              COCO)[1][7]) == MAX_LAYERS  # fmt: skip
+
+
+def test_two_images_writing_one_mask_are_refused_naming_both(tmp_path):
+    """`a/0001.jpg` and `b/0001.jpg` (or `a.jpg` and `a.png`) would both write 0001.png:
+    the last one silently won, with "wrote 2 masks"."""
+    for first, second in (("a/0001.jpg", "b/0001.jpg"), ("a.jpg", "a.png")):
+        images = [{"id": 1, "file_name": first, "height": 10, "width": 10},
+                  {"id": 2, "file_name": second, "height": 5, "width": 5}]  # fmt: skip
+        path = _coco(tmp_path / "instances_val2014.json", [], images=images)
+        with pytest.raises(InputError, match="would both write mask") as info:
+            read_instances(path, COCO)
+        assert repr(first) in str(info.value) and repr(second) in str(info.value)
+        assert info.value.path == path
+    stem = Path(second).stem
+    result = run_cli("datasets", "convert-coco", "--annotations", path, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and f"would both write mask {stem}.png" in result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
 
 
 BAD_COCO = {

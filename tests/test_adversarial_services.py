@@ -402,6 +402,8 @@ API_CASES = {
     "ignore text": (dict(ignore_label="no"), "`ignore_label` must be True or False"),
     "per_image text": (dict(per_image="yes"), "`per_image` must be True or False"),
     "split number": (dict(split=5), "`split` must be a string"),
+    "format number": (dict(activation_format=3), "`activation_format` must be a string"),
+    "name with a newline": (dict(name="nl\nname"), "holds a control character"),
 }
 
 
@@ -419,6 +421,7 @@ def test_evaluate_read_results_and_the_metric_name_their_arguments(tmp_path):
 
     for call, message in (
         (lambda: wsssbed.evaluate(pred=5), "`pred` must be a path"),
+        (lambda: wsssbed.evaluate(pred=tmp_path, name="a\x1b[2J"), "control character"),
         (lambda: wsssbed.evaluate(pred=tmp_path, workers=-2), "`workers`"),
         (lambda: wsssbed.evaluate(pred=tmp_path, boundary_tolerance=math.inf), "finite"),
         (lambda: wsssbed.read_results(3.5), "`folder` must be a path"),

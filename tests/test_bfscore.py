@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 from reference import image_bf
 
+from wsssbed.errors import InputError
 from wsssbed.eval import bfscore
 
 MATLAB = {
@@ -96,3 +97,29 @@ def test_identical_maps_score_one_and_shifted_maps_less():
     assert bfscore(gt, gt, [0, 1], 2)[1] == 1.0
     shifted = np.roll(gt, 5, axis=1)
     assert bfscore(shifted, gt, [0, 1], 2)[1] < 0.7
+
+
+@pytest.mark.parametrize("label", [2**16, 2**31, 2**40])
+def test_labels_beyond_sixteen_bits_are_refused_before_any_allocation(label):
+    """Counts are kept per label value: one label of 2**40 in an 8x8 map asked for 8 TB
+    (a raw torch error), 10**8 for 15 GB. Refused, naming the argument."""
+    gt = np.zeros((8, 8), np.int64)
+    gt[2:5, 2:5] = 1
+    pred = gt.copy()
+    pred[0, 0] = label
+    with pytest.raises(InputError, match=f"`pred` holds label {label}, above 65535"):
+        bfscore(pred, gt)
+    with pytest.raises(InputError, match=f"`gt` holds label {label}"):
+        bfscore(gt, np.where(gt == 1, label, 0))
+    with pytest.raises(
+        InputError, match="`classes` must be non-negative integer class ids up to 65535"
+    ):
+        bfscore(gt, gt, classes=[1, label])
+    top = np.where(gt == 1, 65535, 0).astype(np.uint16)  # the largest label: scored
+    scores, mean = bfscore(top, top, classes=[65535])
+    assert scores.tolist() == [1.0] and mean == 1.0
+
+
+def test_empty_maps_are_refused_naming_the_argument():
+    with pytest.raises(InputError, match=r"`pred` is empty \(shape \(0, 0\)\)"):
+        bfscore(np.zeros((0, 0), int), np.zeros((0, 0), int))

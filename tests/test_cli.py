@@ -62,6 +62,17 @@ def test_datasets_table_and_check(sample_root, tmp_path):
     assert bad.exit_code == 1 and str(bad_file) in bad.stderr.replace("\n", "")
 
 
+def test_datasets_check_prints_brackets_in_bad_lines(sample_root, tmp_path):
+    """`bad:` lines are escaped: rich ate `[...]` in paths and hints (red-team section 12)."""
+    root = tmp_path / "[bold]root"
+    shutil.copytree(sample_root / "VOC2012", root / "VOC2012")
+    bad_file = root / "VOC2012/SegmentationClass/sample_0050.png"
+    bad_file.write_bytes(b"\x89PNG broken")
+    bad = run_cli("datasets", "check", "--dataset", "voc2012", "--data-root", root, "--split",
+                  "val")  # fmt: skip
+    assert bad.exit_code == 1 and str(bad_file) in bad.stderr.replace("\n", "")
+
+
 def test_default_sweep_runs_on_the_sample(tmp_path, monkeypatch, sample_root):
     monkeypatch.setattr("wsssbed.embedded.sample.ensure_sample", lambda path=None: sample_root)
     result = run_cli("sweep", "--out", tmp_path / "r")

@@ -141,6 +141,21 @@ def test_a_file_changed_since_the_part_starts_over(server, tmp_path, monkeypatch
     assert (tmp_path / "maps.zip").read_bytes() == changed
 
 
+@pytest.mark.parametrize("state", [b"", b"[]", b"{", b'{"url": 5}', b"\xff" * 10, None])
+def test_a_damaged_state_file_restarts_the_download_from_zero(server, tmp_path, state):
+    """Red-team finding 11: an empty or non-dict `<target>.part.json` (a kill or a full
+    disk while it was written) ended every later fetch in "unexpected JSONDecodeError".
+    Without a readable validator nothing is spliced: the transfer starts over."""
+    behaviour, base = server
+    behaviour.files["/maps.zip"] = BODY
+    (tmp_path / "maps.zip.part").write_bytes(b"stale bytes of some version")
+    if state is not None:
+        (tmp_path / "maps.zip.part.json").write_bytes(state)
+    assert download(f"{base}/maps.zip", tmp_path / "maps.zip") == hashlib.sha256(BODY).hexdigest()
+    assert (tmp_path / "maps.zip").read_bytes() == BODY
+    assert behaviour.log == [("/maps.zip", None)]  # no Range: started from zero
+
+
 def test_a_server_without_ranges_is_read_from_the_start(server, tmp_path):
     behaviour, base = server
     behaviour.files["/maps.zip"] = BODY

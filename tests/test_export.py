@@ -152,3 +152,10 @@ def test_the_readme_shows_what_the_command_prints():
     shown = _latex(root / "leaderboard/results", "--method", "sample-cam", "--method",
                    "sample-cam (power-bg)", "--no-classes")  # fmt: skip
     assert block == shown
+
+
+def test_a_name_ending_in_its_generator_is_not_suffixed_twice():
+    run = pd.Series({"method": "mycam (power-bg)", "activation": None, "predictions": None,
+                     "saliency": None, "generator": "power-bg", "run_id": "r"})  # fmt: skip
+    assert run_label(run) == "mycam (power-bg)"
+    assert run_label(run.copy().replace({"mycam (power-bg)": "mycam"})) == "mycam (power-bg)"

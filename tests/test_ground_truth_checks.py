@@ -161,9 +161,9 @@ folder = "masks"
 """
 
 
-def _binary(root, object_value: int):
-    """Two 30x30 masks whose object (rows 0..17, 60%) is stored as `object_value`, and a
-    prediction labelling two thirds of each object (rows 0..11) as the object."""
+def _binary(root, object_value: int, rows: int = 18):
+    """Two 30x30 masks whose object (rows 0..`rows`-1, 60% by default) is stored as
+    `object_value`, and a prediction labelling rows 0..11 as the object."""
     (root / "lists").mkdir(parents=True)
     (root / "lists" / "val.txt").write_text("a\nb\n")
     spec = root / "cells.toml"
@@ -172,7 +172,7 @@ def _binary(root, object_value: int):
     pred[:12] = 1
     for image_id in ("a", "b"):
         mask = np.zeros((30, 30), np.uint8)
-        mask[:18] = object_value
+        mask[:rows] = object_value
         _save(root / "masks" / f"{image_id}.png", mask)
         _save(root / "pred" / f"{image_id}.png", pred)
     return spec
@@ -205,6 +205,33 @@ def test_255_as_the_object_label_warns_loudly_after_the_results(tmp_path):
     assert summary["gt_void_ratio"] == 0.0
     # background: 360 true of 360 + 180 predicted; cell: 360 of 540
     assert summary["best"]["miou"] == pytest.approx((360 / 540 + 360 / 540) / 2)
+
+
+def test_a_small_object_stored_as_255_in_a_binary_dataset_warns_too(tmp_path):
+    """Red-team finding 7: binary masks keep objects well under half the picture (here
+    20%), so a majority-void rule never fired while the object class went unscored."""
+    spec = _binary(tmp_path, 255, rows=6)
+    out = tmp_path / "results"
+    result = run_cli("evaluate", "--pred", tmp_path / "pred", "--dataset", spec, "--data-root",
+                     tmp_path, "--split", "val", "--no-boundary", "--out", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = _text(result)
+    assert "warning: 20% of the ground-truth pixels are void (255)" in text
+    assert "class cell never occurs in it: is 255 used as a class label" in text
+    assert "the dataset has one foreground class" in text
+    assert read_table(out, "runs").gt_void_ratio.iloc[0] == pytest.approx(0.2)
+
+
+def test_void_borders_of_a_multi_class_dataset_do_not_warn(tmp_path):
+    """VOC-like masks: a void border and classes absent from the run, no label list: no
+    warning below the majority rule (VOC's own masks never warn)."""
+    masks = {f"m{i}": _blobs(i, [0, 3, 7]) for i in range(2)}
+    root = _voc(tmp_path / "voc", masks)
+    result = run_cli("evaluate", "--pred", _preds(tmp_path / "pred", masks), "--dataset",
+                     "voc2012", "--data-root", root, "--split", "val", "--no-boundary",
+                     "--out", tmp_path / "results")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "void (255)" not in result.output and "used as a class label" not in result.output
 
 
 def test_the_void_ratio_of_every_run_is_counted_from_the_masks(sample_root, tmp_path):
@@ -314,6 +341,12 @@ def test_decoding_refuses_colours_outside_the_palette_and_leaves_nothing(tmp_pat
     again = run_cli("datasets", "decode-colours", source, "--dataset", "voc2012", "--out", out)
     assert again.exit_code == 2 and "exists and is not empty" in _text(again)
     assert (out / "keep.txt").read_text() == "mine"
+    empty, link = tmp_path / "empty", tmp_path / "link"
+    empty.mkdir()
+    link.symlink_to(empty)  # failed after all the work with "declink: Not a directory"
+    linked = run_cli("datasets", "decode-colours", source, "--dataset", "voc2012", "--out", link)
+    assert linked.exit_code == 2 and "the output folder is a link" in _text(linked)
+    assert link.is_symlink() and not any(empty.iterdir())
     jpeg = tmp_path / "jpeg"
     jpeg.mkdir()
     Image.fromarray(good).save(jpeg / "a.png", format="JPEG")
@@ -531,7 +564,11 @@ def test_bad_split_digests_in_a_spec_are_refused(tmp_path, digests, problem):
       "--atm-threshold 128 is outside [0, 1], the range of scores, so no score can reach it "
       "(every pixel would get the same label); an 8-bit value? write `0.502`"),
      (["--generator", "bg-threshold", "--threshold", "-0.5"],
-      "--threshold -0.5 is outside [0, 1]")],
+      "--threshold -0.5 is outside [0, 1]"),
+     (["--generator", "power-bg", "--alpha", "nan"],  # wrote all-background labels
+      "--alpha nan: the power-bg exponent must be a finite number"),
+     (["--generator", "power-bg", "--alpha", "inf"],  # wrote all-foreground labels
+      "--alpha inf: the power-bg exponent must be a finite number")],
 )  # fmt: skip
 def test_pseudo_label_thresholds_no_score_reaches_are_refused(sample_root, tmp_path, options,
                                                               problem):  # fmt: skip

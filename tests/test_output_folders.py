@@ -160,6 +160,9 @@ def test_a_commit_never_replaces_a_file_it_did_not_write(tmp_path):
         (["a/./b"], "not a path below its folder"),
         ([MARKER], "a name wsssbed reserves"),
         ([7], "not a file name"),
+        (["a\u0000b"], "not a file name"),  # ended in "unexpected ValueError" (red team)
+        (["a\nb.html"], "not a file name"),
+        (["\ud800.html"], "not a file name"),  # a lone surrogate: no file system name
         ("index.html", "`files` is not a list"),
     ],
 )

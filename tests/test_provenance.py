@@ -280,6 +280,39 @@ def test_forget_removes_the_registration_and_wsssbeds_copy_only(
     assert run_cli("forget", "../etc").exit_code == 2  # names are never paths
 
 
+def test_forget_keeps_a_registered_folder_below_the_maps_and_every_file_it_did_not_write(
+    sample_root, sample_train_aug, tmp_path, wsssbed_home
+):
+    """Red-team finding 1 (data loss): a folder the user registered below
+    `maps/<name>/`, and a file of theirs beside the maps `fetch` extracted, stay; what
+    `fetch` wrote (the files its marker lists) goes."""
+    source = sample_root / "activation/sample-cam/png-per-class"
+    archive = _zip(source, tmp_path / "cam.zip")
+    assert run_cli("fetch", CAM, "--path", archive, "--data-root", sample_train_aug).exit_code == 0
+    maps = wsssbed_home / "maps" / CAM
+    (version,) = maps.iterdir()
+    extracted = list(version.rglob("*.png"))
+    assert len(extracted) == len(list(source.glob("*.png")))
+    (version / "NOTES.md").write_text("my notes beside the fetched maps")
+    mine = maps / "mine"  # unpacked by hand where wsssbed puts fetched maps
+    shutil.copytree(source, mine)
+    (mine / "README.txt").write_text("my own copy")
+    before = _tree(mine)
+    result = run_cli("fetch", CAM, "--path", mine, "--data-root", sample_train_aug)
+    assert result.exit_code == 0, result.output
+    assert local_folder(resolve(CAM)) == mine
+
+    result = run_cli("forget", CAM)
+    assert result.exit_code == 0, result.stderr
+    assert _tree(mine) == before  # the registered folder, untouched
+    assert (version / "NOTES.md").read_text() == "my notes beside the fetched maps"
+    assert not any(p.exists() for p in extracted)  # what fetch wrote is gone
+    assert sorted(p.name for p in version.iterdir()) == ["NOTES.md"]
+    text = " ".join(result.stdout.split())
+    assert f"kept your folder {mine}" in text and f"kept {version}" in text
+    assert resolve(CAM).path.is_relative_to(CATALOGUE)  # the registration is gone
+
+
 def test_forget_never_follows_a_link_out_of_the_home(tmp_path, wsssbed_home):
     """A `maps/<name>` that is a link (made by hand) is not followed: its target stays."""
     target = tmp_path / "elsewhere"

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from peak_memory import measure
 
-from wsssbed.results.store import append_run, read_table
+from wsssbed.errors import InputError
+from wsssbed.results.store import append_run, best_points, best_row, read_table, repair
 
 
 def _tables(run_id: str, rows: int = 50):
@@ -19,8 +25,6 @@ def _tables(run_id: str, rows: int = 50):
 
 
 def test_schema_is_enforced(tmp_path):
-    import pytest
-
     tables = _tables("x")
     tables["runs"]["surprise"] = 1
     with pytest.raises(ValueError, match="surprise"):
@@ -63,3 +67,92 @@ def test_no_temporary_files_are_left_behind(tmp_path):
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [".lock", ".wsssbed-output", "per_class.parquet", "runs.parquet",
                      "sweeps.parquet"]  # fmt: skip
+
+
+# ---- results folders from strangers (red-team findings 2, 6, 11) ---------------------
+
+
+def _sweeps_claiming(folder, rows: int) -> int:
+    """Replace `sweeps.parquet` by one of `rows` constant rows of the committed run
+    (dictionary- and zstd-encoded: a small file); returns its size in bytes."""
+    run_id = pq.read_table(folder / "runs.parquet").column("run_id")[0]
+    table = pa.table({"run_id": pa.repeat(run_id, rows), "point": pa.repeat(pa.scalar(0), rows),
+                      "miou": pa.repeat(pa.scalar(0.5), rows)})  # fmt: skip
+    pq.write_table(table, folder / "sweeps.parquet", compression="zstd")
+    return (folder / "sweeps.parquet").stat().st_size
+
+
+def test_a_table_claiming_millions_of_rows_is_refused_from_its_footer(tmp_path):
+    """A small sweeps.parquet declaring 2 million rows (the red team's inflated to 11 GB
+    at 20 million) is refused before any value is decoded, naming the file, in a fresh
+    process whose peak memory barely moves."""
+    append_run(tmp_path, _tables("done"))
+    assert _sweeps_claiming(tmp_path, 2_000_000) < 1 << 20
+    report = measure(
+        """
+import sys
+from pathlib import Path
+from wsssbed.errors import InputError
+from wsssbed.results.store import read_table
+folder = Path(sys.argv[1])
+read_table(folder, "per_class")  # a legitimate table first: the baseline
+base = peak()
+try:
+    read_table(folder, "sweeps")
+    message = ""
+except InputError as exc:
+    message = str(exc)
+report(message=message, growth=peak() - base)
+""",
+        tmp_path,
+    )
+    assert "declares 2,000,000 rows, more than its runs can hold" in report["message"]
+    assert str(tmp_path / "sweeps.parquet") in report["message"]
+    assert report["growth"] < 64 * 2**20, report
+
+
+def test_a_lock_link_is_refused_and_its_target_never_created(tmp_path):
+    """`.lock` is opened without following a link: one planted in a stranger's results
+    folder would otherwise create (and lock) a file anywhere."""
+    append_run(tmp_path, _tables("done"))
+    target = tmp_path.parent / f"{tmp_path.name}-created-by-lock"
+    (tmp_path / ".lock").unlink()
+    (tmp_path / ".lock").symlink_to(target)
+    for call in (lambda: append_run(tmp_path, _tables("more")), lambda: repair(tmp_path)):
+        with pytest.raises(InputError, match="lock file cannot be opened") as info:
+            call()
+        assert str(tmp_path / ".lock") in str(info.value)
+        assert not target.exists() and not os.path.lexists(target)
+    (tmp_path / ".lock").unlink()
+    (tmp_path / ".lock").mkdir()  # not a regular file
+    with pytest.raises(InputError, match="lock file"):
+        append_run(tmp_path, _tables("more"))
+    assert list(read_table(tmp_path, "runs").run_id) == ["done"]
+
+
+def test_tables_are_conformed_to_the_schema_naming_the_column(tmp_path):
+    append_run(tmp_path, _tables("done"))
+    runs = pq.read_table(tmp_path / "runs.parquet")
+    sweeps = pq.read_table(tmp_path / "sweeps.parquet")
+    miou = sweeps.schema.get_field_index("miou")
+    pq.write_table(sweeps.set_column(miou, "miou", pa.repeat(pa.scalar("0.25"), 50)),
+                   tmp_path / "sweeps.parquet")  # fmt: skip
+    assert read_table(tmp_path, "sweeps").miou.tolist() == [0.25] * 50  # text numbers: read
+    pq.write_table(sweeps.set_column(miou, "miou", pa.repeat(pa.scalar("abc"), 50)),
+                   tmp_path / "sweeps.parquet")  # fmt: skip
+    with pytest.raises(InputError, match="column `miou` holds string values that are not double"):
+        read_table(tmp_path, "sweeps")
+    pq.write_table(runs.drop(["run_id"]), tmp_path / "runs.parquet")
+    with pytest.raises(InputError, match="no `run_id` column") as info:
+        read_table(tmp_path, "sweeps")
+    assert str(tmp_path / "runs.parquet") in str(info.value)
+
+
+def test_a_run_whose_every_point_is_nan_has_its_first_point_as_best(tmp_path):
+    tables = _tables("nan")
+    tables["sweeps"]["miou"] = float("nan")
+    append_run(tmp_path, tables)
+    append_run(tmp_path, _tables("fine"))
+    best = best_points(tmp_path).set_index("run_id")
+    assert best.loc["nan", "point"] == 0 and best.loc["fine", "point"] == 0
+    assert best_row(read_table(tmp_path, "sweeps").query("run_id == 'nan'")).point == 0

@@ -217,3 +217,36 @@ def test_sensitivity_table_fits_80_columns_with_split_half_statistics(store, tmp
     assert re.search(r"\d-\d", result.output) is None  # no hyphen that reads as a minus
     assert "(mIoU %)" in result.output and "held-out" in result.output
     assert {p.suffix for p in out.iterdir() if p.name.startswith("curves_")} == {".svg"}
+
+
+@pytest.mark.parametrize(
+    "options,problem",
+    [
+        (["--draws", "0"], "--draws 0: bootstrap resamples must be an integer from 2 to 10,000"),
+        (["--draws", "-5"], "--draws -5: bootstrap resamples"),
+        (["--draws", "1000000000"], "--draws 1000000000: bootstrap resamples"),
+        (["--halves", "-1"], "--halves -1: split-half repeats must be an integer from 0"),
+        (["--recommended", "threshold=abc"], "threshold='abc' is not a number"),
+        (["--recommended", "threshold=0.25,threshold=0.3"], "threshold is given twice"),
+    ],
+)
+def test_nonsense_study_options_are_refused_naming_them(store, tmp_path, options, problem):
+    """Red-team finding 11: these ended in "unexpected TypeError / ValueError /
+    MemoryError" (a billion draws asked for 179 GiB)."""
+    out = tmp_path / "study"
+    result = run_cli("sensitivity", "--results", store, "--out", out, *options)
+    assert result.exit_code == 2, result.output
+    assert problem in " ".join(result.stderr.split())
+    assert "unexpected" not in result.output and not out.exists()
+    site = run_cli("leaderboard", "--results", store, "--out", tmp_path / "site", "--draws", "1")
+    assert site.exit_code == 2 and "--draws 1: bootstrap resamples" in site.stderr
+
+
+def test_comparing_a_run_with_itself_is_refused(store, tmp_path):
+    run_id = _tables(store)["runs"].run_id.iloc[0]
+    out = tmp_path / "study"
+    result = run_cli("sensitivity", "--results", store, "--out", out, "--compare", run_id,
+                     "--compare", run_id, "--draws", "50")  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert f"select the same run ({run_id})" in " ".join(result.stderr.split())
+    assert not out.exists()

@@ -21,6 +21,7 @@ import pandas as pd
 from wsssbed.embedded.sample import default_to_sample, sample_activation, sample_saliency
 from wsssbed.errors import InputError
 from wsssbed.eval.axes import edge_warnings
+from wsssbed.io.names import CONTROL
 from wsssbed.protocol import (
     DEFAULT_TOLERANCE,
     HARD_LABELS,
@@ -98,7 +99,8 @@ def sweep(
         check_flag(value, flag)
     check_flag(without_saliency, "without_saliency", optional=True)
     check_text(method, "method", optional=True)
-    check_text(name, "name", optional=True)
+    _check_name(name)
+    check_text(activation_format, "activation_format")
     data_root, activation, out = (_path(data_root, "data_root"), _path(activation, "activation"),
                                   _path(out, "out"))  # fmt: skip
     if method is None:
@@ -226,6 +228,7 @@ def evaluate(
     dataset, data_root, split = default_to_sample(dataset, data_root, split)
     check_text(dataset, "dataset")
     check_text(split, "split", optional=True)
+    _check_name(name)
     check_flag(boundary, "boundary")
     boundary_tolerance = checked_tolerance(boundary_tolerance)
     if out is not None:
@@ -272,6 +275,14 @@ def read_results(folder: PathLike) -> Results:
     if path is None:
         raise InputError("`folder` must be a path (str or pathlib.Path), got None")
     return Results(*(read_table(path, t) for t in ("runs", "sweeps", "per_class", "per_image")))
+
+
+def _check_name(name: object) -> None:
+    """Refuse a method name that is not a string (or None) or holds a control character:
+    it is printed in tables and exported as rows (a newline split a Markdown row)."""
+    check_text(name, "name", optional=True)
+    if name is not None and CONTROL.search(name):
+        raise InputError(f"`name` {name!r:.40} holds a control character")
 
 
 def _check_workers(workers: object) -> None:

@@ -6,8 +6,9 @@ unpinned until a first copy is verified. This module adds what that needs to url
 
 - the transfer is written to `<target>.part`; a retry, or a later run, asks for the
   rest with `Range: bytes=<have>-` and `If-Range` (the server's ETag or Last-Modified,
-  kept in `<target>.part.json`), so a changed file restarts from zero instead of
-  splicing two versions;
+  kept in `<target>.part.json`, written atomically), so a changed file restarts from
+  zero instead of splicing two versions; a state file that does not read as such
+  (emptied by a kill or a full disk before atomic writes) restarts from zero too;
 - transient failures (connection errors, timeouts, short bodies, HTTP 408/429/5xx) are
   retried with exponential backoff; other HTTP errors end it at once;
 - `target` appears only when every byte has arrived (renamed from the `.part`).
@@ -41,6 +42,7 @@ from pathlib import Path
 
 from wsssbed.errors import WsssbedError
 from wsssbed.io.digest import file_sha256
+from wsssbed.io.imageio import write_text
 
 Progress = Callable[[int, int], None]
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -53,6 +55,7 @@ RESERVE_BYTES = 256 * 2**20  # free space a download always leaves on the disk
 DEADLINE_S = 12 * 3600.0
 STALL_S = 60.0
 MIN_RATE = 1024  # bytes per second, averaged over STALL_S
+STATE_BYTES = 1 << 16  # a download state file holds an address and a validator
 
 
 class DownloadError(WsssbedError):
@@ -99,11 +102,27 @@ def _room(partial: Path, limits: _Limits) -> tuple[int, str]:
     return limits.max_bytes, limits.what
 
 
+def _state(state_file: Path) -> dict[str, str]:
+    """What a `.part.json` says (`url`, `validator`); empty when it is missing or does not
+    read as such (then the download restarts from zero: nothing is spliced)."""
+    try:
+        with open(state_file, "rb") as handle:
+            data = handle.read(STATE_BYTES + 1)
+        state = json.loads(data) if len(data) <= STATE_BYTES else None
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(state, dict) or not all(
+        isinstance(state.get(key), str) for key in ("url", "validator")
+    ):
+        return {}
+    return state
+
+
 def _attempt(url: str, partial: Path, progress: Progress | None, limits: _Limits) -> None:
     """One request: continue `partial` when the server honours the range, else restart."""
     state_file = partial.with_name(partial.name + ".json")
     have = partial.stat().st_size if partial.exists() else 0
-    state = json.loads(state_file.read_text()) if have and state_file.exists() else {}
+    state = _state(state_file) if have else {}
     headers = {"User-Agent": _user_agent()}
     if have and state.get("url") == url:
         headers["Range"] = f"bytes={have}-"
@@ -135,7 +154,7 @@ def _attempt(url: str, partial: Path, progress: Progress | None, limits: _Limits
         if total > limit:
             raise _TooMuch(f"the server announces {total:,} bytes, more than {limit:,} "
                            f"({why})")  # fmt: skip
-        state_file.write_text(json.dumps({"url": url, "validator": _validator(response.headers)}))
+        write_text(state_file, json.dumps({"url": url, "validator": _validator(response.headers)}))
         try:
             with open(partial, "ab" if resumed else "wb") as sink:
                 done = _receive(response, sink, have, total, progress, limits, (limit, why))

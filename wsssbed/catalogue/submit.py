@@ -148,10 +148,16 @@ def submit(
         )
         summary = compute_run(job, stage="activation", progress=progress, extra=used.provenance())
         summary.save(out)
-    except BaseException:
-        if extracted is not None:
-            extracted.clear()
-            remove_empty_parents(extracted.root, home())
+    except BaseException as error:
+        if extracted is None:
+            raise
+        extracted.clear()
+        remove_empty_parents(extracted.root, home())
+        where = error.path if isinstance(error, InputError) else None
+        if where is not None and where.is_relative_to(extracted.root):
+            # the extracted copy is gone: name the archive and its member, as `prepare` does
+            member = where.relative_to(extracted.root).as_posix()
+            raise InputError(f"{member}: {error.problem}", maps) from None
         raise
     write_manifest(manifest)  # last: a failure above leaves nothing that blocks a retry
     return manifest, summary

@@ -136,7 +136,9 @@ def forget(name: str = typer.Argument(..., help="A manifest name in your registr
     for path in done.removed:
         out.print(f"removed {path}", soft_wrap=True)
     if done.kept is not None:
-        out.print(f"kept your folder {done.kept} (registered with --path)", soft_wrap=True)
+        out.print(f"kept your folder {done.kept} (wsssbed did not write it)", soft_wrap=True)
+    for path in done.left:
+        out.print(f"kept {path} (what is left there wsssbed did not write)", soft_wrap=True)
     if done.catalogued:
         out.print(f"`{name}` is the catalogue's entry again (not pinned on this machine)")
 

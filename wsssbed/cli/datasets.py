@@ -89,7 +89,7 @@ def datasets_check(
         out.print("[green]ok[/]")
         return
     for path, problem in report.problems[:50]:
-        err.print(f"[red]bad:[/] {path}: {problem}", highlight=False, soft_wrap=True)
+        err.print(f"[red]bad:[/] {escape(f'{path}: {problem}')}", highlight=False, soft_wrap=True)
     if len(report.problems) > 50:
         err.print(f"... and {len(report.problems) - 50} more problems")
     raise typer.Exit(1)

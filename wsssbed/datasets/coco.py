@@ -12,14 +12,19 @@ part is checked before pycocotools sees it:
 - the file, each image and each annotation against the schema below
   (`wsssbed.io.configio.from_table`; fields COCO adds beyond these are ignored);
 - images: distinct ids, height and width positive and within the PNG reader's
-  `MAX_PIXELS` budget (the mask is allocated at that size);
+  `MAX_PIXELS` budget (the mask is allocated at that size), and distinct mask names
+  (the `file_name` without folder and suffix: `a.jpg` and `a.png` would write one mask);
 - annotations: a known image and category, `iscrowd` 0 or 1, a finite `area`;
 - polygons: finite coordinates within one picture size of the picture on each side, and
   an outline of at most `OUTLINE_FACTOR` x (height + width) pixels (pycocotools
   allocates about 120 bytes per outline pixel); polygons of fewer than three points are
   dropped, as detectron2 does (COCO holds a few);
 - RLE: `size` equal to the picture's, counts non-negative and summing to height x width;
-  a compressed `counts` string is decoded here first (pycocotools' LEB128-like format).
+  a compressed `counts` string is decoded here first (pycocotools' LEB128-like format);
+- work: an annotation is decoded only over the columns it covers (the whole picture for
+  an RLE), and the areas decoded for one image may add up to at most `MAX_LAYERS` times
+  its own (so ten thousand tiny polygons on a 64-megapixel picture cost their strips,
+  not ten thousand passes over the picture).
 """
 
 from __future__ import annotations
@@ -43,6 +48,10 @@ from wsssbed.io.outputs import inside
 #: most this many times the picture's height + width.
 OUTLINE_FACTOR = 64
 MAX_COUNT = 2**32 - 1  # pycocotools stores RLE counts as uint32
+#: The areas decoded for one image (the columns a polygon covers, the whole picture for
+#: an RLE) may add up to at most this many times the picture (COCO 2014 has at most 93
+#: annotations on an image).
+MAX_LAYERS = 128
 
 
 @dataclass
@@ -110,9 +119,9 @@ def convert_coco(
         mask = np.zeros((height, width), dtype=np.uint8)
         anns = by_image.get(image.id, [])
         for ann in (a for a in anns if a.iscrowd):
-            mask[_decode(mask_utils, ann.segmentation, height, width)] = 255
+            _paint(mask, mask_utils, ann.segmentation, 255)
         for ann in sorted((a for a in anns if not a.iscrowd), key=lambda a: a.area, reverse=True):
-            mask[_decode(mask_utils, ann.segmentation, height, width)] = lookup[ann.category_id]
+            _paint(mask, mask_utils, ann.segmentation, lookup[ann.category_id])
         image_id = Path(image.file_name).stem  # checked by read_instances
         write_png_atomic(inside(folder, f"{image_id}.png"), mask, spec.palette())
         present = sorted(set(np.unique(mask).tolist()) - {0, 255})
@@ -136,12 +145,21 @@ def read_instances(
     top = from_table(_File, read_json(path, "COCO instance-annotation file"), path, "file",
                      extra=True)  # fmt: skip
     images: dict[int, _Image] = {}
+    named: dict[str, _Image] = {}  # mask name -> the image it names
     for index, table in enumerate(top.images):
         image = from_table(_Image, table, path, f"images[{index}]", extra=True)
         where = f"image {image.id} ({image.file_name!r:.60})"
-        check_id(Path(image.file_name).stem, "image id", path, f"{where}: ")
+        stem = check_id(Path(image.file_name).stem, "image id", path, f"{where}: ")
         if image.id in images:
             raise InputError(f"{where}: image id {image.id} is listed twice", path)
+        if stem in named:
+            raise InputError(
+                f"{where} and image {named[stem].id} ({named[stem].file_name!r:.60}) would "
+                f"both write mask {stem}.png (a mask is named by the file name without its "
+                "folder and suffix); rename one",
+                path,
+            )
+        named[stem] = image
         if image.height <= 0 or image.width <= 0:
             raise InputError(f"{where}: size {image.height}x{image.width} is empty", path)
         if image.height * image.width > MAX_PIXELS:
@@ -152,6 +170,7 @@ def read_instances(
         images[image.id] = image
     lookup = category_lookup(spec)
     by_image: dict[int, list[_Annotation]] = {}
+    decoded: dict[int, int] = {}  # image id -> pixels its annotations decode
     for index, table in enumerate(top.annotations):
         where = _annotation_name(table, index)
         ann = from_table(_Annotation, table, path, where, extra=True)
@@ -168,6 +187,14 @@ def read_instances(
             ann.segmentation = _checked_segmentation(ann.segmentation, image, path, where)
         except _Bad as exc:
             raise InputError(f"{where}: {exc}", path) from None
+        decoded[image.id] = decoded.get(image.id, 0) + _decoded_area(ann.segmentation, image)
+        if decoded[image.id] > MAX_LAYERS * image.height * image.width:
+            raise InputError(
+                f"{where}: the annotations of image {image.id} cover more than {MAX_LAYERS} "
+                f"times its {image.width}x{image.height} pixels (the columns each polygon "
+                "spans, the whole picture for an RLE); a crafted file",
+                path,
+            )
         by_image.setdefault(ann.image_id, []).append(ann)
     return list(images.values()), by_image
 
@@ -257,14 +284,48 @@ def rle_counts(text: str) -> list[int]:
     return counts
 
 
-def _decode(mask_utils, segmentation, height: int, width: int) -> np.ndarray:
-    """(H, W) bool mask of a checked segmentation (see `read_instances`)."""
+def _columns(polygons: list[list[float]], width: int) -> int:
+    """Columns of the picture a polygon annotation can paint (its x-range and a pixel of
+    pycocotools' rounding on each side, within the picture)."""
+    xs = [x for polygon in polygons for x in polygon[0::2]]
+    return max(0, min(width, math.ceil(max(xs)) + 2) - max(0, math.floor(min(xs)) - 1))
+
+
+def _decoded_area(segmentation, image: _Image) -> int:
+    """Pixels `_paint` decodes for a checked segmentation, at most: the full-height strip
+    of the columns a polygon can paint; the whole picture for an RLE."""
+    if isinstance(segmentation, dict):
+        return image.height * image.width
+    return _columns(segmentation, image.width) * image.height if segmentation else 0
+
+
+def _paint(mask: np.ndarray, mask_utils, segmentation, value: int) -> None:
+    """Set `value` where a checked segmentation (see `read_instances`) covers `mask` (H, W).
+
+    pycocotools makes the annotation's RLE (column-major runs over the whole picture,
+    its cost grows with the outline), and only the strip of columns its runs cover is
+    decoded here: the pixels are exactly pycocotools' `decode`, without a pass over the
+    whole picture per annotation."""
+    height, width = mask.shape
     if isinstance(segmentation, list):
         if not segmentation:
-            return np.zeros((height, width), dtype=bool)
+            return
         rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
     elif isinstance(segmentation["counts"], list):
         rle = mask_utils.frPyObjects(segmentation, height, width)
     else:
         rle = segmentation
-    return mask_utils.decode(rle).astype(bool)
+    counts = rle["counts"]
+    counts = rle_counts(counts.decode("ascii") if isinstance(counts, bytes) else counts)
+    edges = np.cumsum([0, *counts], dtype=np.int64)  # run k covers edges[k]..edges[k + 1]
+    starts, ends = edges[1:-1:2], edges[2::2]  # runs of ones: the odd runs
+    starts, ends = starts[ends > starts], ends[ends > starts]
+    if not starts.size:
+        return
+    first, last = int(starts[0]) // height, (int(ends[-1]) - 1) // height + 1
+    offset = first * height
+    change = np.zeros((last - first) * height + 1, dtype=np.int8)
+    np.add.at(change, starts - offset, 1)
+    np.add.at(change, ends - offset, -1)
+    strip = (np.cumsum(change[:-1]) > 0).reshape(last - first, height).T
+    mask[:, first:last][strip] = value

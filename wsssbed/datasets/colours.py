@@ -123,11 +123,13 @@ def decode_colour_folder(
         the number of files written.
 
     Raises:
-        InputError: `out` exists and is not empty; a file that is not an RGB PNG in the
-            palette (naming it and its foreign colours); no PNG in `source`.
+        InputError: `out` is a link, or exists and is not empty; a file that is not an
+            RGB PNG in the palette (naming it and its foreign colours); no PNG in `source`.
     """
     if not source.is_dir():
         raise InputError("folder not found", source)
+    if out.is_symlink():  # the staging folder is renamed to `out`, which a link blocks
+        raise InputError("the output folder is a link; give a new folder", out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError("the output folder exists and is not empty; give a new one", out)
     if out.resolve() == source.resolve():

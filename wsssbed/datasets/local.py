@@ -14,7 +14,7 @@ from wsssbed.datasets.colours import colour_coded_error
 from wsssbed.datasets.sanity import SYNTHETIC, SplitCheck, check_split, missing_masks_hint
 from wsssbed.datasets.spec import DatasetSpec, GroundTruthSource
 from wsssbed.errors import ColourImageError, InputError
-from wsssbed.io.imageio import picture_size, read_png_array, read_rgb
+from wsssbed.io.imageio import picture_size, read_png_array, read_rgb, regular_file
 from wsssbed.io.names import check_id, read_lines
 
 UNKNOWN = -1
@@ -157,8 +157,9 @@ class LocalDataset:
         self.layout_split = self.split
         if self.split not in self.spec.splits and is_id_file(self.split):
             path = Path(self.split).expanduser()
-            if not path.is_file():
+            if not path.exists():
                 raise InputError("split id file not found", path)
+            regular_file(path)  # a pipe or folder: named as such
             self.id_file = path.resolve()
             self.layout_split = self._split_holding(self.ids[0])
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # torch is imported by the functions that count boundaries
     import torch
 
 DEFAULT_TOLERANCE = 0.0075
+MAX_LABEL = 65535  # `bfscore` labels: 16-bit label maps (counts are kept per label value)
 
 
 @dataclass(frozen=True)
@@ -517,6 +518,10 @@ def bfscore(
 
     Returns:
         (len(classes),) float64 per-class scores, and their mean over non-NaN entries.
+
+    Raises:
+        InputError: naming the argument: an empty or non-integer map, a label outside
+            0..`MAX_LABEL`, a bad tolerance or mode.
     """
     import torch
 
@@ -542,9 +547,10 @@ def bfscore(
         values = values[values != void]
     if classes is None:
         classes = [int(c) for c in torch.unique(values)]
-    elif not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) and c >= 0
-                 for c in classes):  # fmt: skip
-        raise InputError(f"`classes` must be non-negative integer class ids, got {classes!r:.60}")
+    elif not all(isinstance(c, numbers.Integral) and not isinstance(c, bool)
+                 and 0 <= c <= MAX_LABEL for c in classes):  # fmt: skip
+        raise InputError(f"`classes` must be non-negative integer class ids up to {MAX_LABEL}, got "
+                         f"{classes!r:.60}")  # fmt: skip
     num_classes = max([*classes, int(values.max()) if values.numel() else 0]) + 1
     counts = sweep_boundary_counts(
         pred_t,
@@ -563,12 +569,20 @@ def bfscore(
 
 
 def _label_map(labels: object, name: str) -> torch.Tensor:
-    """An (H, W) map of integer labels as int64, or an InputError naming `name`."""
+    """A non-empty (H, W) map of integer labels in 0..`MAX_LABEL` as int64, or an
+    InputError naming `name` (counts are kept per label value up to the largest, so a
+    label of 2**40 would ask for terabytes)."""
     import torch
 
     array = np.asarray(labels)
     if array.dtype.kind not in "biu":
         raise InputError(f"`{name}` must hold integer labels, got dtype {array.dtype}")
-    if array.dtype.kind == "i" and array.size and array.min() < 0:
+    if array.size == 0:
+        raise InputError(f"`{name}` is empty (shape {array.shape})")
+    if array.dtype.kind == "i" and array.min() < 0:
         raise InputError(f"`{name}` holds a negative label ({int(array.min())})")
+    if array.max() > MAX_LABEL:
+        raise InputError(f"`{name}` holds label {int(array.max())}, above {MAX_LABEL}: bfscore "
+                         "keeps counts per label value, so map the labels to 0..K-1 first "
+                         "(np.unique(..., return_inverse=True))")  # fmt: skip
     return torch.as_tensor(array).long()

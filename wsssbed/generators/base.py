@@ -18,6 +18,8 @@ prediction the sweep counted at that point:
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -118,8 +120,9 @@ def make_generator(
     without_saliency: bool = False,
 ) -> ClassicGenerator:
     """A classic generator from CLI-level options; refuses missing or inconsistent ones,
-    and a score threshold outside [0, 1] (`wsssbed.eval.axes.scale_error`, named by its
-    option: `threshold`, `atm_threshold`, `sal_threshold`)."""
+    a non-finite `alpha`, and a score threshold outside [0, 1]
+    (`wsssbed.eval.axes.scale_error`, named by its option: `threshold`, `atm_threshold`,
+    `sal_threshold`)."""
     if name == "bg-threshold":
         if threshold is None:
             raise InputError("bg-threshold needs --threshold")
@@ -127,6 +130,15 @@ def make_generator(
     elif name == "power-bg":
         if alpha is None:
             raise InputError("power-bg needs --alpha")
+        if (
+            isinstance(alpha, bool)
+            or not isinstance(alpha, numbers.Real)
+            or not math.isfinite(alpha)
+        ):
+            # nan made every pixel background, inf every pixel foreground
+            raise InputError(
+                f"`alpha` {alpha!r:.30}: the power-bg exponent must be a finite number"
+            )
         settings = {"alpha": alpha}
     elif name == "saliency-rule":
         settings = {

@@ -110,6 +110,8 @@ def _tag(source: _Source, order: str) -> tuple[int, int, bytes | None]:
     """(type, byte count, data of a small element or None) of the next element."""
     first, second = struct.unpack(order + "II", source.read(8))
     if first >> 16:  # small element: type and count in one word, data in the next
+        if first >> 16 > 4:
+            raise _Bad(f"a small element claims {first >> 16} bytes; it holds at most 4")
         data = struct.pack(order + "I", second)[: first >> 16]
         return first & 0xFFFF, first >> 16, data
     return first, second, None
@@ -119,15 +121,18 @@ def _padded(count: int) -> int:
     return (count + 7) // 8 * 8
 
 
-def _element(source: _Source, order: str, kind: int, what: str) -> bytes:
-    """The data of the next element, which must be of type `kind` (at most MAX_NAMES)."""
+def _element(source: _Source, order: str, kind: int, what: str, unit: int = 1,
+             exact: int | None = None) -> bytes:  # fmt: skip
+    """The data of the next element, which must be of type `kind`, at most MAX_NAMES bytes,
+    a whole number of `unit`-byte values, and `exact` bytes when given."""
     found, count, small = _tag(source, order)
     if found != kind:
         raise _Bad(f"{what}: expected element type {kind}, found {found}")
+    if count > MAX_NAMES or count % unit or (exact is not None and count != exact):
+        wanted = f"{exact}" if exact is not None else f"a multiple of {unit}"
+        raise _Bad(f"{what} declares {count:,} bytes, not {wanted}")
     if small is not None:
         return small
-    if count > MAX_NAMES:
-        raise _Bad(f"{what} declares {count:,} bytes")
     data = source.read(count)
     source.skip(_padded(count) - count)
     return data
@@ -135,8 +140,9 @@ def _element(source: _Source, order: str, kind: int, what: str) -> bytes:
 
 def _matrix_header(source: _Source, order: str) -> tuple[int, int, tuple[int, ...], str]:
     """(class, flags, dims, name) at the start of a miMATRIX body."""
-    flags_word = struct.unpack(order + "II", _element(source, order, MI_UINT32, "array flags"))[0]
-    dims_data = _element(source, order, MI_INT32, "dimensions")
+    flags = _element(source, order, MI_UINT32, "array flags", exact=8)
+    flags_word = struct.unpack(order + "II", flags)[0]
+    dims_data = _element(source, order, MI_INT32, "dimensions", unit=4)
     dims = struct.unpack(order + f"{len(dims_data) // 4}i", dims_data)
     if len(dims) < 2 or min(dims) < 0:
         raise _Bad(f"dimensions {dims} are not an array's")
@@ -145,7 +151,8 @@ def _matrix_header(source: _Source, order: str) -> tuple[int, int, tuple[int, ..
 
 
 def _field_names(source: _Source, order: str) -> list[str]:
-    length = struct.unpack(order + "i", _element(source, order, MI_INT32, "field name length"))[0]
+    length_data = _element(source, order, MI_INT32, "field name length", exact=4)
+    length = struct.unpack(order + "i", length_data)[0]
     names = _element(source, order, MI_INT8, "field names")
     if length <= 0 or len(names) % length:
         raise _Bad(f"field names of length {length} do not divide {len(names)} bytes")

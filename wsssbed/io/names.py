@@ -26,7 +26,7 @@ from wsssbed.errors import InputError
 from wsssbed.io.imageio import regular_file
 
 MAX_ID_BYTES = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def id_problem(value: object) -> str | None:
@@ -39,7 +39,7 @@ def id_problem(value: object) -> str | None:
         return "holds a path separator"
     if value.startswith("."):
         return "starts with a dot (`.`, `..` or a hidden file)"
-    if _CONTROL.search(value):
+    if CONTROL.search(value):
         return "holds a control character"
     try:
         size = len(value.encode("utf-8"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tokenize
 from pathlib import Path
 from typing import BinaryIO
 
@@ -17,14 +18,24 @@ def read_header(stream: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
     """(shape, fortran order, dtype) from an `.npy` header; the stream is left at the data.
 
     Raises:
-        ValueError: not an `.npy` stream, or an unknown version.
+        ValueError: not an `.npy` stream, an unknown version, a header numpy cannot parse
+            (its own parser raises several kinds of error: all become this one), or a
+            shape that is not a tuple of non-negative sizes.
     """
-    version = npy_format.read_magic(stream)
-    if version == (1, 0):
-        return npy_format.read_array_header_1_0(stream)
-    if version in ((2, 0), (3, 0)):
-        return npy_format.read_array_header_2_0(stream)
-    raise ValueError(f"unsupported .npy version {version}")
+    try:
+        version = npy_format.read_magic(stream)
+        if version == (1, 0):
+            header = npy_format.read_array_header_1_0(stream)
+        elif version in ((2, 0), (3, 0)):
+            header = npy_format.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (SyntaxError, tokenize.TokenError, TypeError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"the header does not parse ({type(exc).__name__}: {exc})") from exc
+    shape = header[0]
+    if not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise ValueError(f"the header declares shape {shape}, not non-negative sizes")
+    return header
 
 
 def read_plain_array(

@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 
 from wsssbed.errors import InputError
 from wsssbed.io.imageio import write_atomic
+from wsssbed.io.names import CONTROL
 from wsssbed.io.outputs import (
     check_output_folder,
     follow_umask,
@@ -51,10 +52,19 @@ def _is_staging(entry: Path) -> bool:
     return entry.name.startswith(STAGING) and entry.is_dir() and not entry.is_symlink()
 
 
+def _encodes(name: str) -> bool:
+    """`name` is text a file system takes (no lone surrogate from a JSON escape)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _relative(name: object, source: Path, what: str) -> str:
     """A file name of an output (`what` lists it): a relative POSIX path below the folder,
     not one of the names wsssbed reserves."""
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str) or not name or CONTROL.search(name) or not _encodes(name):
         raise InputError(f"{what} {name!r}, not a file name", source)
     path = PurePosixPath(name)
     if path.is_absolute() or any(p in ("", ".", "..") for p in name.split("/")):
@@ -153,6 +163,16 @@ class OutputFolder:
             f"command wrote before (it holds a {MARKER} marker); {remedy}",
             root,
         )
+
+    @classmethod
+    def recorded(cls, root: Path, what: str = "output folder") -> OutputFolder | None:
+        """The output whose marker `root` holds (its command and files), or None when
+        `root` has no marker. Raises InputError for a damaged or tampered marker."""
+        marker = Path(root) / MARKER
+        if not (marker.exists() or marker.is_symlink()):
+            return None
+        command, owned = _read_marker(marker)
+        return cls(Path(root), command, what, owned)
 
     def path(self, *parts: str) -> Path:
         """A path below the folder, checked (`wsssbed.io.outputs.inside`)."""

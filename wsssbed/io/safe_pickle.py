@@ -11,7 +11,9 @@ code too. So nothing from the file reaches numpy, torch or any callable it names
 1. Every pickle is scanned opcode by opcode before it is unpickled (`_scan`): only the
    opcodes plain containers, numbers, strings, bytes and the allowed names need; at most
    `MAX_OPCODES` of them and memo indexes below that (the unpickler sizes its memo by the
-   largest index); declared lengths that the data really has; nothing after the end.
+   largest index); at most `MAX_DICT_ENTRIES` dict entries (counted from the stack, so
+   keys that share a hash cannot make the unpickler's dict building quadratic); declared
+   lengths that the data really has; nothing after the end.
 2. The unpickler maps a few names to stand-ins defined here and refuses every other:
    numpy's `_reconstruct`, `ndarray`, `dtype`, `scalar`, `_frombuffer`; `_codecs.encode`
    (latin-1 text, as protocol 2 stores bytes); torch's `_rebuild_tensor_v2/_v3`,
@@ -59,6 +61,10 @@ from wsssbed.io.npy import read_header, read_plain_array
 
 MAX_OPCODES = 100_000  # a 150-class SEAM dict needs ~4,600 (protocol 2)
 MAX_VALUES = 10_000  # values resolved (each reference counts once)
+# dict entries the pickle may build: integer keys can all share one hash (k * (2**61 - 1)),
+# which makes building a dict quadratic (50,000 such keys took 30 s); a 171-class map
+# dict has 171
+MAX_DICT_ENTRIES = 1_000
 MAX_DEPTH = 8
 MAX_LONG_BYTES = 12  # LONG1 integers: torch's 80-bit magic number fits
 STRUCTURE_BYTES = 256  # `read_structure` keeps strings and bytes up to this long
@@ -113,16 +119,46 @@ class _Op(NamedTuple):
     data: bool  # the argument is `<length><bytes>`
     lines: bool  # the argument is two lines (GLOBAL)
     check: str  # what of it is checked: memo, proto, frame, long, stop or nothing
+    marked: bool  # it pops the stack down to the last MARK
+    pushed: int  # stack items it adds (below that MARK, for a marked one)
 
 
 def _ops(names: frozenset[str]) -> dict[bytes, _Op]:
     table = {}
+    mark = pickletools.markobject
     for code, op in _OPCODES.items():
         if op.name in names:
             n = op.arg.n if op.arg is not None else 0
             size, lines = _LENGTH_FIELD.get(n, max(n, 0)), n == pickletools.UP_TO_NEWLINE
-            table[code] = _Op(op.name, size, n in _LENGTH_FIELD, lines, _CHECKED.get(op.name, ""))
+            marked = mark in op.stack_before
+            pushed = len(op.stack_after) - (op.stack_before.index(mark) if marked
+                                            else len(op.stack_before))  # fmt: skip
+            check = _CHECKED.get(op.name, "")
+            table[code] = _Op(op.name, size, n in _LENGTH_FIELD, lines, check, marked, pushed)
     return table
+
+
+class _Entries:
+    """Dict entries a pickle builds, counted from its stack as `_scan` steps: the items
+    above each MARK (`levels`), halved at a SETITEMS or DICT. A POP with no item above
+    the last MARK pops the MARK, as the unpickler does."""
+
+    def __init__(self) -> None:
+        self.levels, self.count = [0], 0
+
+    def step(self, op: _Op) -> None:
+        if op.name == "MARK":
+            self.levels.append(0)
+            return
+        if op.marked or (op.name == "POP" and len(self.levels) > 1 and not self.levels[-1]):
+            items = max(self.levels.pop(), 0) if len(self.levels) > 1 else 0
+            self.count += items // 2 if op.name in ("SETITEMS", "DICT") else 0
+            if op.name == "POP":
+                return
+        self.count += op.name == "SETITEM"
+        self.levels[-1] += op.pushed
+        if self.count > MAX_DICT_ENTRIES:
+            raise _Refused(f"more than {MAX_DICT_ENTRIES:,} dict entries")
 
 
 _OUTER = _ops(_OUTER_NAMES)
@@ -148,10 +184,11 @@ def _scan(
             (a seek), not read.
 
     Raises:
-        _Refused: an opcode outside `allowed`, too many opcodes, a memo index or integer
-            out of bounds, a length the data do not have, or no STOP.
+        _Refused: an opcode outside `allowed`, too many opcodes or dict entries, a memo
+            index or integer out of bounds, a length the data do not have, or no STOP.
     """
     read, write = stream.read, skeleton.write if skeleton is not None else None
+    entries = _Entries()
     for _ in range(MAX_OPCODES):
         code = read(1)
         op = allowed.get(code)
@@ -160,6 +197,7 @@ def _scan(
             if known is not None:
                 raise _Refused(f"pickle opcode {known.name} is not accepted")
             raise _Refused("truncated pickle" if not code else f"unknown opcode {code!r}")
+        entries.step(op)
         head = data = b""
         if op.lines:  # GLOBAL: two names, each on its own line
             head = stream.readline(STRUCTURE_BYTES) + stream.readline(STRUCTURE_BYTES)

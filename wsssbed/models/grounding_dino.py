@@ -16,6 +16,7 @@ the authors' demo values: box 0.35, text 0.25 (IDEA-Research/GroundingDINO, READ
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -260,6 +261,8 @@ def load_detector(folder: Path, device: str = "cpu") -> Detector:
         except Exception as exc:  # a stranger's files: any failure to read them is theirs
             raise InputError(f"cannot load the processor: {exc}", folder) from exc
         _check_resize(processor.image_processor, folder)
+        _check_normalisation(processor.image_processor, folder)
+        _check_tokenizer(processor.tokenizer, folder)
         try:
             model, report = transformers.GroundingDinoForObjectDetection.from_pretrained(
                 folder, local_files_only=True, use_safetensors=True, output_loading_info=True
@@ -370,6 +373,34 @@ def _check_resize(image_processor, folder: Path) -> None:
             "as Grounding DINO's authors use (800 / 1333)",
             folder,
         )
+
+
+def _check_normalisation(image_processor, folder: Path) -> None:
+    """Refuse pixel constants that turn every picture into NaN or infinities (a zero or
+    non-finite `image_std`, a non-finite `image_mean` or `rescale_factor`): the detector
+    would find nothing and report "0 boxes"."""
+    constants = {"image_mean": getattr(image_processor, "image_mean", None),
+                 "image_std": getattr(image_processor, "image_std", None),
+                 "rescale_factor": getattr(image_processor, "rescale_factor", None)}  # fmt: skip
+    for name, value in constants.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        numbers_ok = all(isinstance(v, int | float) and not isinstance(v, bool)
+                         and math.isfinite(v) for v in values)  # fmt: skip
+        if value is not None and (
+            not values or not numbers_ok or (name != "image_mean" and min(values) <= 0)
+        ):
+            raise InputError(f"the image processor's {name} is {value!r:.60}: wsssbed accepts "
+                             "finite numbers, positive for image_std and rescale_factor",
+                             folder)  # fmt: skip
+
+
+def _check_tokenizer(tokenizer, folder: Path) -> None:
+    """Refuse a tokenizer that cannot tokenize a class prompt (a vocabulary without its
+    unknown token fails on the first word it lacks)."""
+    try:
+        tokenizer("a cat . a dog .")
+    except Exception as exc:  # a stranger's tokenizer: any failure to run it is its fault
+        raise InputError(f"the tokenizer cannot tokenize a prompt: {exc}", folder) from exc
 
 
 def _check_report(report: dict, folder: Path) -> None:

@@ -48,6 +48,7 @@ from wsssbed.report.sensitivity import (
     PerImage,
     activation_axis,
     bootstrap_interval,
+    check_draws,
     is_2d,
     recommended_point,
     row_at,
@@ -289,6 +290,7 @@ def render_site(
         paths: how local paths are shown (default: by their last component).
     """
     paths = paths or PathDisplay()
+    draws = check_draws(draws)
     site = OutputFolder.claim(out, "leaderboard", "site folder")
     runs = read_table(results, "runs")
     if runs.empty:

@@ -22,6 +22,7 @@ the difference between two runs on the same images.
 from __future__ import annotations
 
 import json
+import numbers
 from collections import Counter
 from dataclasses import dataclass
 
@@ -37,6 +38,8 @@ from wsssbed.results.store import best_row
 
 ACTIVATION_AXES = ("threshold", "alpha")
 PLATEAU_TOLERANCE = 0.01
+MAX_DRAWS = 10_000  # bootstrap resamples
+MAX_HALVES = 1_000  # random split-half repeats
 
 
 def activation_axis(sweeps: pd.DataFrame) -> str:
@@ -67,8 +70,9 @@ def run_label(run: pd.Series) -> str:
     parts = [str(name)]
     if pd.notna(run.saliency):
         parts.append(f"+ {PurePath(str(run.saliency)).name}")
-    if run.generator not in ("bg-threshold", "hard-labels"):
-        parts.append(f"({run.generator})")
+    suffix = f"({run.generator})"
+    if run.generator not in ("bg-threshold", "hard-labels") and not parts[-1].endswith(suffix):
+        parts.append(suffix)  # not twice: `--name "mycam (power-bg)"` already says it
     return " ".join(parts)
 
 
@@ -218,6 +222,23 @@ class PerImage:
         )
         counts = ClassCounts(tp, tp + fp, (tp + fn).max(0), unlabelled)
         return summary_metrics(counts)
+
+
+def check_draws(draws: object, option: str = "--draws") -> int:
+    """`draws` as a count of bootstrap resamples: an integer in 2..`MAX_DRAWS` (the
+    resample weights take draws x images x 8 bytes: 850 MB for train_aug at the maximum).
+
+    Raises:
+        InputError: naming `option` and the value.
+    """
+    if (
+        isinstance(draws, bool)
+        or not isinstance(draws, numbers.Integral)
+        or not (2 <= draws <= MAX_DRAWS)
+    ):
+        raise InputError(f"{option} {draws!r:.30}: bootstrap resamples must be an integer "
+                         f"from 2 to {MAX_DRAWS:,}")  # fmt: skip
+    return int(draws)
 
 
 def bootstrap_interval(

@@ -20,9 +20,11 @@ from wsssbed.io.outputs import inside
 from wsssbed.io.ownership import OutputFolder
 from wsssbed.report import figures
 from wsssbed.report.sensitivity import (
+    MAX_HALVES,
     PerImage,
     activation_axis,
     bootstrap_interval,
+    check_draws,
     curve_stats,
     distinct_labels,
     is_2d,
@@ -59,6 +61,14 @@ class StudyOptions:
     seed: int = 0
     figures: figures.FigureOptions = field(default_factory=figures.FigureOptions)
 
+    def __post_init__(self) -> None:
+        """Raises InputError naming `--draws` or `--halves` when out of range."""
+        self.draws = check_draws(self.draws)
+        halves = self.halves
+        if isinstance(halves, bool) or not isinstance(halves, int) or not 0 <= halves <= MAX_HALVES:
+            raise InputError(f"--halves {halves!r:.30}: split-half repeats must be an integer "
+                             f"from 0 (none) to {MAX_HALVES:,}")  # fmt: skip
+
 
 @dataclass
 class Study:
@@ -79,7 +89,12 @@ def parse_point(text: str) -> dict[str, float]:
         name, _, value = part.partition("=")
         if name not in ("threshold", "alpha", "sal_threshold") or not value:
             raise InputError(f"--recommended {text!r}: use threshold=0.1[,sal_threshold=0.2]")
-        point[name] = float(value)
+        if name in point:
+            raise InputError(f"--recommended {text!r}: {name} is given twice")
+        try:
+            point[name] = float(value)
+        except ValueError:
+            raise InputError(f"--recommended {text!r}: {name}={value!r} is not a number") from None
         problem = scale_error(name, [point[name]], "recommended")
         if problem:
             raise InputError(problem)
@@ -243,6 +258,10 @@ def _compare(
         rows = sweeps[sweeps.run_id == run.run_id]
         chosen.append((run, int(best_row(rows).point)))
     (a, a_point), (b, b_point) = chosen
+    if a.run_id == b.run_id:
+        first, second = options.compare
+        raise InputError(f"--compare {first!r} and --compare {second!r} select the same run "
+                         f"({a.run_id}): give two different methods or run ids")  # fmt: skip
     result = paired_comparison(
         per_images[a.run_id], a_point, per_images[b.run_id], b_point, options.draws, options.seed
     )

@@ -16,7 +16,7 @@ import pandas as pd
 from wsssbed import __version__
 from wsssbed.datasets import recorded_spec
 from wsssbed.datasets.fingerprint import split_digest
-from wsssbed.datasets.local import LocalDataset
+from wsssbed.datasets.local import LocalDataset, read_label_list
 from wsssbed.datasets.sanity import void_warning
 from wsssbed.errors import GroundTruthWarning, InputError, UnofficialSplitWarning
 from wsssbed.eval.axes import AXIS_COLUMNS
@@ -157,10 +157,17 @@ def void_ratio(state: SweepState, gt_pixels: np.ndarray) -> float | None:
 
 
 def ground_truth_warnings(job: SweepJob, state: SweepState, gt_pixels: np.ndarray) -> None:
-    """Warn (`GroundTruthWarning`) when most of the ground truth is void while a class never
-    occurs in it (`wsssbed.datasets.sanity.void_warning`)."""
+    """Warn (`GroundTruthWarning`) when a class never occurs in the ground truth while the
+    void looks like it (`wsssbed.datasets.sanity.void_warning`): the run's image-level
+    labels, when they come from a label-list file, say which classes should occur."""
     ratio = void_ratio(state, gt_pixels)
-    message = None if ratio is None else void_warning(job.dataset.spec, gt_pixels, ratio)
+    if ratio is None:
+        return
+    labelled: frozenset[int] = frozenset()
+    if job.labels != "masks" and ratio > 0:  # read (and checked) by the sweep already
+        lists = read_label_list(Path(job.labels), job.dataset.spec)
+        labelled = frozenset(k for i in job.dataset.ids for k in lists.get(i, ()))
+    message = void_warning(job.dataset.spec, gt_pixels, ratio, labelled)
     if message:
         warnings.warn(message, GroundTruthWarning, stacklevel=3)
 

@@ -19,11 +19,22 @@ Appends hold an exclusive lock on `RESULTS/.lock`, write each table to a tempora
 beside it and rename it into place, so concurrent runs never corrupt a table and an
 interrupted run leaves the store as it was (rows of a run absent from `runs` are ignored
 by readers).
+
+A results folder may come from a stranger, so every table is read through `_read`: its
+Parquet footer is checked before any value is decoded (rows within what the committed
+runs account for, `row_budget`; the decoded size within `memory_budget`), text columns
+are read dictionary-encoded and their decoded size checked before they are expanded, and
+the table is conformed to its schema (a missing column is null, a value of the wrong
+type refused, naming the table and the column).
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
+import math
+import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +51,10 @@ from wsssbed.io.names import check_ids
 from wsssbed.io.ownership import OutputFolder
 
 SCHEMA_VERSION = 5
+MAX_RUNS = 100_000  # rows of runs.parquet
+MAX_CLASSES = 256  # class rows per grid point (labels are uint8: at most 255 classes)
+UNPARSED_POINTS = 1_000  # what a run whose grid does not parse may hold (reports skip it)
+TEXT_CELL_BYTES = 64  # what pandas adds per text value (a Python str object)
 WRITERS = "sweep/evaluate/submit"  # the commands that append runs: the folder's marker
 TABLES = ("per_image", "per_class", "sweeps", "runs")
 OPTIONAL_TABLES = ("per_image",)
@@ -137,43 +152,167 @@ SCHEMAS = {
     ),
 }
 
+# the columns a row is located by: a table without one cannot be read
+KEYS = {
+    "runs": ("run_id",),
+    "sweeps": ("run_id", "point"),
+    "per_class": ("run_id", "point", "class_id"),
+    "per_image": ("run_id", "image_id", "point", "class_id"),
+}
+
 
 @contextmanager
 def locked(folder: Path) -> Iterator[None]:
-    """Exclusive lock on the store for the duration of the block."""
+    """Exclusive lock on the store for the duration of the block.
+
+    The lock file is opened without following a link (`O_NOFOLLOW`) and must be a regular
+    file: a `.lock` link in a stranger's folder would otherwise create, and lock, a file
+    anywhere."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a+b") as handle:
+    path = folder / ".lock"
+    try:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+    except OSError as exc:
+        raise InputError(f"the lock file cannot be opened ({exc.strerror}: a link is never "
+                         "followed); remove it", path) from exc  # fmt: skip
+    try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise InputError("the lock file is not a regular file; remove it", path)
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        os.close(handle)
 
 
-def _read(path: Path) -> pa.Table | None:
+def memory_budget() -> int:
+    """Bytes one results table may take once read: a quarter of this machine's memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+
+
+def _grid_points(grid: object) -> int:
+    """Grid points of a run's `grid` (JSON: axis -> values); `UNPARSED_POINTS` when it
+    does not parse."""
+    try:
+        axes = json.loads(grid) if isinstance(grid, str) else None
+    except ValueError:
+        axes = None
+    if not isinstance(axes, dict) or not all(isinstance(v, list) for v in axes.values()):
+        return UNPARSED_POINTS
+    return math.prod(len(values) for values in axes.values())
+
+
+def row_budget(runs: pa.Table, name: str) -> int:
+    """Rows table `name` may hold given the runs of `runs`: per run its grid points
+    (`sweeps`), times `MAX_CLASSES` (`per_class`), times its images (`per_image`); plus
+    as much again as the largest run, for the rows of an append killed before it
+    committed."""
+    if name == "runs":
+        return MAX_RUNS
+    grids = runs.column("grid").to_pylist() if "grid" in runs.schema.names else []
+    images = (runs.column("n_images").to_pylist() if "n_images" in runs.schema.names
+              else [None] * len(grids))  # fmt: skip
+    points = {grid: _grid_points(grid) for grid in set(grids)}  # each distinct grid once
+    allowed = []
+    for grid, count in zip(grids, images):
+        rows = points[grid] * (1 if name == "sweeps" else MAX_CLASSES)
+        if name == "per_image":
+            rows *= count if isinstance(count, int) and count > 0 else 1
+        allowed.append(rows)
+    return sum(allowed) + max(allowed, default=0)
+
+
+def _read(path: Path, rows_allowed: int) -> pa.Table | None:
+    """A results table, its sizes checked before its values are decoded (see the module
+    docstring); None when the file does not exist.
+
+    Raises:
+        InputError: an unreadable file, more rows than `rows_allowed`, or a decoded size
+            above `memory_budget`, naming the file.
+    """
     if not path.exists():
         return None
     try:
-        return pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
+        footer = pq.read_metadata(path)
+        rows = [footer.row_group(i).num_rows for i in range(footer.num_row_groups)]
+        encoded = sum(
+            footer.row_group(i).column(j).total_uncompressed_size
+            for i in range(footer.num_row_groups)
+            for j in range(footer.num_columns)
+        )
+        schema = footer.schema.to_arrow_schema()
+    except (pa.ArrowException, OSError) as exc:
         raise InputError(f"results table is unreadable: {exc}", path) from exc
+    if sum(rows) != footer.num_rows or any(n < 0 for n in rows):
+        raise InputError(f"results table footer declares {footer.num_rows:,} rows, its row "
+                         f"groups {sum(rows):,}: a damaged or crafted file", path)  # fmt: skip
+    if footer.num_rows > rows_allowed:
+        raise InputError(
+            f"results table declares {footer.num_rows:,} rows, more than its runs can hold "
+            f"({rows_allowed:,}: their grid points, classes and images); a crafted or "
+            "damaged file",
+            path,
+        )
+    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_binary(f.type)
+            or pa.types.is_large_string(f.type) or pa.types.is_large_binary(f.type)]  # fmt: skip
+    size = footer.num_rows * (8 * len(schema) + TEXT_CELL_BYTES * len(text)) + encoded
+    _check_size(size, path)
+    try:  # text stays dictionary-encoded (its footprint) until its size is known
+        table = pq.read_table(path, read_dictionary=text)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"results table is unreadable: {exc}", path) from exc
+    for name in text:
+        for chunk in table.column(name).chunks:
+            lengths = pc.binary_length(chunk.dictionary)
+            size += (pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0) if len(chunk) else 0
+    _check_size(size, path)
+    return table.cast(pa.schema([pa.field(f.name, f.type.value_type) if f.name in text else f
+                                 for f in table.schema]))  # fmt: skip
 
 
-def _conform(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
-    """An older table in the current schema: columns added since are null."""
+def _check_size(size: int, path: Path) -> None:
+    budget = memory_budget()
+    if size > budget:
+        raise InputError(f"results table would take {size:,} bytes once read, above the "
+                         f"{budget:,}-byte budget (a quarter of this machine's memory)",
+                         path)  # fmt: skip
+
+
+def _conform(table: pa.Table, name: str, path: Path, reading: bool = False) -> pa.Table:
+    """Table `name` in the current schema: columns added since (or missing) are null.
+
+    Args:
+        reading: columns the schema does not know are dropped (a newer wsssbed's); when
+            appending they are refused, as the rewrite would lose them.
+
+    Raises:
+        InputError: a missing key column (`KEYS`) or a value of the wrong type (naming the
+            column), or unknown columns when appending.
+    """
+    schema = SCHEMAS[name]
+    missing = [c for c in KEYS[name] if c not in table.schema.names]
+    if missing:
+        raise InputError(f"the table has no `{missing[0]}` column", path)
     unknown = set(table.schema.names) - set(schema.names)
-    if unknown:
+    if unknown and not reading:
         raise InputError(
             f"columns {sorted(unknown)} are not in schema version {SCHEMA_VERSION}; "
             "the table was written by a newer wsssbed",
             path,
         )
-    columns = [
-        table.column(f.name).cast(f.type)
-        if f.name in table.schema.names
-        else pa.nulls(table.num_rows, f.type)
-        for f in schema
-    ]
+    columns = []
+    for f in schema:
+        if f.name not in table.schema.names:
+            columns.append(pa.nulls(table.num_rows, f.type))
+            continue
+        try:
+            columns.append(table.column(f.name).cast(f.type))
+        except (pa.ArrowException, ValueError) as exc:
+            found = table.schema.field(f.name).type
+            raise InputError(f"column `{f.name}` holds {found} values that are not {f.type} "
+                             f"({str(exc)[:80]})", path) from exc  # fmt: skip
     return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -197,7 +336,7 @@ def append_run(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
         raise ValueError(f"expected tables {TABLES}, got {sorted(tables)}")
     results_folder(folder).open()
     with locked(folder):
-        committed = _committed(folder)
+        runs = _read_runs(folder, appending=True)
         staged: list[tuple[Path, pa.Table]] = []
         for name in TABLES:
             path = folder / f"{name}.parquet"
@@ -213,26 +352,39 @@ def append_run(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
             new = pa.Table.from_pandas(
                 frame.reindex(columns=schema.names), schema=schema, preserve_index=False
             )
-            old = _read(path)
-            if old is not None:  # rows of an uncommitted run (a killed append) are dropped
-                new = pa.concat_tables(
-                    [_committed_rows(_conform(old, schema, path), committed), new]
-                )
+            if runs is not None:  # rows of an uncommitted run (a killed append) are dropped
+                old = runs if name == "runs" else _read_rows(folder, name, runs, appending=True)
+                new = new if old is None else pa.concat_tables([_committed_rows(old, runs), new])
             metadata = {b"wsssbed_schema_version": str(SCHEMA_VERSION).encode()}
             staged.append((path, new.replace_schema_metadata(metadata)))
         for path, table in staged:
             write_atomic(path, lambda stream, t=table: pq.write_table(t, stream))
 
 
-def _committed(folder: Path) -> pa.Array | None:
-    """Run ids in `runs.parquet` (None when there is none: nothing is committed yet)."""
-    runs = _read(folder / "runs.parquet")
-    return None if runs is None else runs.column("run_id").combine_chunks()
+def _read_runs(folder: Path, appending: bool = False) -> pa.Table | None:
+    """`runs.parquet` in the current schema (None when there is none), its run ids checked
+    (`wsssbed.io.names.check_id`): they become file names and select every other row.
+    `appending`: columns of a newer wsssbed are refused (`_conform`), not dropped."""
+    path = folder / "runs.parquet"
+    runs = _read(path, MAX_RUNS)
+    if runs is None:
+        return None
+    runs = _conform(runs, "runs", path, reading=not appending)
+    check_ids(pc.unique(runs.column("run_id")).to_pylist(), "run_id", path)
+    return runs
 
 
-def _committed_rows(table: pa.Table, committed: pa.Array | None) -> pa.Table:
-    if committed is None:
-        return table.slice(0, 0)
+def _read_rows(folder: Path, name: str, runs: pa.Table, appending: bool = False) -> pa.Table | None:
+    """Table `name` in the current schema, its rows within what `runs` account for
+    (`row_budget`); None when the file does not exist."""
+    path = folder / f"{name}.parquet"
+    table = _read(path, row_budget(runs, name))
+    return None if table is None else _conform(table, name, path, reading=not appending)
+
+
+def _committed_rows(table: pa.Table, runs: pa.Table) -> pa.Table:
+    """The rows of `table` whose run is in `runs` (committed)."""
+    committed = runs.column("run_id").combine_chunks()
     return table.filter(pc.is_in(table.column("run_id"), value_set=committed))
 
 
@@ -248,15 +400,15 @@ def repair(folder: Path) -> dict[str, int]:
         raise InputError("not a results folder (no runs.parquet); nothing to repair", folder)
     removed = {}
     with locked(folder):
-        committed = _committed(folder)
-        if committed is None:
+        runs = _read_runs(folder)
+        if runs is None:
             raise InputError("no results here (runs.parquet is missing)", folder)
         for name in TABLES:
             path = folder / f"{name}.parquet"
-            table = _read(path)
-            if table is None or name == "runs":
+            table = None if name == "runs" else _read_rows(folder, name, runs)
+            if table is None:
                 continue
-            kept = _committed_rows(table, committed)
+            kept = _committed_rows(table, runs)
             removed[name] = table.num_rows - kept.num_rows
             if removed[name]:
                 write_atomic(path, lambda stream, t=kept: pq.write_table(t, stream))
@@ -264,42 +416,36 @@ def repair(folder: Path) -> dict[str, int]:
 
 
 def read_table(folder: Path, name: str) -> pd.DataFrame:
-    """A table's committed rows (those whose run is in `runs.parquet`).
+    """A table's committed rows (those whose run is in `runs.parquet`), in the current
+    schema.
 
-    Run ids and image ids become file names (`runs/<run_id>.html`, pictures looked up by
-    id), so each is checked here (`wsssbed.io.names.check_id`); other tables' rows are
-    those of checked run ids.
+    Every table is read through `_read`: sizes from the Parquet footer are checked before
+    any value is decoded, so a crafted file claiming millions of rows is refused, not
+    inflated. Run ids and image ids become file names (`runs/<run_id>.html`, pictures
+    looked up by id), so each is checked here (`wsssbed.io.names.check_id`); other
+    tables' rows are those of checked run ids.
 
     Raises:
-        InputError: a missing or unreadable table, or an id that cannot name a file,
-            naming the table and the id.
+        InputError: a missing, unreadable or over-budget table, a column of the wrong
+            type, or an id that cannot name a file, naming the table.
     """
     if name not in TABLES:
         raise InputError(f"unknown results table {name!r}; tables: {TABLES}")
-    path = folder / "runs.parquet"
-    runs = _read(path)
+    runs = _read_runs(folder)
     if runs is None:
         raise InputError("no results here (runs.parquet is missing)", folder)
-    check_ids(_column_values(runs, "run_id"), "run_id", path)
     if name == "runs":
         return runs.to_pandas()
-    path = folder / f"{name}.parquet"
-    table = _read(path)
+    table = _read_rows(folder, name, runs)
     if table is None and name in OPTIONAL_TABLES:
         return SCHEMAS[name].empty_table().to_pandas()
     if table is None:
         raise InputError(f"{name}.parquet is missing", folder)
-    table = _committed_rows(table, runs.column("run_id").combine_chunks())
+    table = _committed_rows(table, runs)
     if "image_id" in table.schema.names:
-        check_ids(_column_values(table, "image_id"), "image_id", path)
+        check_ids(pc.unique(table.column("image_id")).to_pylist(), "image_id",
+                  folder / f"{name}.parquet")  # fmt: skip
     return table.to_pandas()
-
-
-def _column_values(table: pa.Table, column: str) -> list[object]:
-    """The distinct values of a column (None for nulls; none when the column is absent)."""
-    if column not in table.schema.names:
-        return []
-    return pc.unique(table.column(column)).to_pylist()
 
 
 def best_row(sweeps: pd.DataFrame, metric: str = "miou") -> pd.Series:
@@ -310,7 +456,7 @@ def best_row(sweeps: pd.DataFrame, metric: str = "miou") -> pd.Series:
         metric: a column of `sweeps` (an mIoU convention: `miou`, `miou_zero`, ...).
     """
     ordered = sweeps.sort_values("point", kind="stable")
-    return ordered.loc[ordered[metric].astype(float).idxmax()]
+    return ordered.loc[_scores(ordered[metric]).idxmax()]
 
 
 def best_points(
@@ -331,6 +477,12 @@ def best_points(
         return runs
     sweeps = read_table(folder, "sweeps")
     sweeps = sweeps[sweeps.run_id.isin(runs.run_id)]
-    best = sweeps.loc[sweeps.groupby("run_id", sort=False)["miou"].idxmax()]
+    best = sweeps.loc[_scores(sweeps.miou).groupby(sweeps.run_id, sort=False).idxmax()]
     joined = runs.merge(best, on="run_id", suffixes=("", "_point"))
     return joined.sort_values("started_at", kind="stable").reset_index(drop=True)
+
+
+def _scores(values: pd.Series) -> pd.Series:
+    """A metric column for picking a best point: NaN (no class scored) ranks last, so a
+    run whose every point is NaN has its first point as its best."""
+    return values.astype(float).fillna(-math.inf)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ class Npz(SingleFileFormat):
                 return tuple(  # type: ignore[return-value]
                     _read_member(archive, name, budget, path) for name in ("keys.npy", "cams.npy")
                 )
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise InputError(f"not a valid .npz file: {exc}", path) from exc
 
     def write(self, folder: Path, image_id: str, keys: np.ndarray, cams: np.ndarray) -> None:
