@@ -10,8 +10,8 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import click
 import typer
 from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
@@ -19,6 +19,9 @@ from typer.core import TyperCommand, TyperGroup
 from wsssbed import __version__
 from wsssbed.cli.common import err, out
 from wsssbed.errors import WsssbedError
+
+if TYPE_CHECKING:  # typer vendors click (typer._click) from 0.29; click itself is not a dependency
+    from typer.core import TyperArgument, TyperOption
 
 DEBUG = False  # set by `wsssbed --debug`: unexpected errors keep their traceback
 NOTHING_WRITTEN = "nothing was written"
@@ -101,7 +104,7 @@ class _FlagsTakeNoValue:
     """Typer 0.29's help prints a type beside every flag (`--json <bool>`), which reads as
     if the flag took a value; flags get an empty metavar, so only their names show."""
 
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+    def get_params(self, ctx: typer.Context) -> list[TyperOption | TyperArgument]:
         params = super().get_params(ctx)
         for param in params:
             if getattr(param, "is_flag", False) and param.metavar is None:
