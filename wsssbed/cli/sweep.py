@@ -50,7 +50,7 @@ def print_best(result, title: str) -> None:
     from wsssbed.results.store import METRIC_COLUMNS
 
     best = result.best
-    table = Table(title=title)
+    table = Table(title=title, min_width=len(title) + 4)  # the title on one line
     table.add_column("metric")
     table.add_column("value", justify="right")
     for axis in DISPLAY_ORDER:
@@ -63,7 +63,8 @@ def print_best(result, title: str) -> None:
         table.add_row(name, percent(value))
     out.print(table)
     classes = result.per_class[result.per_class.point == best.point]
-    row = Table(title="per-class IoU at the best point", show_header=True)
+    caption = "per-class IoU at the best point"
+    row = Table(title=caption, min_width=len(caption) + 4, show_header=True)
     row.add_column("class")
     row.add_column("IoU", justify="right")
     for _, c in classes[classes.union > 0].iterrows():
