@@ -404,6 +404,14 @@ API_CASES = {
     "split number": (dict(split=5), "`split` must be a string"),
     "format number": (dict(activation_format=3), "`activation_format` must be a string"),
     "name with a newline": (dict(name="nl\nname"), "holds a control character"),
+    "grid of a million points": (
+        dict(generator="saliency-rule", sal_thresholds="0:1:0.001", thresholds="0:1:0.001"),
+        "the grid has 1,002,001 points",
+    ),
+    "axis list too long": (
+        dict(thresholds=[i / 200_001 for i in range(100_001)]),
+        "100,001 points is more than 100,000",
+    ),
 }
 
 

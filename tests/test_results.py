@@ -111,6 +111,21 @@ report(message=message, growth=peak() - base)
     assert report["growth"] < 64 * 2**20, report
 
 
+def test_a_crafted_grid_claims_no_more_points_than_a_sweep_accepts():
+    """The row budget reads each run's `grid`; a crafted one (three axes of 1,000 values:
+    a billion points) counts as the most a sweep accepts, `MAX_GRID_POINTS`."""
+    import json
+
+    from wsssbed.grids import MAX_GRID_POINTS
+    from wsssbed.results.store import row_budget
+
+    axes = {name: list(range(1_000)) for name in ("a", "b", "c")}
+    runs = pa.table({"run_id": ["x", "y"], "grid": [json.dumps(axes), json.dumps({"t": [0.1]})],
+                     "n_images": [10, 10]})  # fmt: skip
+    assert row_budget(runs, "sweeps") == MAX_GRID_POINTS + 1 + MAX_GRID_POINTS
+    assert row_budget(runs, "per_image") == (MAX_GRID_POINTS + 1 + MAX_GRID_POINTS) * 256 * 10
+
+
 def test_a_lock_link_is_refused_and_its_target_never_created(tmp_path):
     """`.lock` is opened without following a link: one planted in a stranger's results
     folder would otherwise create (and lock) a file anywhere."""

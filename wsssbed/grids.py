@@ -10,6 +10,11 @@ from decimal import Decimal, InvalidOperation
 
 from wsssbed.errors import InputError
 
+#: Points of one grid axis, and of a whole grid (the product of its axes): a sweep keeps
+#: a histogram per point and stores a row per point and class, so a grid is a size that
+#: a stranger's manifest or results folder could otherwise inflate.
+MAX_GRID_POINTS = 100_000
+
 
 def parse_grid(text: str, *, name: str = "grid") -> list[float]:
     """Parse a grid specification into a list of floats, in the order given.
@@ -34,13 +39,16 @@ def parse_grid(text: str, *, name: str = "grid") -> list[float]:
             if step <= 0 or stop < start:
                 raise InputError(f"{name} {text!r}: need step > 0 and stop >= start")
             count = int((stop - start) / step) + 1
-            if count > 100_000:
-                raise InputError(f"{name} {text!r}: {count} points is more than 100,000")
+            if count > MAX_GRID_POINTS:
+                raise InputError(f"{name} {text!r}: {count:,} points is more than "
+                                 f"{MAX_GRID_POINTS:,}")  # fmt: skip
             values = [float(start + i * step) for i in range(count)]
         else:
             values = [float(Decimal(p)) for p in text.split(",") if p.strip()]
     except InvalidOperation as exc:
         raise InputError(f"{name} {text!r}: not a number list or start:stop:step") from exc
+    if len(values) > MAX_GRID_POINTS:
+        raise InputError(f"{name}: {len(values):,} points is more than {MAX_GRID_POINTS:,}")
     if len(set(values)) != len(values):
         raise InputError(f"{name} {text!r}: contains a value twice")
     if any(v != v or v in (float("inf"), float("-inf")) for v in values):
@@ -70,3 +78,21 @@ def grid_values(value: str | Sequence[float], name: str) -> tuple[float, ...]:
     except OverflowError:
         raise InputError(f"`{name}` holds a value that is not finite") from None
     return tuple(parse_grid(text, name=name)) if values else ()
+
+
+def check_grid_size(grids: Sequence[tuple[str, Sequence[float]]]) -> None:
+    """Refuse a grid whose axes multiply to more than `MAX_GRID_POINTS` points.
+
+    Args:
+        grids: (axis name, values) per axis.
+
+    Raises:
+        InputError: naming each axis and its size.
+    """
+    points = 1
+    for _, values in grids:
+        points *= len(values)
+    if points > MAX_GRID_POINTS:
+        sizes = " x ".join(f"{len(values):,} {axis}" for axis, values in grids)
+        raise InputError(f"the grid has {points:,} points ({sizes}), more than "
+                         f"{MAX_GRID_POINTS:,}; sweep a coarser grid")  # fmt: skip

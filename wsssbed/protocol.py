@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from wsssbed.errors import InputError
 from wsssbed.eval.axes import AXES, GRID_PARAMETERS, grid_warnings
-from wsssbed.grids import grid_values
+from wsssbed.grids import check_grid_size, grid_values
 
 if TYPE_CHECKING:
     from wsssbed.catalogue.manifest import PipelineSpec
@@ -187,6 +187,7 @@ def build_protocol(
         pinned = getattr(pipeline, axis.grid, None) if pipeline else None
         value = pick(given[axis.grid], pinned, axis.default)
         grids.append((axis_name, grid_values(value, axis.grid)))
+    check_grid_size(grids)
     protocol = Protocol(
         dataset=dataset,
         split=split,

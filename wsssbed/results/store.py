@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 
 from wsssbed.errors import InputError
 from wsssbed.eval.summary import BOUNDARY_METRICS, SUMMARY_METRICS
+from wsssbed.grids import MAX_GRID_POINTS
 from wsssbed.io.imageio import write_atomic
 from wsssbed.io.names import check_ids
 from wsssbed.io.ownership import OutputFolder
@@ -193,15 +194,15 @@ def memory_budget() -> int:
 
 
 def _grid_points(grid: object) -> int:
-    """Grid points of a run's `grid` (JSON: axis -> values); `UNPARSED_POINTS` when it
-    does not parse."""
+    """Grid points of a run's `grid` (JSON: axis -> values), at most `MAX_GRID_POINTS`
+    (what a sweep accepts); `UNPARSED_POINTS` when it does not parse."""
     try:
         axes = json.loads(grid) if isinstance(grid, str) else None
     except ValueError:
         axes = None
     if not isinstance(axes, dict) or not all(isinstance(v, list) for v in axes.values()):
         return UNPARSED_POINTS
-    return math.prod(len(values) for values in axes.values())
+    return min(math.prod(len(values) for values in axes.values()), MAX_GRID_POINTS)
 
 
 def row_budget(runs: pa.Table, name: str) -> int:
