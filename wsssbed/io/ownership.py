@@ -140,16 +140,15 @@ class OutputFolder:
         folder = cls(root, command, what)
         if not root.exists():
             return folder
-        marker = root / MARKER
-        if marker.exists() or marker.is_symlink():
-            found, owned = _read_marker(marker)
-            if found != command:
+        found = cls.recorded(root, what)
+        if found is not None:
+            if found.command != command:
                 raise InputError(
-                    f"this folder holds the output of `wsssbed {found}`, so it cannot be the "
-                    f"{what} of `wsssbed {command}`; {remedy}",
+                    f"this folder holds the output of `wsssbed {found.command}`, so it cannot "
+                    f"be the {what} of `wsssbed {command}`; {remedy}",
                     root,
                 )
-            folder.owned = owned
+            folder.owned = found.owned
             return folder
         entries = _entries(root)
         if not entries or (adopt is not None and adopt(root)):
