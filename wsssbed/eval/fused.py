@@ -194,14 +194,10 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     return view
 
 
-_SCRATCH: dict[str, np.ndarray] = {}
-
-
+@functools.cache
 def _scratch() -> tuple[np.ndarray, np.ndarray]:
     """This process's scratch of the several-maps kernel: best score and its column."""
-    if not _SCRATCH:
-        _SCRATCH.update(score=np.empty(CHUNK, np.float32), column=np.empty(CHUNK, np.int32))
-    return _SCRATCH["score"], _SCRATCH["column"]
+    return np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32)
 
 
 @dataclass
