@@ -261,14 +261,25 @@ def test_forget_removes_the_registration_and_wsssbeds_copy_only(
     downloads = wsssbed_home / "downloads"
     downloads.mkdir()
     (downloads / f"{CAM}-1.1.0.zip.part").write_bytes(b"partial")
+    (downloads / f"{CAM}-1.1.0.zip.part.json").write_bytes(b"{}")
     (downloads / f"{CAM}-wsssbed-1.1.0.zip.part").write_bytes(b"another name's")
+    # the user's files that merely share the prefix are not fetch's (red team, last round)
+    (downloads / f"{CAM}-1.1.0.thesis.tex").write_bytes(b"precious")
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"linked")
+    (downloads / f"{CAM}-1.1.0.zip").symlink_to(victim)
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep.png").write_bytes(b"x")
     result = run_cli("forget", CAM)
     assert result.exit_code == 0, result.stderr
     assert not (wsssbed_home / "maps").exists() and not (wsssbed_home / "manifests").exists()
-    assert [p.name for p in downloads.iterdir()] == [f"{CAM}-wsssbed-1.1.0.zip.part"]
+    assert sorted(p.name for p in downloads.iterdir()) == [
+        f"{CAM}-1.1.0.thesis.tex",
+        f"{CAM}-1.1.0.zip",
+        f"{CAM}-wsssbed-1.1.0.zip.part",
+    ]
+    assert victim.read_bytes() == b"linked"
     assert archive.is_file() and (outside / "keep.png").is_file()
     assert catalogue_file.read_bytes() == shipped
     # only the catalogue's entry is left: refused, and the shipped file is untouched

@@ -200,6 +200,13 @@ def _receive(
     return done
 
 
+def written_files(target: Path) -> tuple[Path, Path, Path]:
+    """The files `download` writes for `target`: the file itself, its `.part` and the
+    `.part.json` state beside it."""
+    partial = target.with_name(target.name + ".part")
+    return target, partial, partial.with_name(partial.name + ".json")
+
+
 def download(
     url: str, target: Path, progress: Progress | None = None, *, max_bytes: int | None = None
 ) -> str:
@@ -217,7 +224,7 @@ def download(
             the deadline, or with the disk full, the `.part` is deleted.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
+    _, partial, state_file = written_files(target)
     what = "the documented maximum, MAX_BYTES" if max_bytes is None else "the declared size"
     limits = _Limits(max_bytes or MAX_BYTES, time.monotonic() + DEADLINE_S, what)
     reason = ""
@@ -238,10 +245,10 @@ def download(
             raise DownloadError(f"download of {url} failed after {ATTEMPTS} attempts: {reason}")
     except _TooMuch as exc:
         partial.unlink(missing_ok=True)
-        partial.with_name(partial.name + ".json").unlink(missing_ok=True)
+        state_file.unlink(missing_ok=True)
         raise DownloadError(
             f"download of {url} into {target} stopped: {exc}; the partial file was deleted"
         ) from None
     partial.rename(target)
-    partial.with_name(partial.name + ".json").unlink(missing_ok=True)
+    state_file.unlink(missing_ok=True)
     return file_sha256(target)

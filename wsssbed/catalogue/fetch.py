@@ -87,14 +87,20 @@ def register(manifest: Manifest, folder: Path, content: Content, sha256: str = "
     return registered
 
 
+def download_target(manifest: Manifest) -> Path:
+    """Where `download_archive` puts the manifest's archive:
+    `$WSSSBED_HOME/downloads/<name>-<version><the URL's suffixes>`."""
+    suffix = "".join(PurePosixPath(urlsplit(manifest.source.url).path).suffixes[-2:])
+    return home() / "downloads" / f"{manifest.name}-{manifest.version}{suffix or '.archive'}"
+
+
 def download_archive(manifest: Manifest, progress: Progress | None = None) -> tuple[Path, str]:
     """The manifest's archive in `$WSSSBED_HOME/downloads/` and its sha256 (checked when pinned).
 
     An interrupted download stays there as `.part` and is resumed by the next call.
     """
     url = manifest.source.url
-    suffix = "".join(PurePosixPath(urlsplit(url).path).suffixes[-2:]) or ".archive"
-    target = home() / "downloads" / f"{manifest.name}-{manifest.version}{suffix}"
+    target = download_target(manifest)
     try:
         sha256 = download(url, target, progress)
     except DownloadError as exc:

@@ -3,8 +3,9 @@
 What is removed, and only that: the user's manifest file in
 `$WSSSBED_HOME/manifests/`, the files `fetch` and `submit` wrote for that name (those
 the `.wsssbed-output` marker of each `$WSSSBED_HOME/maps/<name>/<version>/` lists:
-`wsssbed.io.ownership`) and its leftover downloads
-(`$WSSSBED_HOME/downloads/<name>-<version>.*`). Nothing the markers do not list is
+`wsssbed.io.ownership`) and what `fetch` downloaded for the manifest's version: its
+archive in `$WSSSBED_HOME/downloads/`, named from the manifest (`fetch.download_target`),
+and that archive's `.part` and `.part.json` (`download.written_files`). Nothing else is
 touched: a folder registered with `--path` is the user's own and stays where it is, even
 below `maps/<name>/`, and so does any other file of the user's there. The catalogue's
 shipped manifests are never touched, so a catalogue name means the shipped, unpinned
@@ -17,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wsssbed.catalogue.download import written_files
+from wsssbed.catalogue.fetch import download_target
 from wsssbed.catalogue.lookup import in_catalogue, local_folder, registered_path
 from wsssbed.catalogue.manifest import SEMVER_PATTERN, Manifest, check_name, load_manifest
 from wsssbed.errors import InputError
@@ -83,11 +86,11 @@ def forget(name: str) -> Forgotten:
                           if folder is None or not _holds(entry, folder)]  # fmt: skip
     if folder is not None and (folder.exists() or folder.is_symlink()):
         found.kept = folder
-    downloads = home() / "downloads"
-    for leftover in sorted(downloads.glob(f"{name}-*")) if downloads.is_dir() else ():
-        if _is_version_download(leftover.name, name) and leftover.is_file():
-            leftover.unlink()
-            found.removed.append(leftover)
+    if manifest is not None and manifest.source.url:  # what `fetch` downloaded, by name
+        for leftover in written_files(download_target(manifest)):
+            if leftover.is_file() and not leftover.is_symlink():
+                leftover.unlink()
+                found.removed.append(leftover)
     path.unlink()
     remove_empty_parents(path, home())
     return found
@@ -122,11 +125,3 @@ def _folder(manifest: Manifest) -> Path | None:
         return local_folder(manifest)
     except InputError:
         return None
-
-
-def _is_version_download(file_name: str, name: str) -> bool:
-    """`<name>-<semver>.<ext>`, as `fetch` names its downloads (not another name's
-    `<name>-more-...`)."""
-    rest = file_name[len(name) + 1 :]
-    version = rest.split(".", 3)[:3]
-    return len(version) == 3 and all(part.isdigit() for part in version)
