@@ -126,6 +126,58 @@ def test_a_crafted_grid_claims_no_more_points_than_a_sweep_accepts():
     assert row_budget(runs, "per_image") == (MAX_GRID_POINTS + 1 + MAX_GRID_POINTS) * 256 * 10
 
 
+def test_a_pipe_in_place_of_a_table_is_refused_not_read(tmp_path):
+    """A FIFO named sweeps.parquet would block the read forever (red team, last round)."""
+    append_run(tmp_path, _tables("done"))
+    (tmp_path / "sweeps.parquet").unlink()
+    os.mkfifo(tmp_path / "sweeps.parquet")
+    with pytest.raises(InputError, match="not a regular file") as info:
+        read_table(tmp_path, "sweeps")
+    assert str(tmp_path / "sweeps.parquet") in str(info.value)
+
+
+def test_a_footer_claiming_more_metadata_than_a_results_table_has_is_refused(tmp_path):
+    """The footer is parsed in full before any check of it (a file of a million one-row
+    groups has one of hundreds of MB), so its declared length is checked first."""
+    append_run(tmp_path, _tables("done"))
+    path = tmp_path / "sweeps.parquet"
+    data = path.read_bytes()
+    path.write_bytes(data[:-8] + (1 << 30).to_bytes(4, "little") + b"PAR1")
+    with pytest.raises(InputError, match="footer declares 1,073,741,824 bytes of metadata"):
+        read_table(tmp_path, "sweeps")
+    path.write_bytes(data)
+    assert len(read_table(tmp_path, "sweeps")) == 50
+
+
+def test_the_memory_budget_counts_the_copies_a_read_holds(tmp_path, monkeypatch):
+    """A table is refused when three copies of its decoded size (Arrow's, the committed
+    rows, pandas') exceed the budget, though one copy would fit (a crafted 18M-row table
+    within one copy's budget peaked at 8.4 GB against 6.3)."""
+    import re
+
+    from wsssbed.results import store
+
+    def attempt(budget: int) -> tuple[str, int] | None:
+        """(the refused table's file name, its decoded bytes) under `budget`, or None when
+        the read passes."""
+        monkeypatch.setattr(store, "memory_budget", lambda: budget)
+        try:
+            read_table(tmp_path, "sweeps")
+        except InputError as error:
+            found = re.search(r"while read \(3 copies of its ([\d,]+) decoded", str(error))
+            return error.path.name, int(found[1].replace(",", ""))
+        return None
+
+    append_run(tmp_path, _tables("done", rows=900))
+    last, refusal = None, attempt(0)
+    while refusal is not None:  # raise the budget to what each refused check needs
+        last, refusal = refusal, attempt(3 * refusal[1])
+    table, decoded = last
+    assert table == "sweeps.parquet" and decoded >= 900 * 8 * 3  # 3 columns of 8 bytes
+    assert attempt(2 * decoded)[0] == table  # one copy fits, three do not
+    assert attempt(3 * decoded) is None
+
+
 def test_a_lock_link_is_refused_and_its_target_never_created(tmp_path):
     """`.lock` is opened without following a link: one planted in a stranger's results
     folder would otherwise create (and lock) a file anywhere."""

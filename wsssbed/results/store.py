@@ -35,6 +35,7 @@ import json
 import math
 import os
 import stat
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,7 +48,7 @@ import pyarrow.parquet as pq
 from wsssbed.errors import InputError
 from wsssbed.eval.summary import BOUNDARY_METRICS, SUMMARY_METRICS
 from wsssbed.grids import MAX_GRID_POINTS
-from wsssbed.io.imageio import write_atomic
+from wsssbed.io.imageio import regular_file, write_atomic
 from wsssbed.io.names import check_ids
 from wsssbed.io.ownership import OutputFolder
 
@@ -56,6 +57,10 @@ MAX_RUNS = 100_000  # rows of runs.parquet
 MAX_CLASSES = 256  # class rows per grid point (labels are uint8: at most 255 classes)
 UNPARSED_POINTS = 1_000  # what a run whose grid does not parse may hold (reports skip it)
 TEXT_CELL_BYTES = 64  # what pandas adds per text value (a Python str object)
+# a table is held about this many times while read: Arrow's, the committed rows, pandas'
+# (measured: an 18M-row per_class table within one copy's budget peaked at 1.3x it)
+READ_COPIES = 3
+FOOTER_BYTES = 16 << 20  # a Parquet footer (its metadata); results tables' take a few KB
 WRITERS = "sweep/evaluate/submit"  # the commands that append runs: the folder's marker
 TABLES = ("per_image", "per_class", "sweeps", "runs")
 OPTIONAL_TABLES = ("per_image",)
@@ -235,6 +240,7 @@ def _read(path: Path, rows_allowed: int) -> pa.Table | None:
     """
     if not path.exists():
         return None
+    _check_footer(path)
     try:
         footer = pq.read_metadata(path)
         rows = [footer.row_group(i).num_rows for i in range(footer.num_row_groups)]
@@ -273,12 +279,30 @@ def _read(path: Path, rows_allowed: int) -> pa.Table | None:
                                  for f in table.schema]))  # fmt: skip
 
 
+def _check_footer(path: Path) -> None:
+    """Refuse a table that is not a regular file (a pipe would block the read) or whose
+    footer, parsed in full before any check of it, declares more than `FOOTER_BYTES`
+    (a file of a million one-row groups has a footer of hundreds of MB)."""
+    size = regular_file(path)
+    if size < 12:
+        return  # not Parquet: `read_metadata` says so
+    with open(path, "rb") as handle:
+        handle.seek(size - 8)
+        length, magic = struct.unpack("<I4s", handle.read(8))
+    if magic == b"PAR1" and length > FOOTER_BYTES:
+        raise InputError(f"results table's footer declares {length:,} bytes of metadata, "
+                         f"more than {FOOTER_BYTES:,}: a crafted or damaged file (wsssbed's "
+                         "take a few KB)", path)  # fmt: skip
+
+
 def _check_size(size: int, path: Path) -> None:
-    budget = memory_budget()
-    if size > budget:
-        raise InputError(f"results table would take {size:,} bytes once read, above the "
-                         f"{budget:,}-byte budget (a quarter of this machine's memory)",
-                         path)  # fmt: skip
+    """Refuse a table whose `size` decoded bytes, held `READ_COPIES` times while it is
+    read, exceed `memory_budget`."""
+    budget, held = memory_budget(), size * READ_COPIES
+    if held > budget:
+        raise InputError(f"results table would take {held:,} bytes while read ({READ_COPIES} "
+                         f"copies of its {size:,} decoded bytes), above the {budget:,}-byte "
+                         "budget (a quarter of this machine's memory)", path)  # fmt: skip
 
 
 def _conform(table: pa.Table, name: str, path: Path, reading: bool = False) -> pa.Table:
