@@ -109,6 +109,9 @@ def sample_train_aug(sample_root: Path, tmp_path_factory: pytest.TempPathFactory
     given = sample_root / "VOC2012/ImageSets/Segmentation"
     ids = [(given / f"{split}.txt").read_text() for split in ("train", "val")]
     (lists / "train_aug.txt").write_text("".join(ids))
+    from wsssbed.datasets.sanity import SYNTHETIC
+
+    (root.parent / SYNTHETIC).write_text("the embedded sample's masks: its lists are its own\n")
     return root.parent
 
 

@@ -108,6 +108,26 @@ def test_a_copy_that_differs_from_the_split_by_one_file_is_refused(
     _unregistered(wsssbed_home)
 
 
+def test_a_copy_covering_an_unofficial_list_is_not_pinned(
+    sample_root, sample_train_aug, tmp_path, wsssbed_home
+):
+    """A real data root whose train_aug.txt lists 72 ids is not VOC's train_aug (10,582):
+    maps covering it exactly prove nothing of the catalogue entry, so nothing is pinned.
+    (The sample's own root is marked synthetic: its lists are its own.)"""
+    from wsssbed.datasets.sanity import SYNTHETIC
+
+    root = tmp_path / "real-looking"
+    shutil.copytree(sample_train_aug, root, symlinks=True)
+    (root / SYNTHETIC).unlink()
+    folder = sample_root / "activation/sample-cam/png-per-class"
+    result = run_cli("fetch", CAM, "--path", folder, "--data-root", root)
+    message = " ".join(result.stderr.split())
+    assert result.exit_code == 2, result.output
+    assert "72 images, not the official voc2012 train_aug (10,582 images)" in message
+    assert "pinned as voc2012-cam@" in message and "official train_aug list" in message
+    _unregistered(wsssbed_home)
+
+
 def test_a_first_local_copy_needs_the_data_root_to_be_pinned(sample_root, wsssbed_home):
     folder = sample_root / "activation/sample-cam/png-per-class"
     result = run_cli("fetch", CAM, "--path", folder)

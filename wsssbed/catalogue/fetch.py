@@ -65,6 +65,13 @@ def pinned_content(manifest: Manifest, folder: Path, checks: Checks) -> Content:
         return dataclasses.replace(manifest.content, digest=found.digest, files=found.files)
     if checks.data_root is not None:
         dataset = LocalDataset(get_dataset(manifest.dataset), checks.data_root, manifest.split)
+        split = dataset.split_check
+        if split.official is False:  # covering another list proves nothing of the entry's
+            raise InputError(
+                f"{split.reason}. A first local copy is pinned as {manifest.ref} only when it "
+                f"covers the official {manifest.split} list; give a data root holding it",
+                folder,
+            )
         check_coverage(manifest, folder, dataset, checks.coverage)
     elif checks.pinned_from == "local-copy":
         raise InputError(

@@ -45,10 +45,12 @@ class SplitCheck:
             root, a split the spec does not publish, or a published size without a digest
             that matches).
         message: why it is not the official list, what it is likely to be, what it means.
+        reason: the message's first part: what the list holds and what it is likely to be.
     """
 
     official: bool | None
     message: str | None = None
+    reason: str | None = None
 
 
 def check_split(spec: DatasetSpec, split: str, ids: list[str], where: Path | None) -> SplitCheck:
@@ -79,13 +81,15 @@ def check_split(spec: DatasetSpec, split: str, ids: list[str], where: Path | Non
         source = "the split has"
     else:
         source = f"{where} holds masks of" if where.is_dir() else f"{where} lists"
+    reason = (f"{source} {len(ids):,} images, not the official {spec.name} {split} "
+              f"({expected:,} images): {likely}")  # fmt: skip
     return SplitCheck(
         False,
-        f"{source} {len(ids):,} images, not the official {spec.name} {split} "
-        f"({expected:,} images): {likely}. The run is scored and stored marked as not "
-        f"the official list (`split_official` false), since its numbers are not comparable "
-        f"with {split} results elsewhere; give an id file (`split` FILE.txt) to score "
-        "part of a split on purpose",
+        f"{reason}. The run is scored and stored marked as not the official list "
+        f"(`split_official` false), since its numbers are not comparable with {split} "
+        "results elsewhere; give an id file (`split` FILE.txt) to score part of a split on "
+        "purpose",
+        reason,
     )
 
 
